@@ -1,0 +1,22 @@
+/**
+ * npm run bench [-- suite ...] [--quick]
+ * Runs each suite side by side with the alternatives and prints a table.
+ * --quick runs a tenth of the samples (a smoke run, not for quoting).
+ */
+import { hostFailover, threadpool } from './host-failover.js';
+
+const SUITES: Record<string, (scale: number) => Promise<string>> = {
+  'host-failover': hostFailover,
+  threadpool,
+};
+
+const args = process.argv.slice(2);
+const scale = args.includes('--quick') ? 0.1 : 1;
+const chosen = args.filter((a) => !a.startsWith('--'));
+for (const name of chosen) {
+  if (!SUITES[name]) throw new Error(`unknown suite ${name}; known: ${Object.keys(SUITES).join(', ')}`);
+}
+console.log(`bellwether benchmarks on ${process.platform} ${process.arch}, Node ${process.version}, ${(await import('node:os')).cpus().length} cores`);
+for (const name of chosen.length ? chosen : Object.keys(SUITES)) {
+  console.log(await SUITES[name]!(scale));
+}

@@ -1,0 +1,51 @@
+/**
+ * The one error class bellwether throws or emits. `code` is stable and safe to
+ * branch on; `cause` keeps the underlying error (an errno, a ZooKeeper code,
+ * a user callback's exception).
+ */
+export const ErrorCodes = {
+  /** An option has the wrong type or a value out of range. */
+  INVALID_OPTION: 'BW_ERR_INVALID_OPTION',
+  /** A singleton or election name is not `[A-Za-z0-9._-]{1,128}`. */
+  INVALID_NAME: 'BW_ERR_INVALID_NAME',
+  /** An explicitly given lock directory does not exist. */
+  LOCK_DIR_MISSING: 'BW_ERR_LOCK_DIR_MISSING',
+  /** The lock directory path exists but is not a directory. */
+  LOCK_DIR_NOT_DIRECTORY: 'BW_ERR_LOCK_DIR_NOT_DIRECTORY',
+  /** The lock directory is owned by another user, or writable by group/others without the sticky bit. */
+  LOCK_DIR_UNSAFE: 'BW_ERR_LOCK_DIR_UNSAFE',
+  /** The lock directory or lock file cannot be created, read or written by this user. */
+  LOCK_ACCESS: 'BW_ERR_LOCK_ACCESS',
+  /** The lock file is a symlink, not a regular file, or owned by another user. */
+  LOCK_FILE_UNSAFE: 'BW_ERR_LOCK_FILE_UNSAFE',
+  /** The lock file holds something that is not a bellwether fencing record. */
+  LOCK_FILE_CORRUPT: 'BW_ERR_LOCK_FILE_CORRUPT',
+  /** The `flock(1)` program (util-linux) that waits for the lock could not be run. */
+  FLOCK_UNAVAILABLE: 'BW_ERR_FLOCK_UNAVAILABLE',
+  /** The object was closed: it cannot be started again. */
+  CLOSED: 'BW_ERR_CLOSED',
+  /** The object was already started. */
+  ALREADY_STARTED: 'BW_ERR_ALREADY_STARTED',
+  /** A user callback (a singleton's `run`, a hook, a handler) threw or rejected. */
+  CALLBACK_FAILED: 'BW_ERR_CALLBACK_FAILED',
+  /** The requested feature is not available in this build. */
+  UNSUPPORTED: 'BW_ERR_UNSUPPORTED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class BellwetherError extends Error {
+  override readonly name = 'BellwetherError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** Wraps anything thrown by user code so that listeners always get a BellwetherError. */
+export function callbackFailed(what: string, cause: unknown): BellwetherError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new BellwetherError(ErrorCodes.CALLBACK_FAILED, `${what} failed: ${detail}`, { cause });
+}

@@ -1,0 +1,24 @@
+/** An Error named AbortError, as `AbortSignal.abort()` would give, with our message. */
+export function abortError(message: string): Error {
+  const error = new Error(message);
+  error.name = 'AbortError';
+  return error;
+}
+
+/**
+ * Resolves after `ms`, or as soon as `signal` aborts. The timer is unref'd:
+ * a singleton backing off never keeps the process alive on its own.
+ */
+export function delay(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref?.();
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,19 @@
+/**
+ * What a singleton stands on: something that grants exclusive leadership
+ * (a host lock now, a fleet election later) and says when it was lost.
+ */
+export interface Lease {
+  /** Fencing token: strictly greater than every earlier holder's. */
+  readonly token: number;
+  /** Aborts when leadership is lost without `release()` having been called. */
+  readonly lost: AbortSignal;
+  /** Gives leadership up; the next contender may then take it. */
+  release(): Promise<void>;
+}
+
+export interface LeaseSource {
+  /** Checks everything that can be checked before contending; throws a BellwetherError. */
+  prepare(): void;
+  /** Resolves once leadership is granted; rejects with `signal.reason` if aborted first. */
+  acquire(signal: AbortSignal): Promise<Lease>;
+}

@@ -1,0 +1,101 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import readline from 'node:readline';
+import type { Runtime } from './runtimes.js';
+
+export interface FixtureEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+/**
+ * A fixture process that reports JSON lines on stdout. Every event is kept,
+ * and `next()` awaits the next one matching a predicate.
+ */
+export class Fixture {
+  readonly child: ChildProcess;
+  readonly label: string;
+  readonly events: FixtureEvent[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #waiters: { match: (e: FixtureEvent) => boolean; resolve: (e: FixtureEvent) => void; from: number }[] = [];
+  #stderr = '';
+
+  constructor(command: string, args: string[], label: string, env: NodeJS.ProcessEnv = {}, uid?: number) {
+    this.label = label;
+    this.child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+      ...(uid === undefined ? {} : { uid, gid: uid }),
+    });
+    this.exited = once(this.child, 'exit').then(([code, signal]) => ({ code, signal })) as Fixture['exited'];
+    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.#stderr += chunk;
+    });
+    readline.createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      let event: FixtureEvent;
+      try {
+        event = JSON.parse(line) as FixtureEvent;
+      } catch {
+        event = { event: 'output', line };
+      }
+      this.events.push(event);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.match(event)) return true;
+        w.resolve(event);
+        return false;
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Resolves with the first event (already seen or future) named `name` that matches. */
+  next(name: string, match: (e: FixtureEvent) => boolean = () => true, seen = 0): Promise<FixtureEvent> {
+    const wanted = (e: FixtureEvent): boolean => e.event === name && match(e);
+    const found = this.events.slice(seen).find(wanted);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ match: wanted, resolve, from: seen });
+      void this.exited.then(({ code, signal }) =>
+        reject(new Error(`${this.label} exited (${code ?? signal}) before "${name}"; stderr: ${this.#stderr.slice(-2000)}`)),
+      );
+    });
+  }
+
+  count(name: string): number {
+    return this.events.filter((e) => e.event === name).length;
+  }
+
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+export function startFixture(runtime: Runtime, script: string, args: string[], env: NodeJS.ProcessEnv = {}, uid?: number): Fixture {
+  return new Fixture(runtime.bin, [script, ...args], `${runtime.name} ${script.split('/').pop()} ${args.join(' ')}`, env, uid);
+}
+
+/** Tracks every fixture of a test so none outlives it, whatever the outcome. */
+export class Fixtures {
+  readonly all: Fixture[] = [];
+
+  add<T extends Fixture>(fixture: T): T {
+    this.all.push(fixture);
+    return fixture;
+  }
+
+  async killAll(): Promise<void> {
+    await Promise.all(this.all.map((f) => f.kill('SIGKILL')));
+  }
+}

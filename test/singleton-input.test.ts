@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { type TestContext, describe, test } from 'node:test';
+import { singleton } from 'bellwether';
+import { Fixtures, startFixture } from './helpers/child.js';
+import { keepLoopAlive } from './helpers/emitter.js';
+import { fixture, node } from './helpers/runtimes.js';
+import { tempDir } from './helpers/temp.js';
+
+const NOBODY = 65534;
+const isRoot = process.getuid?.() === 0;
+
+// Waiting singletons do not keep a process alive: the test run must.
+keepLoopAlive();
+
+describe('singleton(): bad options fail at the call, with codes', () => {
+  const cases: [string, unknown, string][] = [
+    ['options not an object', 'job', 'BW_ERR_INVALID_OPTION'],
+    ['unknown option (a typo)', { name: 'job', lockdir: '/tmp' }, 'BW_ERR_INVALID_OPTION'],
+    ['name missing', {}, 'BW_ERR_INVALID_NAME'],
+    ['name empty', { name: '' }, 'BW_ERR_INVALID_NAME'],
+    ['name with a slash', { name: 'a/b' }, 'BW_ERR_INVALID_NAME'],
+    ['name ..', { name: '..' }, 'BW_ERR_INVALID_NAME'],
+    ['name of 129 characters', { name: 'x'.repeat(129) }, 'BW_ERR_INVALID_NAME'],
+    ['name not a string', { name: 7 }, 'BW_ERR_INVALID_NAME'],
+    ['unknown scope', { name: 'job', scope: 'fleet' }, 'BW_ERR_INVALID_OPTION'],
+    ['cluster scope (not in this build)', { name: 'job', scope: 'cluster' }, 'BW_ERR_UNSUPPORTED'],
+    ['run not a function', { name: 'job', run: 'go' }, 'BW_ERR_INVALID_OPTION'],
+    ['lockDir empty', { name: 'job', lockDir: '' }, 'BW_ERR_INVALID_OPTION'],
+    ['lockDir not a string', { name: 'job', lockDir: 3 }, 'BW_ERR_INVALID_OPTION'],
+    ['keepAlive not a boolean', { name: 'job', keepAlive: 'yes' }, 'BW_ERR_INVALID_OPTION'],
+    ['backoff.initial negative', { name: 'job', backoff: { initial: -1 } }, 'BW_ERR_INVALID_OPTION'],
+    ['backoff.max below initial', { name: 'job', backoff: { initial: 500, max: 100 } }, 'BW_ERR_INVALID_OPTION'],
+  ];
+  for (const [what, options, code] of cases) {
+    test(what, () => {
+      assert.throws(() => singleton(options as never), (err: { name: string; code: string }) => {
+        assert.equal(err.name, 'BellwetherError');
+        assert.equal(err.code, code);
+        return true;
+      });
+    });
+  }
+  test('a name of 128 characters from the whole alphabet is fine', () => {
+    assert.equal(singleton({ name: `Az09._-${'x'.repeat(121)}` }).state, 'latent');
+  });
+});
+
+describe('start(): bad lock directories and files fail before anything is locked', () => {
+  async function startCode(t: TestContext, lockDir: string, name = 'job'): Promise<string> {
+    const job = singleton({ name, lockDir });
+    t.after(() => job.close());
+    try {
+      await job.start();
+      return 'started';
+    } catch (err) {
+      assert.equal(job.isLeader, false);
+      return (err as { code: string }).code;
+    }
+  }
+
+  test('missing directory', async (t) => {
+    assert.equal(await startCode(t, path.join(tempDir(t), 'nope')), 'BW_ERR_LOCK_DIR_MISSING');
+  });
+
+  test('a file, not a directory', async (t) => {
+    const file = path.join(tempDir(t), 'file');
+    fs.writeFileSync(file, '');
+    assert.equal(await startCode(t, file), 'BW_ERR_LOCK_DIR_NOT_DIRECTORY');
+  });
+
+  test('writable by others without the sticky bit; with it, accepted', async (t) => {
+    const dir = tempDir(t);
+    fs.chmodSync(dir, 0o777);
+    assert.equal(await startCode(t, dir), 'BW_ERR_LOCK_DIR_UNSAFE');
+    fs.chmodSync(dir, 0o1777);
+    assert.equal(await startCode(t, dir), 'started');
+  });
+
+  test('owned by another user', async (t) => {
+    const dir = tempDir(t);
+    // As root, give it away; otherwise a root-owned directory is another user's.
+    if (isRoot) fs.chownSync(dir, NOBODY, NOBODY);
+    assert.equal(await startCode(t, isRoot ? dir : '/usr'), 'BW_ERR_LOCK_DIR_UNSAFE');
+  });
+
+  test('lock file is a symlink (even to a file of ours)', async (t) => {
+    const dir = tempDir(t);
+    fs.writeFileSync(path.join(dir, 'target'), '');
+    fs.symlinkSync(path.join(dir, 'target'), path.join(dir, 'job.lock'));
+    assert.equal(await startCode(t, dir), 'BW_ERR_LOCK_FILE_UNSAFE');
+  });
+
+  test('lock file is not a regular file', async (t) => {
+    const dir = tempDir(t);
+    fs.mkdirSync(path.join(dir, 'job.lock'));
+    assert.equal(await startCode(t, dir), 'BW_ERR_LOCK_FILE_UNSAFE');
+  });
+
+  test('lock file owned by another user', async (t) => {
+    const dir = tempDir(t);
+    const file = path.join(dir, 'job.lock');
+    fs.writeFileSync(file, '');
+    // Only root can hand a file to another user; CI and the dev machines run as root.
+    assert.ok(isRoot, 'this case needs root to create a file owned by another user');
+    fs.chownSync(file, NOBODY, NOBODY);
+    assert.equal(await startCode(t, dir), 'BW_ERR_LOCK_FILE_UNSAFE');
+  });
+
+  test('lock file with foreign content: error event with BW_ERR_LOCK_FILE_CORRUPT, never a reset token', async (t) => {
+    const dir = tempDir(t);
+    fs.writeFileSync(path.join(dir, 'job.lock'), 'not a record\n');
+    const job = singleton({ name: 'job', lockDir: dir, backoff: { initial: 60_000 } });
+    t.after(() => job.close());
+    const error = new Promise<{ code: string }>((resolve) => job.once('error', resolve));
+    await job.start();
+    assert.equal((await error).code, 'BW_ERR_LOCK_FILE_CORRUPT');
+    assert.equal(job.isLeader, false);
+  });
+
+  test('no permission to create the lock file (as another user when root)', async (t) => {
+    const dir = tempDir(t);
+    const lockDir = path.join(dir, 'locks');
+    fs.mkdirSync(lockDir, { mode: 0o500 });
+    if (!isRoot) {
+      assert.equal(await startCode(t, lockDir), 'BW_ERR_LOCK_ACCESS');
+      return;
+    }
+    // Root ignores permission bits: run the check as the directory's owner, nobody.
+    fs.chmodSync(dir, 0o755);
+    fs.chownSync(lockDir, NOBODY, NOBODY);
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const child = fixtures.add(startFixture(node, fixture('start-singleton'), ['job', lockDir], {}, NOBODY));
+    assert.equal((await child.next('result'))['code'], 'BW_ERR_LOCK_ACCESS');
+  });
+
+  test('flock(1) not on PATH', async (t) => {
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const child = fixtures.add(startFixture(node, fixture('start-singleton'), ['job', tempDir(t)], { PATH: '/nonexistent' }));
+    assert.equal((await child.next('result'))['code'], 'BW_ERR_FLOCK_UNAVAILABLE');
+  });
+});
