@@ -7,7 +7,7 @@ import { type TestContext, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Fixtures, startFixture } from './helpers/child.js';
 import { flockState, waitForBlockedWaiters } from './helpers/proc-locks.js';
-import { RUNTIMES, fixture, node } from './helpers/runtimes.js';
+import { RUNTIMES, type Runtime, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
 const WAITERS = fixture('threadpool-waiters');
@@ -20,38 +20,38 @@ async function holdWithFlock(t: TestContext, file: string): Promise<ChildProcess
   return operator;
 }
 
+/**
+ * The fixture with 4 lock waiters of `mode`, queued in the kernel behind an
+ * operator's flock(1); pbkdf2 has been asked for.
+ */
+async function waitersAskedForPbkdf2(t: TestContext, runtime: Runtime, mode: 'bellwether' | 'fs-ext') {
+  const lockDir = tempDir(t);
+  const file = path.join(lockDir, 'busy.lock');
+  fs.writeFileSync(file, '', { mode: 0o600 });
+  const operator = await holdWithFlock(t, file);
+  const fixtures = new Fixtures();
+  t.after(() => fixtures.killAll());
+  const proc = fixtures.add(startFixture(runtime, WAITERS, [mode, lockDir], { UV_THREADPOOL_SIZE: '4' }));
+  await proc.next('waiting');
+  await waitForBlockedWaiters(file, 4);
+  proc.send('pbkdf2');
+  return { file, operator, proc };
+}
+
 describe('waiting singletons hold no threadpool thread', () => {
   for (const runtime of RUNTIMES) {
     test(`${runtime.name}: 4 waiting singletons, 4 concurrent pbkdf2 complete while the lock is still held`, async (t) => {
-      const lockDir = tempDir(t);
-      const file = path.join(lockDir, 'busy.lock');
-      fs.writeFileSync(file, '', { mode: 0o600 });
-      await holdWithFlock(t, file);
-      const fixtures = new Fixtures();
-      t.after(() => fixtures.killAll());
-      const proc = fixtures.add(startFixture(runtime, WAITERS, ['bellwether', lockDir], { UV_THREADPOOL_SIZE: '4' }));
-      await proc.next('waiting');
-      await waitForBlockedWaiters(file, 4);
-      proc.send('pbkdf2');
+      const { file, proc } = await waitersAskedForPbkdf2(t, runtime, 'bellwether');
       await proc.next('pbkdf2-done');
       assert.deepEqual(flockState(file), { held: 1, blocked: 4 }, 'the lock never moved: pbkdf2 ran beside the waiters');
     });
   }
 
   test('control: 4 waiting fs-ext async flocks stall pbkdf2 until the lock is released (node)', async (t) => {
-    const lockDir = tempDir(t);
-    const file = path.join(lockDir, 'busy.lock');
-    fs.writeFileSync(file, '', { mode: 0o600 });
-    const operator = await holdWithFlock(t, file);
-    const fixtures = new Fixtures();
-    t.after(() => fixtures.killAll());
-    const proc = fixtures.add(startFixture(node, WAITERS, ['fs-ext', lockDir], { UV_THREADPOOL_SIZE: '4' }));
-    await proc.next('waiting');
-    await waitForBlockedWaiters(file, 4);
-    proc.send('pbkdf2');
+    const { operator, proc } = await waitersAskedForPbkdf2(t, node, 'fs-ext');
     // The control proves the check above can fail. A stall has no event of
     // its own, so it is observed as "not done within 1.5 s" (work that takes
-    // ~50 ms when a thread is free).
+    // ~10 ms when a thread is free).
     const done = proc.next('pbkdf2-done');
     const first = await Promise.race([done.then(() => 'done'), sleep(1500).then(() => 'stalled')]);
     assert.equal(first, 'stalled');
