@@ -4,10 +4,12 @@
  * --quick runs a tenth of the samples (a smoke run, not for quoting).
  */
 import { hostFailover, threadpool } from './host-failover.js';
+import { zkSession } from './zk-session.js';
 
 const SUITES: Record<string, (scale: number) => Promise<string>> = {
   'host-failover': hostFailover,
   threadpool,
+  'zk-session': zkSession,
 };
 
 const args = process.argv.slice(2);

@@ -28,6 +28,32 @@ export const ErrorCodes = {
   ALREADY_STARTED: 'BW_ERR_ALREADY_STARTED',
   /** A user callback (a singleton's `run`, a hook, a handler) threw or rejected. */
   CALLBACK_FAILED: 'BW_ERR_CALLBACK_FAILED',
+  /** A ZooKeeper connect string is malformed (`host:port[,host:port...][/chroot]`). */
+  INVALID_CONNECT_STRING: 'BW_ERR_INVALID_CONNECT_STRING',
+  /** A ZooKeeper path is not absolute, ends with a slash, or has an empty, "." or ".." segment. */
+  INVALID_PATH: 'BW_ERR_INVALID_PATH',
+  /** No ZooKeeper session could be established within `connectTimeout`. */
+  ZK_CONNECT_TIMEOUT: 'BW_ERR_ZK_CONNECT_TIMEOUT',
+  /** The node does not exist. */
+  ZK_NO_NODE: 'BW_ERR_ZK_NO_NODE',
+  /** The node already exists. */
+  ZK_NODE_EXISTS: 'BW_ERR_ZK_NODE_EXISTS',
+  /** The expected version did not match. */
+  ZK_BAD_VERSION: 'BW_ERR_ZK_BAD_VERSION',
+  /** The node has children. */
+  ZK_NOT_EMPTY: 'BW_ERR_ZK_NOT_EMPTY',
+  /** Ephemeral nodes cannot have children. */
+  ZK_NO_CHILDREN_FOR_EPHEMERALS: 'BW_ERR_ZK_NO_CHILDREN_FOR_EPHEMERALS',
+  /** The connection was lost before the answer came: the operation may or may not have happened. */
+  ZK_CONNECTION_LOSS: 'BW_ERR_ZK_CONNECTION_LOSS',
+  /** The session expired: its ephemeral nodes are gone. */
+  ZK_SESSION_EXPIRED: 'BW_ERR_ZK_SESSION_EXPIRED',
+  /** Not authorised by the node's ACL. */
+  ZK_NO_AUTH: 'BW_ERR_ZK_NO_AUTH',
+  /** The server refused the session's credentials. */
+  ZK_AUTH_FAILED: 'BW_ERR_ZK_AUTH_FAILED',
+  /** Any other ZooKeeper error; `cause` carries ZooKeeper's code and name. */
+  ZK_ERROR: 'BW_ERR_ZK_ERROR',
   /** The requested feature is not available in this build. */
   UNSUPPORTED: 'BW_ERR_UNSUPPORTED',
 } as const;

@@ -8,3 +8,9 @@ export {
   type Backoff,
 } from './singleton/singleton.js';
 export { defaultLockDir } from './lock/lock-dir.js';
+export { ZkSession, SESSION_EXPIRED_EXIT_CODE, type ZkSessionEvents, type ZkSessionState, type CreateMode, type AclName } from './zk/session.js';
+export type { ZkSessionOptions, ZkSessionSettings, DigestAuth, RetryPolicy } from './zk/options.js';
+export type { Stat } from './zk/stat.js';
+export type { NodeEvent, ChildrenEvent, NodeSnapshot, ChildrenSnapshot, Subscription } from './zk/watch.js';
+export type { EphemeralHandle } from './zk/ephemeral.js';
+export type { Transaction } from './zk/transaction.js';

@@ -1,0 +1,80 @@
+import { type BellwetherError, ErrorCodes } from '../errors.js';
+import { parentOf } from './paths.js';
+import type { Stat } from './stat.js';
+
+export interface EphemeralHandle {
+  readonly path: string;
+  /** Deletes the node now and stops re-creating it. */
+  close(): Promise<void>;
+}
+
+interface Hooks {
+  sessionId: () => string | undefined;
+  report: (err: BellwetherError) => void;
+  forget: (e: Ephemeral) => void;
+}
+
+/** The few session operations an ephemeral node needs. */
+interface Operations {
+  create(path: string, data: Buffer, options: { mode: 'ephemeral' }): Promise<string>;
+  exists(path: string): Promise<Stat | null>;
+  delete(path: string, version?: number): Promise<void>;
+  mkdirp(path: string): Promise<void>;
+}
+
+/** An ephemeral node declared through the session: re-created in every new session. */
+export class Ephemeral implements EphemeralHandle {
+  readonly path: string;
+  readonly #data: Buffer;
+  readonly #ops: Operations;
+  readonly #hooks: Hooks;
+  #closed = false;
+
+  constructor(ops: Operations, path: string, data: Buffer, hooks: Hooks) {
+    this.#ops = ops;
+    this.path = path;
+    this.#data = data;
+    this.#hooks = hooks;
+  }
+
+  /** Makes sure the node exists and belongs to the current session; never throws (errors are reported). */
+  async ensure(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      try {
+        await this.#ops.create(this.path, this.#data, { mode: 'ephemeral' });
+      } catch (err) {
+        // Parents are created only when missing: one round trip in the usual case.
+        if ((err as BellwetherError).code !== ErrorCodes.ZK_NO_NODE) throw err;
+        await this.#ops.mkdirp(parentOf(this.path));
+        await this.#ops.create(this.path, this.#data, { mode: 'ephemeral' });
+      }
+    } catch (err) {
+      const error = err as BellwetherError;
+      if (error.code === ErrorCodes.ZK_NODE_EXISTS) {
+        // Ours already (a create whose answer was lost), or someone else's.
+        const stat = await this.#ops.exists(this.path).catch(() => null);
+        if (stat && stat.ephemeralOwner === this.#hooks.sessionId()) return;
+        this.#hooks.report(error);
+        return;
+      }
+      // Connection trouble: the session ensures it again when it is back.
+      if (error.code !== ErrorCodes.ZK_CONNECTION_LOSS && error.code !== ErrorCodes.ZK_SESSION_EXPIRED && error.code !== ErrorCodes.CLOSED) {
+        this.#hooks.report(error);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#hooks.forget(this);
+    try {
+      const stat = await this.#ops.exists(this.path);
+      if (stat && stat.ephemeralOwner === this.#hooks.sessionId()) await this.#ops.delete(this.path, stat.version);
+    } catch (err) {
+      const code = (err as BellwetherError).code;
+      if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED) throw err;
+    }
+  }
+}

@@ -1,0 +1,132 @@
+import type { Socket } from 'node:net';
+import zookeeper, { type Client } from 'node-zookeeper-client';
+import { sessionIdHex } from './stat.js';
+
+/** The parts of node-zookeeper-client's ConnectionManager (1.1.3) we hook into. */
+interface ConnectionManagerInternals {
+  socket?: Socket;
+  state: number;
+  setState(state: number): void;
+  onSocketData(buffer: Buffer): void;
+  findNextServer(callback: (server: unknown) => void): void;
+  packetQueue: { shift(): { callback?: (error: unknown) => void } | undefined };
+}
+
+const CM_CLOSING = -1;
+
+export type TransportState = 'connected' | 'disconnected' | 'expired' | 'auth-failed';
+
+export interface TransportOptions {
+  connect: string;
+  sessionTimeout: number;
+  auth: readonly { scheme: string; credentials: string }[];
+  /** Reconnect to this session instead of opening a new one. */
+  session?: { id: Buffer; password: Buffer };
+}
+
+/**
+ * One node-zookeeper-client client, with what it lacks for liveness: when
+ * the server last said anything, and when the current connection attempt
+ * began. Its reconnects keep the session (and re-send watches); after
+ * expiry it is dead for good and a new Transport is needed.
+ */
+export class Transport {
+  readonly client: Client;
+  readonly #manager: ConnectionManagerInternals;
+  /** performance.now() of the last bytes from a server. */
+  lastHeard = performance.now();
+  /** performance.now() when the current connection attempt started, while not connected. */
+  attemptStartedAt: number | undefined;
+  #abandoned = false;
+  #connected = false;
+
+  constructor(options: TransportOptions, onState: (transport: Transport, state: TransportState) => void) {
+    this.client = zookeeper.createClient(options.connect, {
+      sessionTimeout: options.sessionTimeout,
+      // After trying every server, wait at most this long before the next round.
+      spinDelay: 50,
+      retries: 0,
+      ...(options.session ? { sessionId: options.session.id, sessionPassword: options.session.password } : {}),
+    } as zookeeper.Option);
+    this.#manager = (this.client as unknown as { connectionManager: ConnectionManagerInternals }).connectionManager;
+    const manager = this.#manager;
+    const onSocketData = manager.onSocketData;
+    manager.onSocketData = (buffer: Buffer): void => {
+      this.lastHeard = performance.now();
+      onSocketData.call(manager, buffer);
+    };
+    const findNextServer = manager.findNextServer;
+    manager.findNextServer = (callback): void => {
+      findNextServer.call(manager, (server: unknown) => {
+        this.attemptStartedAt = performance.now();
+        callback(server);
+      });
+    };
+    for (const { scheme, credentials } of options.auth) this.client.addAuthInfo(scheme, Buffer.from(credentials));
+    this.client.on('state', (state) => {
+      if (this.#abandoned) return;
+      this.#connected = state === zookeeper.State.SYNC_CONNECTED;
+      if (state === zookeeper.State.SYNC_CONNECTED) {
+        this.attemptStartedAt = undefined;
+        onState(this, 'connected');
+      } else if (state === zookeeper.State.DISCONNECTED) onState(this, 'disconnected');
+      else if (state === zookeeper.State.EXPIRED) onState(this, 'expired');
+      else if (state === zookeeper.State.AUTH_FAILED) onState(this, 'auth-failed');
+    });
+    this.client.connect();
+  }
+
+  /** Whether this client holds a live connection to a server right now. */
+  get connected(): boolean {
+    return this.#connected && !this.#abandoned;
+  }
+
+  get sessionId(): string {
+    return sessionIdHex(this.client.getSessionId());
+  }
+
+  get session(): { id: Buffer; password: Buffer } {
+    return { id: this.client.getSessionId(), password: this.client.getSessionPassword() };
+  }
+
+  get negotiatedTimeout(): number {
+    return this.client.getSessionTimeout();
+  }
+
+  /** Drops the connection; the client reconnects (next server) with the same session. */
+  reconnect(): void {
+    this.#manager.socket?.destroy();
+  }
+
+  /** Closes the session on the server (its ephemerals vanish now), waiting at most `timeoutMs`. */
+  async closeSession(timeoutMs: number): Promise<void> {
+    if (this.#abandoned) return;
+    // Not connected: there is no one to tell (the server expires the session by itself).
+    if (!this.#connected) return this.abandon();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.#manager.socket?.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.client.close();
+    });
+    this.abandon();
+  }
+
+  /**
+   * Forgets this client without closing its session on the server: no
+   * CloseSession, no reconnect. Operations still queued fail with
+   * CONNECTION_LOSS instead of hanging.
+   */
+  abandon(): void {
+    if (this.#abandoned) return;
+    this.#abandoned = true;
+    this.#manager.setState(CM_CLOSING);
+    this.#manager.socket?.destroy();
+    const loss = (zookeeper.Exception as unknown as { create(code: number): Error }).create(zookeeper.Exception.CONNECTION_LOSS);
+    for (let packet = this.#manager.packetQueue.shift(); packet; packet = this.#manager.packetQueue.shift()) {
+      packet.callback?.(loss);
+    }
+  }
+}

@@ -1,0 +1,334 @@
+import assert from 'node:assert/strict';
+import { type TestContext, describe, test } from 'node:test';
+import { type NodeEvent, SESSION_EXPIRED_EXIT_CODE, ZkSession, type ZkSessionOptions } from 'bellwether';
+import { Fixtures, startFixture } from './helpers/child.js';
+import { nextZk } from './helpers/emitter.js';
+import { RUNTIMES, fixture } from './helpers/runtimes.js';
+import { expireSession, fourLetterWord, useZooKeeper } from './helpers/zookeeper.js';
+
+/** The 8-byte session id ZooKeeper's wire protocol wants, from our hex form. */
+function idBuffer(hex: string): Buffer {
+  return Buffer.from(hex.padStart(16, '0'), 'hex');
+}
+
+function openSession(t: TestContext, connect: string, options: Partial<ZkSessionOptions> = {}): ZkSession {
+  const zk = new ZkSession({ connect, sessionTimeout: 400, ...options });
+  zk.on('error', (err) => t.diagnostic(`session error: ${err.code} ${err.message}`));
+  t.after(() => zk.close());
+  return zk;
+}
+
+/** Records the names of a session's events in order. */
+function recordEvents(zk: ZkSession): string[] {
+  const seen: string[] = [];
+  for (const event of ['connected', 'suspended', 'reconnected', 'expired', 'closed'] as const) zk.on(event, () => seen.push(event));
+  return seen;
+}
+
+/** Resolves with the first `count` deliveries to a handler. */
+function collector<T>(count: number): { handler: (event: T) => void; events: T[]; done: Promise<T[]> } {
+  const events: T[] = [];
+  let resolve!: (events: T[]) => void;
+  const done = new Promise<T[]>((r) => (resolve = r));
+  return {
+    events,
+    done,
+    handler: (event) => {
+      events.push(event);
+      if (events.length === count) resolve(events);
+    },
+  };
+}
+
+describe('ZkSession on one server', () => {
+  const zk1 = useZooKeeper();
+  const connect = (): string => zk1.ensemble.connectString();
+  const port = (): number => zk1.ensemble.servers[0]!.clientPort;
+
+  test('operations round trip, with ZooKeeper errors mapped to codes', async (t) => {
+    const zk = openSession(t, connect());
+    await zk.start();
+    assert.equal(zk.state, 'connected');
+    assert.match(zk.sessionId!, /^[0-9a-f]+$/);
+    await zk.create('/ops', 'one');
+    assert.equal((await zk.get('/ops')).data.toString(), 'one');
+    assert.equal((await zk.set('/ops', 'two', 0)).version, 1);
+    await assert.rejects(zk.set('/ops', 'three', 0), { code: 'BW_ERR_ZK_BAD_VERSION' });
+    await assert.rejects(zk.create('/ops'), { code: 'BW_ERR_ZK_NODE_EXISTS' });
+    const missing = await zk.get('/nope').catch((err: { code: string; cause: { getCode(): number } }) => err);
+    assert.equal((missing as { code: string }).code, 'BW_ERR_ZK_NO_NODE');
+    assert.equal((missing as { cause: { getCode(): number } }).cause.getCode(), -101, 'the ZooKeeper code is kept as cause');
+    assert.equal(await zk.exists('/nope'), null);
+    const seq = await zk.create('/ops/item-', '', { mode: 'persistent-sequential' });
+    assert.match(seq, /^\/ops\/item-\d{10}$/);
+    const eph = await zk.create('/ops/eph', '', { mode: 'ephemeral' });
+    assert.equal((await zk.exists(eph))!.ephemeralOwner, zk.sessionId);
+    assert.deepEqual(await zk.children('/ops'), ['eph', seq.split('/')[2]]);
+    await assert.rejects(zk.delete('/ops'), { code: 'BW_ERR_ZK_NOT_EMPTY' });
+    await assert.rejects(zk.delete(eph, 5), { code: 'BW_ERR_ZK_BAD_VERSION' });
+    await zk.delete(eph, 0);
+
+    await zk.transaction().create('/ops/tx', 'a').set('/ops', 'in tx').commit();
+    assert.equal((await zk.get('/ops/tx')).data.toString(), 'a');
+    // All or nothing: the failing check undoes the create before it.
+    await assert.rejects(zk.transaction().create('/ops/tx2').check('/ops', 99).commit());
+    assert.equal(await zk.exists('/ops/tx2'), null);
+    await zk.sync('/ops');
+
+    await zk.mkdirp('/ops/a/b/c/d/e');
+    await zk.mkdirp('/ops/a/b/c/d/e'); // idempotent
+    await zk.create('/ops/a/b/c/d/e/f', 'leaf');
+    await zk.create('/ops/a/sibling');
+    await zk.removeRecursive('/ops');
+    assert.equal(await zk.exists('/ops'), null, 'removeRecursive removed a 7-level tree');
+    await zk.removeRecursive('/ops'); // a missing tree is fine
+  });
+
+  test('expiry: a new session with every declared ephemeral and watch restored, onConnected again', async (t) => {
+    const zk = openSession(t, connect());
+    const seen = recordEvents(zk);
+    const connectedIds: string[] = [];
+    let secondOnConnected!: () => void;
+    const onConnectedTwice = new Promise<void>((resolve) => (secondOnConnected = resolve));
+    zk.onConnected(({ sessionId }) => {
+      connectedIds.push(sessionId);
+      if (connectedIds.length === 2) secondOnConnected();
+    });
+    const expiredIds: string[] = [];
+    zk.onExpire(({ sessionId }) => void expiredIds.push(sessionId));
+    const deliveries = collector<NodeEvent>(1);
+    const subscription = zk.watch('/expiry/watched', deliveries.handler);
+    await zk.ephemeral('/expiry/eph', 'mine');
+    await zk.start();
+    assert.equal(await subscription.ready, null);
+    const first = zk.sessionId!;
+    assert.equal((await zk.exists('/expiry/eph'))!.ephemeralOwner, first);
+
+    const connected = nextZk(zk, 'connected');
+    await expireSession(port(), idBuffer(first), zk.sessionPassword!);
+    const { sessionId: second } = await connected;
+    await onConnectedTwice;
+    assert.notEqual(second, first);
+    // The injection itself takes our session over first (suspended, reconnected) before closing it.
+    assert.deepEqual(seen.filter((e) => e === 'connected' || e === 'expired'), ['connected', 'expired', 'connected']);
+    assert.deepEqual(connectedIds, [first, second]);
+    assert.deepEqual(expiredIds, [first]);
+    assert.equal((await zk.exists('/expiry/eph'))!.ephemeralOwner, second, 'the ephemeral belongs to the new session');
+
+    const other = openSession(t, connect());
+    await other.start();
+    await other.create('/expiry/watched', 'after');
+    const [event] = await deliveries.done;
+    assert.equal(event?.type, 'created');
+    assert.equal(event?.type === 'created' && event.data.toString(), 'after');
+    await other.removeRecursive('/expiry');
+  });
+
+  test('expiry with 100 watches and 100 ephemerals restores every time (a retry never waits for its own restore)', { timeout: 30_000 }, async (t) => {
+    // With connectTimeout 60 s, a retry stuck behind the restore would hang past this test's timeout.
+    const zk = openSession(t, connect(), { connectTimeout: 60_000 });
+    const setup = openSession(t, connect());
+    await setup.start();
+    for (let i = 0; i < 100; i++) await setup.mkdirp(`/many/w-${i}`);
+    for (let i = 0; i < 100; i++) {
+      await zk.ephemeral(`/many/e/${i}`);
+      zk.watch(`/many/w-${i}`, () => {});
+    }
+    await zk.start();
+    for (let round = 0; round < 10; round++) {
+      const before = zk.sessionId!;
+      const connected = nextZk(zk, 'connected');
+      await expireSession(port(), idBuffer(before), zk.sessionPassword!);
+      const { sessionId } = await connected;
+      assert.notEqual(sessionId, before);
+      const owners = await Promise.all(Array.from({ length: 100 }, (_, i) => setup.exists(`/many/e/${i}`)));
+      assert.ok(owners.every((stat) => stat?.ephemeralOwner === sessionId), `round ${round}: every ephemeral restored`);
+    }
+    await setup.removeRecursive('/many');
+  });
+
+  test('a node deleted and created again while its watch re-arms: the handler sees both and the final state', async (t) => {
+    const zk = openSession(t, connect());
+    const writer = openSession(t, connect());
+    await Promise.all([zk.start(), writer.start()]);
+    await writer.create('/race', 'first');
+    const deliveries = collector<NodeEvent>(2);
+    const subscription = zk.watch('/race', deliveries.handler);
+    assert.equal((await subscription.ready)!.data.toString(), 'first');
+    // Issued back to back: ZooKeeper applies them in order, the watch fires
+    // on the delete and its re-arming read finds the node created again.
+    await Promise.all([writer.delete('/race'), writer.create('/race', 'second')]);
+    const events = await deliveries.done;
+    assert.deepEqual(events.map((e) => e.type), ['deleted', 'created']);
+    assert.equal(events[1]!.type === 'created' && events[1]!.data.toString(), 'second');
+    await writer.delete('/race');
+  });
+
+  test('pause() holds deliveries (nothing dropped); resume() delivers them in order', async (t) => {
+    const zk = openSession(t, connect());
+    const writer = openSession(t, connect());
+    await Promise.all([zk.start(), writer.start()]);
+    await writer.create('/paused', 'v0');
+    const deliveries = collector<NodeEvent>(3);
+    await zk.watch('/paused', deliveries.handler).ready;
+    zk.pause();
+    for (const value of ['v1', 'v2', 'v3']) {
+      await writer.set('/paused', value);
+      // Our session sees the notification before it sees the new data.
+      while ((await zk.get('/paused')).data.toString() !== value);
+    }
+    assert.equal(deliveries.events.length, 0, 'nothing delivered while paused');
+    zk.resume();
+    const events = await deliveries.done;
+    assert.ok(events.every((e) => e.type === 'changed'));
+    assert.equal(events.at(-1)!.type === 'changed' && events.at(-1)!.data.toString(), 'v3');
+    await writer.delete('/paused');
+  });
+
+  test('a stalled server (SIGSTOP) is noticed within two thirds of the timeout, not when TCP gives up', async (t) => {
+    const zk = openSession(t, connect(), { sessionTimeout: 900 });
+    await zk.start();
+    const timeout = zk.timeout!;
+    const suspended = nextZk(zk, 'suspended');
+    const server = zk1.ensemble.servers[0]!;
+    const stoppedAt = performance.now();
+    server.pause();
+    try {
+      const { reason } = await suspended;
+      const after = performance.now() - stoppedAt;
+      assert.equal(reason, 'silent');
+      // Heard last at most a ping interval (timeout/3) before the stop, then silence for 2/3.
+      assert.ok(after <= timeout, `suspended after ${after.toFixed(0)} ms, negotiated timeout ${timeout} ms`);
+    } finally {
+      server.resume();
+    }
+    // Longer than the timeout: the server expires the session once it runs again.
+    const back = await Promise.race([nextZk(zk, 'connected').then(() => 'new session'), nextZk(zk, 'reconnected').then(() => 'same session')]);
+    assert.ok(back === 'new session' || back === 'same session');
+    assert.equal(zk.state, 'connected');
+    await zk.exists('/');
+  });
+
+  test('digest auth: a creator-only node is readable by the same credentials only, also after expiry', async (t) => {
+    const auth = [{ scheme: 'digest' as const, credentials: 'app:secret' }];
+    const owner = openSession(t, connect(), { auth });
+    const stranger = openSession(t, connect());
+    await Promise.all([owner.start(), stranger.start()]);
+    await owner.create('/private', 'secret', { acl: 'creator' });
+    await assert.rejects(stranger.get('/private'), { code: 'BW_ERR_ZK_NO_AUTH' });
+    const connected = nextZk(owner, 'connected');
+    await expireSession(port(), idBuffer(owner.sessionId!), owner.sessionPassword!);
+    await connected;
+    assert.equal((await owner.get('/private')).data.toString(), 'secret', 'credentials are sent again in the new session');
+    await owner.delete('/private');
+  });
+
+  for (const runtime of RUNTIMES) {
+    test(`${runtime.name}: a session in a child process does operations, and is restored after expiry`, async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const child = fixtures.add(startFixture(runtime, fixture('zk-client'), [connect(), 'reopen', `c-${runtime.name}`]));
+      const started = await child.next('started');
+      child.send('ops');
+      const ops = await child.next('ops');
+      assert.equal(ops['bad'], 'BW_ERR_ZK_BAD_VERSION');
+      assert.equal(ops['got'], 'v1');
+      assert.deepEqual(ops['children'], ['a', String(ops['created']).split('/').pop()]);
+      assert.equal(ops['gone'], true);
+
+      await expireSession(port(), idBuffer(String(started['sessionId'])), Buffer.from(String(started['password']), 'hex'));
+      const onConnected = await child.next('onConnected', (e) => e['sessionId'] !== started['sessionId']);
+      const order = ['connected', 'onConnected', 'expired', 'onExpire'];
+      assert.deepEqual(
+        child.events.map((e) => e.event).filter((e) => order.includes(e)),
+        ['connected', 'onConnected', 'expired', 'onExpire', 'connected', 'onConnected'],
+      );
+      const zk = openSession(t, connect());
+      await zk.start();
+      assert.equal((await zk.exists(`/clients/c-${runtime.name}`))!.ephemeralOwner, onConnected['sessionId']);
+    });
+
+    test(`${runtime.name}: onExpire 'exit' runs the onExpire callbacks, then exits with code ${SESSION_EXPIRED_EXIT_CODE}`, async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const child = fixtures.add(startFixture(runtime, fixture('zk-client'), [connect(), 'exit', `x-${runtime.name}`]));
+      const started = await child.next('started');
+      await expireSession(port(), idBuffer(String(started['sessionId'])), Buffer.from(String(started['password']), 'hex'));
+      assert.deepEqual(await child.exited, { code: SESSION_EXPIRED_EXIT_CODE, signal: null });
+      assert.ok(child.count('onExpire') === 1, 'onExpire ran before the exit');
+      assert.equal(child.count('onConnected'), 1, 'no second session');
+    });
+  }
+});
+
+describe('ZkSession on a 3-server ensemble', () => {
+  const zk3 = useZooKeeper({ servers: 3 });
+
+  test('killing the server the client is on: suspended, then reconnected to the same session; watches still fire', async (t) => {
+    const zk = openSession(t, zk3.ensemble.connectString(), { sessionTimeout: 4000 });
+    const seen = recordEvents(zk);
+    await zk.start();
+    const sessionId = zk.sessionId!;
+    const deliveries = collector<NodeEvent>(1);
+    await zk.watch('/failover', deliveries.handler).ready;
+    // Which server holds our connection: its `cons` lists our session id.
+    let ours: (typeof zk3.ensemble.servers)[number] | undefined;
+    for (const server of zk3.ensemble.servers) {
+      if ((await fourLetterWord(server.clientPort, 'cons')).includes(`sid=0x${sessionId}`)) ours = server;
+    }
+    assert.ok(ours, 'found the server the session is connected to');
+    const suspended = nextZk(zk, 'suspended');
+    const reconnected = nextZk(zk, 'reconnected');
+    await ours.kill();
+    t.after(() => ours.start());
+    assert.equal((await suspended).reason, 'disconnected');
+    assert.equal((await reconnected).sessionId, sessionId);
+    assert.equal(zk.sessionId, sessionId);
+
+    const writer = openSession(t, zk3.ensemble.connectString(), { sessionTimeout: 4000 });
+    await writer.start();
+    await writer.create('/failover', 'x');
+    assert.equal((await deliveries.done)[0]!.type, 'created');
+    assert.deepEqual(seen, ['connected', 'suspended', 'reconnected']);
+    await writer.delete('/failover');
+  });
+});
+
+describe('ZkSession: bad input fails before any network I/O', () => {
+  const bad: [string, unknown, string][] = [
+    ['empty connect string', { connect: '' }, 'BW_ERR_INVALID_CONNECT_STRING'],
+    ['no port', { connect: 'localhost' }, 'BW_ERR_INVALID_CONNECT_STRING'],
+    ['port out of range', { connect: '127.0.0.1:99999' }, 'BW_ERR_INVALID_CONNECT_STRING'],
+    ['empty server', { connect: '127.0.0.1:2181,,127.0.0.1:2182' }, 'BW_ERR_INVALID_CONNECT_STRING'],
+    ['chroot with a trailing slash', { connect: '127.0.0.1:2181/app/' }, 'BW_ERR_INVALID_CONNECT_STRING'],
+    ['chroot with an empty segment', { connect: '127.0.0.1:2181/a//b' }, 'BW_ERR_INVALID_CONNECT_STRING'],
+    ['unknown option', { connect: '127.0.0.1:2181', timeout: 5 }, 'BW_ERR_INVALID_OPTION'],
+    ['negative session timeout', { connect: '127.0.0.1:2181', sessionTimeout: -1 }, 'BW_ERR_INVALID_OPTION'],
+    ['bad onExpire', { connect: '127.0.0.1:2181', onExpire: 'retry' }, 'BW_ERR_INVALID_OPTION'],
+    ['auth not digest', { connect: '127.0.0.1:2181', auth: [{ scheme: 'ip', credentials: 'a:b' }] }, 'BW_ERR_INVALID_OPTION'],
+    ['auth without a password', { connect: '127.0.0.1:2181', auth: [{ scheme: 'digest', credentials: 'user' }] }, 'BW_ERR_INVALID_OPTION'],
+  ];
+  for (const [what, options, code] of bad) {
+    test(what, () => assert.throws(() => new ZkSession(options as ZkSessionOptions), { name: 'BellwetherError', code }));
+  }
+
+  test('IPv6 and chroot connect strings are accepted', () => {
+    assert.equal(new ZkSession({ connect: '[::1]:2181,127.0.0.1:2182/app/x' }).state, 'latent');
+  });
+
+  test('bad paths are refused before they are sent', async (t) => {
+    // Port 1 on loopback: nothing listens; the path check comes first anyway.
+    const zk = openSession(t, '127.0.0.1:1', { connectTimeout: 1 });
+    for (const path of ['relative', '/trailing/', '//double', '/a/./b', '/a/../b', '']) {
+      await assert.rejects(zk.get(path), { code: 'BW_ERR_INVALID_PATH' }, path);
+      assert.throws(() => zk.watch(path, () => {}), { code: 'BW_ERR_INVALID_PATH' }, path);
+    }
+    await assert.rejects(zk.get('/fine'), { code: 'BW_ERR_INVALID_OPTION' }, 'operations need start()');
+  });
+
+  test('no server: start() fails with BW_ERR_ZK_CONNECT_TIMEOUT and leaves nothing running', async (t) => {
+    const zk = openSession(t, '127.0.0.1:1', { connectTimeout: 300 });
+    await assert.rejects(zk.start(), { code: 'BW_ERR_ZK_CONNECT_TIMEOUT' });
+    assert.equal(zk.state, 'closed');
+  });
+});
