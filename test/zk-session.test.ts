@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type TestContext, describe, test } from 'node:test';
-import { type NodeEvent, SESSION_EXPIRED_EXIT_CODE, ZkSession, type ZkSessionOptions } from 'bellwether';
+import { type BellwetherError, type NodeEvent, SESSION_EXPIRED_EXIT_CODE, ZkSession, type ZkSessionOptions } from 'bellwether';
 import { Fixtures, startFixture } from './helpers/child.js';
 import { nextZk } from './helpers/emitter.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
@@ -162,6 +162,66 @@ describe('ZkSession on one server', () => {
     assert.deepEqual(events.map((e) => e.type), ['deleted', 'created']);
     assert.equal(events[1]!.type === 'created' && events[1]!.data.toString(), 'second');
     await writer.delete('/race');
+  });
+
+  test('a handler that throws is reported as error and delivery goes on', async (t) => {
+    const zk = new ZkSession({ connect: connect(), sessionTimeout: 400 });
+    t.after(() => zk.close());
+    const writer = openSession(t, connect());
+    await Promise.all([zk.start(), writer.start()]);
+    const errors: BellwetherError[] = [];
+    zk.on('error', (err) => void errors.push(err));
+    const boom = new Error('handler bug');
+    const deliveries = collector<NodeEvent>(2);
+    await zk.watch('/throws', (event) => {
+      deliveries.handler(event);
+      if (event.type === 'created') throw boom;
+    }).ready;
+    await writer.create('/throws', 'a');
+    await writer.set('/throws', 'b');
+    assert.deepEqual((await deliveries.done).map((e) => e.type), ['created', 'changed']);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]!.code, 'BW_ERR_CALLBACK_FAILED');
+    assert.equal(errors[0]!.cause, boom);
+    assert.equal(zk.state, 'connected');
+    await writer.delete('/throws');
+  });
+
+  test('close() ends the session on the server: its ephemerals vanish at once, not after the timeout', async (t) => {
+    const observer = openSession(t, connect());
+    await observer.start();
+    {
+      // A long timeout: only an explicit close can make the node go this fast.
+      await using zk = new ZkSession({ connect: connect(), sessionTimeout: 30_000 });
+      await zk.start();
+      await zk.ephemeral('/closing/eph');
+      assert.notEqual(await observer.exists('/closing/eph'), null);
+      const closed = nextZk(zk, 'closed');
+      await zk.close();
+      await closed;
+      assert.equal(zk.state, 'closed');
+      await assert.rejects(zk.get('/closing'), { code: 'BW_ERR_CLOSED' });
+    } // leaving the block disposes it again: harmless
+    assert.equal(await observer.exists('/closing/eph'), null);
+    await observer.removeRecursive('/closing');
+  });
+
+  test('settings() carries what a forked process needs, never the session itself', async (t) => {
+    const zk = openSession(t, `${connect()}/app`, {
+      auth: [{ scheme: 'digest', credentials: 'u:p' }],
+      onExpire: 'exit',
+    });
+    const settings = zk.settings();
+    assert.deepEqual(settings, {
+      connect: `${connect()}/app`,
+      sessionTimeout: 400,
+      connectTimeout: 15_000,
+      onExpire: 'exit',
+      auth: [{ scheme: 'digest', credentials: 'u:p' }],
+      retry: { attempts: 3, initialDelay: 50, maxDelay: 2000 },
+    });
+    assert.deepEqual(JSON.parse(JSON.stringify(settings)), settings, 'plain data, passable through an environment variable');
+    assert.equal(new ZkSession(settings).state, 'latent');
   });
 
   test('pause() holds deliveries (nothing dropped); resume() delivers them in order', async (t) => {
