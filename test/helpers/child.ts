@@ -27,7 +27,8 @@ export class Fixture {
       env: { ...process.env, ...env },
       ...(uid === undefined ? {} : { uid, gid: uid }),
     });
-    this.exited = once(this.child, 'exit').then(([code, signal]) => ({ code, signal })) as Fixture['exited'];
+    // 'close', not 'exit': it comes after the last stdout line has been read.
+    this.exited = once(this.child, 'close').then(([code, signal]) => ({ code, signal })) as Fixture['exited'];
     this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       this.#stderr += chunk;
     });
