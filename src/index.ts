@@ -1,5 +1,14 @@
 export { BellwetherError, ErrorCodes, type ErrorCode } from './errors.js';
-export { singleton, type SingletonOptions, type HostSingletonOptions } from './singleton/options.js';
+export {
+  singleton,
+  type SingletonOptions,
+  type HostSingletonOptions,
+  type ClusterSingletonOptions,
+  type HostClusterSingletonOptions,
+} from './singleton/options.js';
+export { Candidate, type CandidateEvents, type CandidateOptions, type CandidateDemotion } from './election/candidate.js';
+export { Observer, type ObserverEvents } from './election/observer.js';
+export { DEFAULT_ELECTION_ROOT } from './election/ballots.js';
 export {
   Singleton,
   type RunContext,

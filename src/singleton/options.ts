@@ -1,4 +1,7 @@
-import { BellwetherError, ErrorCodes } from '../errors.js';
+import type { BellwetherError } from '../errors.js';
+import { ZkSession } from '../zk/session.js';
+import { checkPath } from '../zk/paths.js';
+import { ClusterLease, HostClusterLease } from './cluster-lease.js';
 import { defaultLockDir } from '../lock/lock-dir.js';
 import { HostLock } from '../lock/host-lock.js';
 import { checkFunction, checkKnownKeys, checkMillis, checkName, checkObject, invalidOption } from '../validate.js';
@@ -27,9 +30,31 @@ export interface HostSingletonOptions {
   backoff?: Partial<Backoff>;
 }
 
-export type SingletonOptions = HostSingletonOptions;
+export interface ClusterSingletonOptions extends Omit<HostSingletonOptions, 'scope' | 'lockDir' | 'keepAlive'> {
+  /** `'cluster'`: one runner in the fleet, by a ZooKeeper election. */
+  scope: 'cluster';
+  /** The session the election runs in (yours: start it, close it). */
+  zk: ZkSession;
+  /** Data of this process's ballot and, when it leads, of the leader_ack. */
+  data?: Buffer | string;
+  /** Parent of the election directories. Default `/_zkelection`. */
+  root?: string;
+  /** Step down after this many ms without a server answer. Default: half the session timeout. */
+  stepDownAfter?: number;
+}
 
-const KNOWN = ['name', 'scope', 'lockDir', 'run', 'backoff', 'keepAlive'] as const;
+export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOptions, 'scope'> {
+  /** `'host+cluster'`: the host's lock holder stands in the fleet election. */
+  scope: 'host+cluster';
+  lockDir?: string;
+  keepAlive?: boolean;
+}
+
+export type SingletonOptions = HostSingletonOptions | ClusterSingletonOptions | HostClusterSingletonOptions;
+
+const KNOWN = ['name', 'scope', 'lockDir', 'run', 'backoff', 'keepAlive', 'zk', 'data', 'root', 'stepDownAfter'] as const;
+const HOST_ONLY = ['lockDir', 'keepAlive'];
+const CLUSTER_ONLY = ['zk', 'data', 'root', 'stepDownAfter'];
 
 /** Declares a job that runs in exactly one process; call `start()` to contend. */
 export function singleton(options: SingletonOptions): Singleton {
@@ -37,21 +62,43 @@ export function singleton(options: SingletonOptions): Singleton {
   checkKnownKeys(given, KNOWN, 'singleton()');
   const name = checkName(given['name'], 'singleton name');
   const scope = given['scope'] ?? 'host';
-  if (scope === 'cluster' || scope === 'host+cluster') {
-    throw new BellwetherError(ErrorCodes.UNSUPPORTED, `singleton scope ${JSON.stringify(scope)} is not available yet; use 'host'`);
+  if (scope !== 'host' && scope !== 'cluster' && scope !== 'host+cluster') throw invalidOption('scope', "'host', 'cluster' or 'host+cluster'", scope);
+  for (const key of scope === 'host' ? CLUSTER_ONLY : scope === 'cluster' ? HOST_ONLY : []) {
+    if (given[key] !== undefined) throw invalidOption(key, `unset with scope '${scope}'`, given[key]);
   }
-  if (scope !== 'host') throw invalidOption('scope', "'host'", scope);
   const run = given['run'] === undefined ? undefined : checkFunction<(context: RunContext) => unknown>(given['run'], 'run');
-  const lockDir = given['lockDir'];
-  if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir === '' || lockDir.includes('\0'))) {
-    throw invalidOption('lockDir', 'a non-empty path', lockDir);
-  }
   const backoffGiven = given['backoff'] === undefined ? {} : checkObject(given['backoff'], 'backoff');
   checkKnownKeys(backoffGiven, ['initial', 'max'], 'singleton() backoff');
   const initial = checkMillis(backoffGiven['initial'], 'backoff.initial', 100, 1);
   const max = checkMillis(backoffGiven['max'], 'backoff.max', Math.max(10_000, initial), initial);
+  const host = scope === 'cluster' ? undefined : hostLock(name, given);
+  if (scope === 'host') return new Singleton(name, host!, run, { initial, max });
+
+  const zk = given['zk'];
+  if (!(zk instanceof ZkSession)) throw invalidOption('zk', 'a ZkSession', zk);
+  const data = given['data'];
+  if (data !== undefined && typeof data !== 'string' && !Buffer.isBuffer(data)) throw invalidOption('data', 'a string or a Buffer', data);
+  const root = given['root'] === undefined ? undefined : checkPath(given['root'], 'root');
+  const stepDownAfter = given['stepDownAfter'] === undefined ? undefined : checkMillis(given['stepDownAfter'], 'stepDownAfter', 0, 1);
+  // Errors of the election reach the singleton's listeners.
+  let report: (error: BellwetherError) => void = () => {};
+  const cluster = new ClusterLease(
+    zk,
+    name,
+    { ...(data === undefined ? {} : { data }), ...(root ? { root } : {}), ...(stepDownAfter ? { stepDownAfter } : {}) },
+    (error) => report(error),
+  );
+  const job = new Singleton(name, host ? new HostClusterLease(host, cluster) : cluster, run, { initial, max });
+  report = (error) => job.report(error);
+  return job;
+}
+
+function hostLock(name: string, given: Record<string, unknown>): HostLock {
+  const lockDir = given['lockDir'];
+  if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir === '' || lockDir.includes('\0'))) {
+    throw invalidOption('lockDir', 'a non-empty path', lockDir);
+  }
   const keepAlive = given['keepAlive'] ?? false;
   if (typeof keepAlive !== 'boolean') throw invalidOption('keepAlive', 'a boolean', keepAlive);
-  const source = new HostLock(name, lockDir ?? defaultLockDir(), lockDir === undefined, keepAlive);
-  return new Singleton(name, source, run, { initial, max });
+  return new HostLock(name, (lockDir as string | undefined) ?? defaultLockDir(), lockDir === undefined, keepAlive);
 }

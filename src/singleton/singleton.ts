@@ -172,6 +172,11 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
   }
 
+  /** @internal errors of what the singleton stands on (the election) */
+  report(error: BellwetherError): void {
+    this.#report(error);
+  }
+
   #report(error: BellwetherError): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
     // Nothing lost: without a listener the error still reaches stderr.

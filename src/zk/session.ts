@@ -84,6 +84,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   #restoreGeneration = 0;
   /** Retries waiting for any connection to come up. */
   #transportUp: (() => void)[] = [];
+  #notifications = 0;
+  #operations = 0;
 
   constructor(options: ZkSessionOptions) {
     super();
@@ -94,6 +96,24 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
 
   get state(): ZkSessionState {
     return this.#state;
+  }
+
+  /** Requests sent to ZooKeeper so far (each retry counts), for metrics and benchmarks. */
+  get operations(): number {
+    return this.#operations;
+  }
+
+  /** Watch notifications received from the server so far (all kinds), for metrics and tests. */
+  get notifications(): number {
+    return this.#notifications;
+  }
+
+  /**
+   * Milliseconds since a server last answered this session: what decides
+   * how long the session may still be alive on the server. 0 before start.
+   */
+  silence(): number {
+    return this.#transport ? performance.now() - this.#transport.lastHeard : 0;
   }
 
   /** Hex id of the current session, once connected. */
@@ -198,6 +218,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
         connect: this.#settings.connect,
         sessionTimeout: this.#settings.sessionTimeout,
         auth: this.#settings.auth,
+        onNotification: () => void (this.#notifications += 1),
         ...(session ? { session } : {}),
       },
       (transport, state) => this.#onTransportState(transport, state),
@@ -317,6 +338,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     const { attempts, initialDelay, maxDelay } = this.#settings.retry;
     for (let attempt = 0; ; attempt++) {
       const client = this.#client();
+      this.#operations += 1;
       try {
         return await new Promise<T>((resolve, reject) => run(client, (err, value) => (err ? reject(err) : resolve(value as T))));
       } catch (err) {
@@ -380,6 +402,23 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   async set(path: string, data: Buffer | string, version = -1): Promise<Stat> {
     checkPath(path);
     return toStat(await this.#call<RawStat>('set', path, false, (c, done) => c.setData(path, toBuffer(data), version, done)));
+  }
+
+  /**
+   * The node's stat (or `null`) with a one-shot watch: `callback` runs once,
+   * on the session's queue, at the next change of the node (created,
+   * deleted, data changed). Not restored after expiry: for that, `watch()`.
+   */
+  async existsWatch(path: string, callback: () => unknown): Promise<Stat | null> {
+    checkPath(path);
+    let fired = false;
+    const watcher = (): void => {
+      if (fired) return;
+      fired = true;
+      this.#queue.push(callback);
+    };
+    const raw = await this.#call<RawStat | null>('exists', path, true, (c, done) => c.exists(path, watcher, (e, s) => done(e, s ?? null)));
+    return raw ? toStat(raw) : null;
   }
 
   /** The node's stat, or `null` when it does not exist. */
@@ -451,6 +490,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
 
   /** Several writes that all happen or none: `session.transaction().create(...).set(...).commit()`. */
   transaction(): Transaction {
+    this.#operations += 1;
     return new Transaction(this.#client(), (err) => fromZk(err, 'transaction'));
   }
 

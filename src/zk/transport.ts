@@ -10,6 +10,7 @@ interface ConnectionManagerInternals {
   onSocketData(buffer: Buffer): void;
   findNextServer(callback: (server: unknown) => void): void;
   packetQueue: { shift(): { callback?: (error: unknown) => void } | undefined };
+  watcherManager: { emit(event: unknown): void };
 }
 
 const CM_CLOSING = -1;
@@ -20,6 +21,8 @@ export interface TransportOptions {
   connect: string;
   sessionTimeout: number;
   auth: readonly { scheme: string; credentials: string }[];
+  /** Called once per watch notification the server sends. */
+  onNotification?: () => void;
   /** Reconnect to this session instead of opening a new one. */
   session?: { id: Buffer; password: Buffer };
 }
@@ -54,6 +57,12 @@ export class Transport {
     manager.onSocketData = (buffer: Buffer): void => {
       this.lastHeard = performance.now();
       onSocketData.call(manager, buffer);
+    };
+    const watcherManager = manager.watcherManager;
+    const emit = watcherManager.emit;
+    watcherManager.emit = (event: unknown): void => {
+      options.onNotification?.();
+      emit.call(watcherManager, event);
     };
     const findNextServer = manager.findNextServer;
     manager.findNextServer = (callback): void => {

@@ -66,6 +66,7 @@ export class PersistentWatch<Snapshot, Event> {
   readonly #deliver: (event: Event) => void;
   readonly #onError: (error: unknown) => void;
   readonly #onClose: () => void;
+  /** One function for the life of the watch: the client dedups watchers by identity. */
   readonly #watcher = (): void => void this.rearm();
   #last: Snapshot | null = null;
   #started = false;

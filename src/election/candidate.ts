@@ -1,0 +1,327 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { checkPath, joinPath } from '../zk/paths.js';
+import type { ZkSession } from '../zk/session.js';
+import type { Stat } from '../zk/stat.js';
+import { type ElectionPaths, ballotPrefix, electionPaths, sortedBallots } from './ballots.js';
+
+export type CandidateDemotion = 'suspended' | 'expired' | 'resigned' | 'superseded';
+
+export interface CandidateEvents {
+  /** This candidate leads; the leader_ack is created right after the listeners ran. */
+  won: (event: { token: number }) => void;
+  /** Another candidate leads and has acknowledged (its ack data). */
+  lost: (event: { leaderData: Buffer }) => void;
+  /** This candidate stopped being leader. */
+  demoted: (event: { token: number; reason: CandidateDemotion }) => void;
+  error: (error: BellwetherError) => void;
+}
+
+export interface CandidateOptions {
+  /** Data of the ballot and of the leader_ack when this candidate leads. */
+  data?: Buffer | string;
+  /** Parent of the election directories. Default `/_zkelection`. */
+  root?: string;
+  /**
+   * Step down when the server has not answered for this long (ms), measured
+   * from its last answer. Default: half the negotiated session timeout, so
+   * that stepping down completes well before the server could expire the
+   * session and let another candidate lead.
+   */
+  stepDownAfter?: number;
+}
+
+type State = 'latent' | 'voting' | 'closed';
+
+/**
+ * A candidate in the seed's election: an ephemeral-sequential ballot under
+ * `<root>/<name>`, the lowest leads, each watches only its predecessor.
+ */
+export class Candidate extends EventEmitter<CandidateEvents> {
+  readonly name: string;
+  readonly paths: ElectionPaths;
+  readonly #zk: ZkSession;
+  readonly #data: Buffer;
+  readonly #stepDownAfter: number | undefined;
+  readonly #marker = randomUUID().replaceAll('-', '');
+  #state: State = 'latent';
+  #ballot: string | undefined;
+  #ballotSession: string | undefined;
+  #leaderToken: number | undefined;
+  /** This candidate created the current leader_ack (several candidates may share one session). */
+  #acked = false;
+  #reportedLeader: bigint | undefined;
+  #watchedPredecessor: string | undefined;
+  #watchingAck = false;
+  #checking: Promise<void> | undefined;
+  #checkAgain = false;
+  #monitor: NodeJS.Timeout | undefined;
+  readonly #unsubscribe: (() => void)[] = [];
+
+  constructor(zk: ZkSession, name: string, options: CandidateOptions = {}) {
+    super();
+    this.#zk = zk;
+    this.name = name;
+    this.paths = electionPaths(checkPath(options.root ?? '/_zkelection', 'election root'), name);
+    this.#data = typeof options.data === 'string' ? Buffer.from(options.data) : (options.data ?? Buffer.alloc(0));
+    this.#stepDownAfter = options.stepDownAfter;
+  }
+
+  get isLeader(): boolean {
+    return this.#leaderToken !== undefined;
+  }
+
+  /** The fencing token (czxid of the leading ballot) while leader. */
+  get token(): number | undefined {
+    return this.#leaderToken;
+  }
+
+  /** Full path of this candidate's ballot, once cast. */
+  get ballot(): string | undefined {
+    return this.#ballot;
+  }
+
+  /** Data of the acknowledged leader, or `null` when no leader has acknowledged. */
+  async leaderData(): Promise<Buffer | null> {
+    try {
+      return (await this.#zk.get(this.paths.ack)).data;
+    } catch (err) {
+      if ((err as BellwetherError).code === ErrorCodes.ZK_NO_NODE) return null;
+      throw err;
+    }
+  }
+
+  /** Joins the election; resolves once the first check ran (won, or waiting). Again in every new session. */
+  async vote(): Promise<void> {
+    if (this.#state === 'closed') throw new BellwetherError(ErrorCodes.CLOSED, `candidate ${this.name} was closed`);
+    if (this.#state === 'voting') return this.#checking;
+    this.#state = 'voting';
+    const schedule = (): void => void this.#check();
+    this.#unsubscribe.push(this.#zk.onConnected(schedule));
+    const onSuspended = (): void => this.#demote('suspended');
+    const onExpired = (): void => {
+      this.#demote('expired');
+      this.#acked = false;
+      this.#ballot = undefined;
+      this.#watchedPredecessor = undefined;
+      this.#watchingAck = false;
+    };
+    this.#zk.on('suspended', onSuspended);
+    this.#zk.on('expired', onExpired);
+    this.#zk.on('reconnected', schedule);
+    this.#unsubscribe.push(
+      () => this.#zk.off('suspended', onSuspended),
+      () => this.#zk.off('expired', onExpired),
+      () => this.#zk.off('reconnected', schedule),
+    );
+    if (this.#zk.state === 'connected') await this.#check();
+  }
+
+  /** Resigns: deletes the ack (if ours) and the ballot now, so the next candidate leads at once. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    const voting = this.#state === 'voting';
+    this.#state = 'closed';
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
+    this.#demote('resigned');
+    if (!voting) return;
+    await this.#checking?.catch(() => undefined);
+    const ballot = this.#ballot;
+    this.#ballot = undefined;
+    // Queued in the session if it is away: they are sent when it is back, so no phantom ballot stays behind.
+    const acked = this.#acked;
+    this.#acked = false;
+    // The ack first: observers see the leader go before the next one acknowledges.
+    if (acked) await this.#deleteIfOurs(this.paths.ack);
+    if (ballot) await this.#deleteIfOurs(ballot);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Coalesced: one check runs at a time, and one more runs if asked meanwhile. */
+  #check(): Promise<void> {
+    if (this.#state !== 'voting') return Promise.resolve();
+    if (this.#checking) {
+      this.#checkAgain = true;
+      return this.#checking;
+    }
+    this.#checking = (async () => {
+      try {
+        do {
+          this.#checkAgain = false;
+          await this.#checkOnce().catch((err: unknown) => this.#onCheckError(err));
+        } while (this.#checkAgain && this.#state === 'voting');
+      } finally {
+        this.#checking = undefined;
+      }
+    })();
+    return this.#checking;
+  }
+
+  #onCheckError(err: unknown): void {
+    const code = (err as BellwetherError).code;
+    // Connection trouble: the session's reconnected/connected events check again.
+    if (code === ErrorCodes.ZK_CONNECTION_LOSS || code === ErrorCodes.ZK_SESSION_EXPIRED || code === ErrorCodes.CLOSED) return;
+    this.#report(err instanceof BellwetherError ? err : callbackFailed(`election ${this.name}`, err));
+  }
+
+  async #checkOnce(): Promise<void> {
+    if (this.#state !== 'voting' || this.#zk.state !== 'connected') return;
+    const session = this.#zk.sessionId!;
+    if (!this.#ballot || this.#ballotSession !== session) await this.#castBallot(session);
+    const ballots = sortedBallots(await this.#zk.children(this.paths.dir));
+    const ours = ballots.indexOf(this.#ballot!.slice(this.paths.dir.length + 1));
+    if (ours < 0) {
+      // Our ballot is gone (deleted by hand, or the session changed under us): vote again.
+      this.#demote('superseded');
+      this.#ballot = undefined;
+      this.#checkAgain = true;
+      return;
+    }
+    if (ours === 0) return this.#lead(session);
+    if (this.isLeader) this.#demote('superseded');
+    await this.#follow(joinPath(this.paths.dir, ballots[ours - 1]!));
+  }
+
+  /** Protected creation: a create whose answer was lost is found again by our marker, and kept only if it is ours. */
+  async #castBallot(session: string): Promise<void> {
+    await this.#zk.mkdirp(this.paths.dir);
+    const prefix = ballotPrefix(this.#marker);
+    for (;;) {
+      try {
+        this.#ballot = await this.#zk.create(joinPath(this.paths.dir, prefix), this.#data, { mode: 'ephemeral-sequential' });
+        this.#ballotSession = session;
+        return;
+      } catch (err) {
+        if ((err as BellwetherError).code !== ErrorCodes.ZK_CONNECTION_LOSS) throw err;
+        await this.#zk.sync(this.paths.dir);
+        for (const child of (await this.#zk.children(this.paths.dir)).filter((c) => c.startsWith(prefix))) {
+          const stat = await this.#zk.exists(joinPath(this.paths.dir, child));
+          if (stat?.ephemeralOwner === session) {
+            this.#ballot = joinPath(this.paths.dir, child);
+            this.#ballotSession = session;
+            return;
+          }
+        }
+      }
+    }
+  }
+
+  async #lead(session: string): Promise<void> {
+    // Before claiming: the lowest ballot must belong to the session we are in now.
+    const stat = await this.#zk.exists(this.#ballot!);
+    if (!stat || stat.ephemeralOwner !== session) {
+      this.#ballot = undefined;
+      this.#checkAgain = true;
+      return;
+    }
+    if (!this.isLeader) {
+      if (this.#zk.state !== 'connected') return;
+      const token = Number(stat.czxid);
+      this.#leaderToken = token;
+      this.#startMonitor();
+      try {
+        this.emit('won', { token });
+      } catch (err) {
+        this.#report(callbackFailed(`won listener of election ${this.name}`, err));
+      }
+    }
+    if (!this.#acked) await this.#acknowledge(session);
+  }
+
+  /** The leader_ack tells observers and losers that the leader has taken over. */
+  async #acknowledge(session: string): Promise<void> {
+    try {
+      await this.#zk.create(this.paths.ack, this.#data, { mode: 'ephemeral' });
+      this.#acked = true;
+    } catch (err) {
+      if ((err as BellwetherError).code !== ErrorCodes.ZK_NODE_EXISTS) throw err;
+      const stat = await this.#zk.existsWatch(this.paths.ack, () => void this.#check());
+      // Someone else's ack still there (its session not yet gone): try again when it goes.
+      if (stat && stat.ephemeralOwner !== session) return;
+      if (!stat) this.#checkAgain = true;
+    }
+  }
+
+  /** A loser reports the acknowledged leader once, and watches only its predecessor. */
+  async #follow(predecessor: string): Promise<void> {
+    let ack: { data: Buffer; stat: Stat } | null = null;
+    try {
+      ack = await this.#zk.get(this.paths.ack);
+    } catch (err) {
+      if ((err as BellwetherError).code !== ErrorCodes.ZK_NO_NODE) throw err;
+    }
+    if (ack) {
+      this.#watchingAck = false;
+      if (ack.stat.czxid !== this.#reportedLeader) {
+        this.#reportedLeader = ack.stat.czxid;
+        try {
+          this.emit('lost', { leaderData: ack.data });
+        } catch (err) {
+          this.#report(callbackFailed(`lost listener of election ${this.name}`, err));
+        }
+      }
+    } else if (!this.#watchingAck) {
+      // An existence watch only while there is no ack: no herd when the leader changes.
+      this.#watchingAck = true;
+      const created = await this.#zk.existsWatch(this.paths.ack, () => {
+        this.#watchingAck = false;
+        void this.#check();
+      });
+      if (created) this.#checkAgain = true; // created behind our back
+    }
+    if (this.#watchedPredecessor !== predecessor) {
+      this.#watchedPredecessor = predecessor;
+      const stat = await this.#zk.existsWatch(predecessor, () => {
+        if (this.#watchedPredecessor === predecessor) this.#watchedPredecessor = undefined;
+        void this.#check();
+      });
+      // Gone before the watch was set: check again now.
+      if (!stat) {
+        this.#watchedPredecessor = undefined;
+        this.#checkAgain = true;
+      }
+    }
+  }
+
+  /** While leader: step down once the server has been silent for too long, before it could expire us. */
+  #startMonitor(): void {
+    clearInterval(this.#monitor);
+    const timeout = this.#zk.timeout ?? 10_000;
+    const deadline = this.#stepDownAfter ?? Math.floor(timeout / 2);
+    this.#monitor = setInterval(() => {
+      if (this.#zk.state !== 'connected' || this.#zk.silence() > deadline) this.#demote('suspended');
+    }, Math.max(5, Math.floor(Math.min(deadline, timeout) / 10)));
+    this.#monitor.unref();
+  }
+
+  #demote(reason: CandidateDemotion): void {
+    const token = this.#leaderToken;
+    if (token === undefined) return;
+    this.#leaderToken = undefined;
+    clearInterval(this.#monitor);
+    try {
+      this.emit('demoted', { token, reason });
+    } catch (err) {
+      this.#report(callbackFailed(`demoted listener of election ${this.name}`, err));
+    }
+  }
+
+  async #deleteIfOurs(path: string): Promise<void> {
+    try {
+      const stat = await this.#zk.exists(path);
+      if (stat && stat.ephemeralOwner === this.#zk.sessionId) await this.#zk.delete(path, stat.version);
+    } catch (err) {
+      const code = (err as BellwetherError).code;
+      if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED) this.#report(err as BellwetherError);
+    }
+  }
+
+  #report(error: BellwetherError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else process.emitWarning(error);
+  }
+}

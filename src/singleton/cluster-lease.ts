@@ -1,0 +1,119 @@
+import { Candidate, type CandidateOptions } from '../election/candidate.js';
+import { BellwetherError, ErrorCodes } from '../errors.js';
+import type { ZkSession } from '../zk/session.js';
+import type { Lease, LeaseSource } from './lease.js';
+
+/**
+ * Leadership from a fleet election. One candidate stays in the election
+ * across terms: after a step-down on suspension it keeps its ballot and
+ * leads again on reconnection if the ballot is still the lowest and ours.
+ * Releasing by choice (run failed, close) resigns.
+ */
+export class ClusterLease implements LeaseSource {
+  readonly #zk: ZkSession;
+  readonly #name: string;
+  readonly #options: CandidateOptions;
+  readonly #onError: (error: BellwetherError) => void;
+  #candidate: Candidate | undefined;
+
+  constructor(zk: ZkSession, name: string, options: CandidateOptions, onError: (error: BellwetherError) => void) {
+    this.#zk = zk;
+    this.#name = name;
+    this.#options = options;
+    this.#onError = onError;
+  }
+
+  prepare(): void {
+    if (this.#zk.state === 'closed') throw new BellwetherError(ErrorCodes.CLOSED, `the ZkSession of singleton ${this.#name} is closed`);
+  }
+
+  async acquire(signal: AbortSignal): Promise<Lease> {
+    if (signal.aborted) throw signal.reason;
+    const candidate = this.#candidate ?? this.#join();
+    const token = await new Promise<number>((resolve, reject) => {
+      const onWon = ({ token }: { token: number }): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(token);
+      };
+      const onAbort = (): void => {
+        candidate.off('won', onWon);
+        void this.resign();
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (candidate.isLeader) onWon({ token: candidate.token! });
+      else candidate.once('won', onWon);
+    });
+    const lost = new AbortController();
+    const onDemoted = ({ reason }: { reason: string }): void =>
+      lost.abort(new BellwetherError(ErrorCodes.ZK_CONNECTION_LOSS, `singleton ${this.#name} lost fleet leadership (${reason})`));
+    candidate.once('demoted', onDemoted);
+    if (!candidate.isLeader) onDemoted({ reason: 'before it could start' });
+    return {
+      token,
+      lost: lost.signal,
+      release: async () => {
+        candidate.off('demoted', onDemoted);
+        // Lost leadership keeps the ballot (it may lead again); giving it up resigns.
+        if (!lost.signal.aborted) await this.resign();
+      },
+    };
+  }
+
+  /** Leaves the election: the next candidate leads at once. */
+  async resign(): Promise<void> {
+    const candidate = this.#candidate;
+    this.#candidate = undefined;
+    await candidate?.close();
+  }
+
+  #join(): Candidate {
+    const candidate = new Candidate(this.#zk, this.#name, this.#options);
+    candidate.on('error', this.#onError);
+    this.#candidate = candidate;
+    void candidate.vote().catch(this.#onError);
+    return candidate;
+  }
+}
+
+/**
+ * `host+cluster`: a worker first wins its host's lock; only the host's
+ * holder stands in the fleet election, so ZooKeeper carries one candidate per
+ * host, and a graceful exit inside a host hands over without the fleet
+ * waiting for a session to expire.
+ */
+export class HostClusterLease implements LeaseSource {
+  readonly #host: LeaseSource;
+  readonly #cluster: ClusterLease;
+
+  constructor(host: LeaseSource, cluster: ClusterLease) {
+    this.#host = host;
+    this.#cluster = cluster;
+  }
+
+  prepare(): void {
+    this.#host.prepare();
+    this.#cluster.prepare();
+  }
+
+  async acquire(signal: AbortSignal): Promise<Lease> {
+    const host = await this.#host.acquire(signal);
+    let fleet: Lease;
+    try {
+      fleet = await this.#cluster.acquire(signal);
+    } catch (err) {
+      await host.release();
+      throw err;
+    }
+    return {
+      token: fleet.token,
+      lost: fleet.lost,
+      release: async () => {
+        await fleet.release();
+        // The host lock goes to another worker, which votes anew: this ballot must go too.
+        await this.#cluster.resign();
+        await host.release();
+      },
+    };
+  }
+}
