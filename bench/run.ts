@@ -3,6 +3,7 @@
  * Runs each suite side by side with the alternatives and prints a table.
  * --quick runs a tenth of the samples (a smoke run, not for quoting).
  */
+import { election } from './election.js';
 import { hostFailover, threadpool } from './host-failover.js';
 import { zkSession } from './zk-session.js';
 
@@ -10,6 +11,7 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   'host-failover': hostFailover,
   threadpool,
   'zk-session': zkSession,
+  election,
 };
 
 const args = process.argv.slice(2);

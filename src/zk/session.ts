@@ -85,6 +85,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   /** Retries waiting for any connection to come up. */
   #transportUp: (() => void)[] = [];
   #notifications = 0;
+  readonly #oneShot = new Map<string, Set<() => unknown>>();
+  readonly #oneShotWatchers = new Map<string, () => void>();
   #operations = 0;
 
   constructor(options: ZkSessionOptions) {
@@ -310,6 +312,9 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     const sessionId = this.#sessionId ?? transport.sessionId;
     this.#sessionId = undefined;
     this.#state = 'connecting';
+    // One-shot watches died with the session; their owners re-check on the new one.
+    this.#oneShot.clear();
+    this.#oneShotWatchers.clear();
     this.#queue.push(() => this.emit('expired', { sessionId }));
     for (const callback of this.#onExpire) this.#queue.push(() => callback({ sessionId }));
     if (this.#settings.onExpire === 'exit') {
@@ -411,14 +416,32 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
    */
   async existsWatch(path: string, callback: () => unknown): Promise<Stat | null> {
     checkPath(path);
-    let fired = false;
-    const watcher = (): void => {
-      if (fired) return;
-      fired = true;
-      this.#queue.push(callback);
-    };
-    const raw = await this.#call<RawStat | null>('exists', path, true, (c, done) => c.exists(path, watcher, (e, s) => done(e, s ?? null)));
+    let callbacks = this.#oneShot.get(path);
+    if (!callbacks) this.#oneShot.set(path, (callbacks = new Set()));
+    callbacks.add(callback);
+    const raw = await this.#call<RawStat | null>('exists', path, true, (c, done) =>
+      c.exists(path, this.#oneShotWatcher(path), (e, s) => done(e, s ?? null)),
+    );
     return raw ? toStat(raw) : null;
+  }
+
+  /**
+   * One watcher function per path, shared by every `existsWatch` on it: the
+   * client keeps a listener per distinct function, so many callers on one
+   * path would otherwise pile up listeners (and warnings).
+   */
+  #oneShotWatcher(path: string): () => void {
+    let watcher = this.#oneShotWatchers.get(path);
+    if (!watcher) {
+      watcher = () => {
+        const callbacks = this.#oneShot.get(path);
+        this.#oneShot.delete(path);
+        this.#oneShotWatchers.delete(path);
+        for (const callback of callbacks ?? []) this.#queue.push(callback);
+      };
+      this.#oneShotWatchers.set(path, watcher);
+    }
+    return watcher;
   }
 
   /** The node's stat, or `null` when it does not exist. */

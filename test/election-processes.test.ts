@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { type TestContext, describe, test } from 'node:test';
+import { ZkSession } from 'bellwether';
+import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
+import { checkFenceLog } from './helpers/fence-log.js';
+import { type Runtime, bun, fixture, node } from './helpers/runtimes.js';
+import { tempDir } from './helpers/temp.js';
+import { type ZkEnsemble, expireSession, useZooKeeper } from './helpers/zookeeper.js';
+
+const CONTENDER = fixture('cluster-contender');
+const ELECTION = '/_zkelection/fleet-job';
+
+function idBuffer(hex: string): Buffer {
+  return Buffer.from(hex.padStart(16, '0'), 'hex');
+}
+
+/** The first fixture (of `among`) to report `event`: from now on, or (`sinceStart`) counting what was already reported. */
+function firstTo(among: Fixture[], event: string, sinceStart = false): Promise<Fixture> {
+  const seen = new Map(among.map((f) => [f, sinceStart ? 0 : f.events.length]));
+  return Promise.any(among.map((f) => f.next(event, () => true, seen.get(f)).then(() => f)));
+}
+
+async function ballots(ensemble: ZkEnsemble, t: TestContext): Promise<string[]> {
+  const zk = new ZkSession({ connect: ensemble.connectString() });
+  t.after(() => zk.close());
+  await zk.start();
+  const children = await zk.children(ELECTION).catch(() => []);
+  await zk.close();
+  return children.filter((c) => c.startsWith('ballot'));
+}
+
+describe('fleet singleton across processes (one ZooKeeper server)', () => {
+  const zk1 = useZooKeeper();
+
+  test('node+bun: 5 contenders, the leader SIGKILLed 4 times: the next leads after the session timeout, never two at once', async (t) => {
+    const dir = tempDir(t);
+    const logFile = path.join(dir, 'fence.log');
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const runtimes: Runtime[] = [node, bun, node, bun, node];
+    let spawned = 0;
+    const spawn = (): Fixture =>
+      fixtures.add(startFixture(runtimes[spawned++ % runtimes.length]!, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, '400']));
+    let live = runtimes.map(() => spawn());
+    await Promise.all(live.map((f) => f.next('contending')));
+    let leader = await firstTo(live, 'running', true);
+    for (let kill = 0; kill < 4; kill++) {
+      const others = live.filter((f) => f !== leader);
+      const next = firstTo(others, 'running');
+      await leader.kill('SIGKILL');
+      leader = await next;
+      live = [...others, spawn()];
+      await live.at(-1)!.next('contending');
+    }
+    const tokens = checkFenceLog(logFile);
+    assert.equal(tokens.length, 5);
+    assert.equal(fixtures.all.reduce((n, f) => n + f.count('running'), 0), 5, 'one term per leader, no more');
+  });
+
+  test("the leader's session expires (injected): it stops before the next leader starts, then rejoins as a follower", async (t) => {
+    const dir = tempDir(t);
+    const logFile = path.join(dir, 'fence.log');
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const first = fixtures.add(startFixture(node, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, '400']));
+    const session = await first.next('session');
+    await first.next('running');
+    const others = [bun, node].map((r) => fixtures.add(startFixture(r, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, '400'])));
+    await Promise.all(others.map((f) => f.next('contending')));
+    const next = firstTo(others, 'running');
+    await expireSession(zk1.ensemble.servers[0]!.clientPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex'));
+    await first.next('stopped');
+    await next;
+    // Rejoined in a new session, as a follower.
+    await first.next('session', (e) => e['sessionId'] !== session['sessionId']);
+    await first.next('demoted');
+    const all = await ballots(zk1.ensemble, t);
+    assert.equal(all.length, 3, 'the expired leader voted again in its new session');
+    assert.equal(first.count('running'), 1);
+    const tokens = checkFenceLog(logFile);
+    assert.equal(tokens.length, 2);
+  });
+
+  test('host+cluster: 3 hosts x 3 workers; ZooKeeper holds 3 ballots; killing workers and a whole host keeps one leader', async (t) => {
+    const dir = tempDir(t);
+    const logFile = path.join(dir, 'fence.log');
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const hosts = [0, 1, 2].map((h) => {
+      const lockDir = path.join(dir, `host-${h}`);
+      fs.mkdirSync(lockDir, { mode: 0o700 });
+      return lockDir;
+    });
+    const workers = new Map<Fixture, number>();
+    const spawn = (host: number, runtime: Runtime): Fixture => {
+      const f = fixtures.add(startFixture(runtime, CONTENDER, [zk1.ensemble.connectString(), 'host+cluster', logFile, '400', hosts[host]!]));
+      workers.set(f, host);
+      return f;
+    };
+    for (const host of [0, 1, 2]) for (const runtime of [node, bun, node]) spawn(host, runtime);
+    await Promise.all([...workers.keys()].map((f) => f.next('contending')));
+    let leader = await firstTo([...workers.keys()], 'running', true);
+    const alive = (): Fixture[] => [...workers.keys()].filter((f) => f.child.exitCode === null && f.child.signalCode === null);
+    // One ballot per host: wait until each host's lock holder has voted.
+    for (let tries = 0; (await ballots(zk1.ensemble, t)).length !== 3; tries++) assert.ok(tries < 200, 'three ballots');
+
+    // Kill the leading worker twice: its host's next worker takes the host lock; the fleet moves on once.
+    for (let round = 0; round < 2; round++) {
+      const next = firstTo(alive().filter((f) => f !== leader), 'running');
+      await leader.kill('SIGKILL');
+      leader = await next;
+    }
+    // Kill a whole host: the one leading now.
+    const leadingHost = workers.get(leader)!;
+    const elsewhere = alive().filter((f) => workers.get(f) !== leadingHost);
+    const next = firstTo(elsewhere, 'running');
+    await Promise.all(alive().filter((f) => workers.get(f) === leadingHost).map((f) => f.kill('SIGKILL')));
+    leader = await next;
+    assert.notEqual(workers.get(leader), leadingHost);
+    for (let tries = 0; (await ballots(zk1.ensemble, t)).length !== 2; tries++) assert.ok(tries < 200, 'two hosts, two ballots');
+    assert.equal(checkFenceLog(logFile).length, 4);
+  });
+});
+
+describe('fleet singleton with a 3-server ensemble', () => {
+  const zk3 = useZooKeeper({ servers: 3 });
+
+  test("the leader's only server is SIGSTOPped: it steps down before another candidate starts leading", async (t) => {
+    const dir = tempDir(t);
+    const logFile = path.join(dir, 'fence.log');
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const [a, b, c] = zk3.ensemble.servers;
+    // The leader can reach only server a; the others only b and c.
+    const first = fixtures.add(startFixture(node, CONTENDER, [`127.0.0.1:${a!.clientPort}`, 'cluster', logFile, '1500']));
+    await first.next('running');
+    const others = [bun, node].map((r) =>
+      fixtures.add(startFixture(r, CONTENDER, [`127.0.0.1:${b!.clientPort},127.0.0.1:${c!.clientPort}`, 'cluster', logFile, '1500'])),
+    );
+    await Promise.all(others.map((f) => f.next('contending')));
+    const next = firstTo(others, 'running');
+    a!.pause();
+    t.after(() => a!.resume());
+    await first.next('stopped');
+    await next;
+    a!.resume();
+    // The fence log proves the order: the old leader's stop comes before the new leader's start.
+    assert.equal(checkFenceLog(logFile).length, 2);
+    assert.equal((await first.next('demoted'))['reason'], 'lost');
+  });
+});

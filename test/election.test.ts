@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { type TestContext, describe, test } from 'node:test';
+import { Candidate, Observer, ZkSession } from 'bellwether';
+import { useZooKeeper } from './helpers/zookeeper.js';
+
+function openSession(t: TestContext, connect: string, sessionTimeout = 2000): ZkSession {
+  const zk = new ZkSession({ connect, sessionTimeout });
+  zk.on('error', (err) => t.diagnostic(`session error: ${err.code} ${err.message}`));
+  t.after(() => zk.close());
+  return zk;
+}
+
+interface Tracked {
+  candidate: Candidate;
+  won: number[];
+  lost: string[];
+}
+
+function track(candidate: Candidate): Tracked {
+  const tracked: Tracked = { candidate, won: [], lost: [] };
+  candidate.on('won', ({ token }) => void tracked.won.push(token));
+  candidate.on('lost', ({ leaderData }) => void tracked.lost.push(leaderData.toString()));
+  candidate.on('error', (err) => assert.fail(`candidate error: ${err.code} ${err.message}`));
+  return tracked;
+}
+
+function once<T>(subscribe: (resolve: (value: T) => void) => void): Promise<T> {
+  return new Promise(subscribe);
+}
+
+describe('election in one process', () => {
+  const zk1 = useZooKeeper();
+
+  test('5 candidates: exactly one wins, the others lose to its acknowledged data; an observer sees it', async (t) => {
+    const sessions = Array.from({ length: 5 }, () => openSession(t, zk1.ensemble.connectString()));
+    await Promise.all(sessions.map((zk) => zk.start()));
+    const observer = new Observer(sessions[0]!, 'five');
+    t.after(() => observer.close());
+    const seen: string[] = [];
+    observer.on('leader', ({ leaderData }) => void seen.push(`leader ${leaderData}`));
+    observer.on('leaderGone', () => void seen.push('gone'));
+    await observer.observe();
+    const candidates = sessions.map((zk, i) => track(new Candidate(zk, 'five', { data: `c${i}` })));
+    t.after(() => Promise.all(candidates.map((c) => c.candidate.close())));
+    const firstLeader = once<void>((resolve) => observer.once('leader', () => resolve()));
+    const allLost = Promise.all(candidates.map((c) => once<void>((resolve) => {
+      c.candidate.once('lost', () => resolve());
+      c.candidate.once('won', () => resolve());
+    })));
+    await Promise.all(candidates.map((c) => c.candidate.vote()));
+    await allLost;
+    await firstLeader;
+    const leaders = candidates.filter((c) => c.candidate.isLeader);
+    assert.equal(leaders.length, 1);
+    const leader = leaders[0]!;
+    const leaderName = `c${candidates.indexOf(leader)}`;
+    assert.equal(leader.won.length, 1);
+    assert.equal(leader.won[0], leader.candidate.token);
+    for (const c of candidates.filter((x) => x !== leader)) assert.deepEqual(c.lost, [leaderName]);
+    assert.equal((await leader.candidate.leaderData())!.toString(), leaderName);
+    assert.deepEqual(seen, [`leader ${leaderName}`]);
+    const children = await sessions[0]!.children('/_zkelection/five');
+    assert.equal(children.filter((c) => c.startsWith('ballot')).length, 5);
+    assert.ok(children.includes('leader_ack'));
+  });
+
+  test('the leader resigns: the next one leads with a higher token, the ack moves, the observer fires leaderGone then leader once', async (t) => {
+    const sessions = Array.from({ length: 3 }, () => openSession(t, zk1.ensemble.connectString()));
+    await Promise.all(sessions.map((zk) => zk.start()));
+    const candidates: Tracked[] = [];
+    for (const [i, zk] of sessions.entries()) {
+      const c = track(new Candidate(zk, 'resign', { data: `c${i}` }));
+      candidates.push(c);
+      await c.candidate.vote(); // in order: c0 leads, c1 follows c0, c2 follows c1
+    }
+    t.after(() => Promise.all(candidates.map((c) => c.candidate.close())));
+    assert.equal(candidates[0]!.candidate.isLeader, true);
+    const observer = new Observer(sessions[2]!, 'resign');
+    t.after(() => observer.close());
+    const seen: string[] = [];
+    await observer.observe();
+    observer.on('leader', ({ leaderData }) => void seen.push(`leader ${leaderData}`));
+    observer.on('leaderGone', () => void seen.push('gone'));
+    const firstToken = candidates[0]!.candidate.token!;
+    const nextWon = once<{ token: number }>((resolve) => candidates[1]!.candidate.once('won', resolve));
+    const nextAck = once<void>((resolve) => observer.once('leader', () => resolve()));
+    await candidates[0]!.candidate.close();
+    const { token } = await nextWon;
+    await nextAck;
+    assert.ok(token > firstToken, `token ${token} > ${firstToken}`);
+    assert.equal(candidates[1]!.candidate.isLeader, true);
+    assert.equal(candidates[2]!.candidate.isLeader, false);
+    assert.deepEqual(seen, ['gone', 'leader c1']);
+    assert.equal((await candidates[2]!.candidate.leaderData())!.toString(), 'c1');
+    assert.deepEqual(candidates[2]!.lost, ['c0'], 'c2 follows c1, not the leader: the failover did not wake it');
+  });
+
+  test('100 candidates in one session: a failover wakes only the next candidate', async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString());
+    await zk.start();
+    const candidates: Tracked[] = [];
+    for (let i = 0; i < 100; i++) {
+      const c = track(new Candidate(zk, 'hundred', { data: `c${i}` }));
+      candidates.push(c);
+      await c.candidate.vote();
+    }
+    t.after(() => Promise.all(candidates.map((c) => c.candidate.close())));
+    for (let failover = 0; failover < 3; failover++) {
+      const leader = candidates[failover]!;
+      const next = candidates[failover + 1]!;
+      assert.equal(leader.candidate.isLeader, true);
+      const before = zk.notifications;
+      const lostBefore = candidates.map((c) => c.lost.length);
+      const won = once<void>((resolve) => next.candidate.once('won', () => resolve()));
+      await leader.candidate.close();
+      await won;
+      // Let anything else the failover set off arrive: a sync round trip orders after it.
+      await zk.sync();
+      assert.equal(zk.notifications - before, 1, 'one watch notification: the next candidate\'s predecessor watch');
+      const woken = candidates.filter((c, i) => c.lost.length !== lostBefore[i]);
+      assert.deepEqual(woken, [], 'no loser was told again');
+    }
+  });
+});
