@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, describe, test } from 'node:test';
-import { ZkSession } from 'bellwether';
+import { Observer, ZkSession } from 'bellwether';
 import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { checkFenceLog } from './helpers/fence-log.js';
 import { type Runtime, bun, fixture, node } from './helpers/runtimes.js';
@@ -43,17 +43,43 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     let spawned = 0;
     const spawn = (): Fixture =>
       fixtures.add(startFixture(runtimes[spawned++ % runtimes.length]!, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, '400']));
+    // An observer in this process: the ack holds the leader's pid.
+    const zk = new ZkSession({ connect: zk1.ensemble.connectString() });
+    t.after(() => zk.close());
+    await zk.start();
+    const observer = new Observer(zk, 'fleet-job');
+    const seen: string[] = [];
+    observer.on('leader', ({ leaderData }) => void seen.push(`leader ${leaderData}`));
+    observer.on('leaderGone', () => void seen.push('gone'));
+    await observer.observe();
+    const acked = (pid: number): Promise<void> =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          if (observer.leaderData?.toString() === String(pid)) resolve();
+          else observer.once('leader', check);
+        };
+        check();
+      });
+
     let live = runtimes.map(() => spawn());
     await Promise.all(live.map((f) => f.next('contending')));
     let leader = await firstTo(live, 'running', true);
+    await acked(leader.pid);
+    const leaders = [leader.pid];
     for (let kill = 0; kill < 4; kill++) {
       const others = live.filter((f) => f !== leader);
       const next = firstTo(others, 'running');
       await leader.kill('SIGKILL');
       leader = await next;
+      await acked(leader.pid);
+      leaders.push(leader.pid);
       live = [...others, spawn()];
       await live.at(-1)!.next('contending');
     }
+    observer.close();
+    // Each leader once, each departure once: never twice for the same state.
+    const expected = leaders.flatMap((pid, i) => (i === 0 ? [`leader ${pid}`] : ['gone', `leader ${pid}`]));
+    assert.deepEqual(seen.slice(seen.indexOf(`leader ${leaders[0]}`)), expected);
     const tokens = checkFenceLog(logFile);
     assert.equal(tokens.length, 5);
     assert.equal(fixtures.all.reduce((n, f) => n + f.count('running'), 0), 5, 'one term per leader, no more');
