@@ -22,13 +22,19 @@ function firstTo(among: Fixture[], event: string, sinceStart = false): Promise<F
   return Promise.any(among.map((f) => f.next(event, () => true, seen.get(f)).then(() => f)));
 }
 
-async function ballots(ensemble: ZkEnsemble, t: TestContext): Promise<string[]> {
+/** Resolves once the election holds exactly `count` ballots (a children watch, no polling). */
+async function ballotsReach(ensemble: ZkEnsemble, t: TestContext, count: number): Promise<void> {
   const zk = new ZkSession({ connect: ensemble.connectString() });
   t.after(() => zk.close());
   await zk.start();
-  const children = await zk.children(ELECTION).catch(() => []);
+  await new Promise<void>((resolve) => {
+    const check = (children: readonly string[] | undefined): void => {
+      if ((children ?? []).filter((c) => c.startsWith('ballot')).length === count) resolve();
+    };
+    const subscription = zk.watchChildren(ELECTION, (event) => check(event.type === 'deleted' ? [] : event.children));
+    void subscription.ready.then((snapshot) => check(snapshot?.children));
+  });
   await zk.close();
-  return children.filter((c) => c.startsWith('ballot'));
 }
 
 describe('fleet singleton across processes (one ZooKeeper server)', () => {
@@ -102,8 +108,8 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     // Rejoined in a new session, as a follower.
     await first.next('session', (e) => e['sessionId'] !== session['sessionId']);
     await first.next('demoted');
-    const all = await ballots(zk1.ensemble, t);
-    assert.equal(all.length, 3, 'the expired leader voted again in its new session');
+    // The expired leader votes again in its new session: three ballots again.
+    await ballotsReach(zk1.ensemble, t, 3);
     assert.equal(first.count('running'), 1);
     const tokens = checkFenceLog(logFile);
     assert.equal(tokens.length, 2);
@@ -130,7 +136,7 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     let leader = await firstTo([...workers.keys()], 'running', true);
     const alive = (): Fixture[] => [...workers.keys()].filter((f) => f.child.exitCode === null && f.child.signalCode === null);
     // One ballot per host: wait until each host's lock holder has voted.
-    for (let tries = 0; (await ballots(zk1.ensemble, t)).length !== 3; tries++) assert.ok(tries < 200, 'three ballots');
+    await ballotsReach(zk1.ensemble, t, 3);
 
     // Kill the leading worker twice: its host's next worker takes the host lock; the fleet moves on once.
     for (let round = 0; round < 2; round++) {
@@ -145,7 +151,7 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     await Promise.all(alive().filter((f) => workers.get(f) === leadingHost).map((f) => f.kill('SIGKILL')));
     leader = await next;
     assert.notEqual(workers.get(leader), leadingHost);
-    for (let tries = 0; (await ballots(zk1.ensemble, t)).length !== 2; tries++) assert.ok(tries < 200, 'two hosts, two ballots');
+    await ballotsReach(zk1.ensemble, t, 2); // two hosts left, two ballots
     assert.equal(checkFenceLog(logFile).length, 4);
   });
 });
