@@ -268,6 +268,9 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       // An existence watch only while there is no ack: no herd when the leader changes.
       this.#watchingAck = true;
       const created = await this.#zk.existsWatch(this.paths.ack, () => {
+        // A watch set just as the ack appeared fires at the next failover;
+        // by then this candidate no longer waits for an ack: nothing to do.
+        if (!this.#watchingAck) return;
         this.#watchingAck = false;
         void this.#check();
       });
