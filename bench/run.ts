@@ -5,6 +5,7 @@
  */
 import { election } from './election.js';
 import { hostFailover, threadpool } from './host-failover.js';
+import { supervisorBench } from './supervisor.js';
 import { zkSession } from './zk-session.js';
 
 const SUITES: Record<string, (scale: number) => Promise<string>> = {
@@ -12,6 +13,7 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   threadpool,
   'zk-session': zkSession,
   election,
+  supervisor: supervisorBench,
 };
 
 const args = process.argv.slice(2);

@@ -1,13 +1,34 @@
 #!/usr/bin/env node
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { BellwetherError } from './errors.js';
+import { defaultControlSocket, readStatus } from './cluster/control-socket.js';
+import { Supervisor } from './cluster/supervisor.js';
+import { BellwetherError, ErrorCodes } from './errors.js';
 import { defaultLockDir } from './lock/lock-dir.js';
 import { inspectHostLock } from './lock/inspect.js';
 
 const HELP = `Usage: bellwether <command> [options]
 
 Commands:
+  start <entry.js> [options] [-- args for the entry]
+      Runs <entry.js> as a prefork server: N workers with stable indexes
+      (BELLWETHER_WORKER_INDEX), liveness, restarts, signals:
+        SIGTERM/SIGINT  graceful stop (a second one: stop at once)
+        SIGHUP          rolling restart, one slot at a time
+        SIGTTIN/SIGTTOU one worker more / less
+      --workers N            workers (default: the number of CPUs)
+      --timeout MS           silent longer than this -> replaced (default 30000)
+      --heartbeat MS         worker heartbeat interval, below --timeout (default 1000)
+      --kill-timeout MS      SIGTERM -> SIGKILL for killed workers (default 5000)
+      --shutdown-timeout MS  graceful stop -> SIGKILL (default 30000)
+      --boot-timeout MS      not ready after this -> replaced (default 60000)
+      --name NAME            supervisor name, for status (default "default")
+      --socket PATH          control socket (default: in the lock directory)
+
+  status [--name NAME] [--socket PATH] [--json]
+      Per worker slot of a running supervisor: index, pid, state, status
+      code (0 healthy, >0 unhealthy code, -1 silent), restarts, uptime, memory.
+
   lock <name> [--lock-dir DIR] [--json]
       Shows whether the host singleton <name> is running on this host (its
       flock(2) lock is held) and the last holder's fencing token and pid.
@@ -25,12 +46,28 @@ function version(): string {
   return pkg.version;
 }
 
-function main(argv: string[]): number {
+/** A number option, or undefined; the Supervisor checks the range. */
+function numberOption(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (value.trim() === '' || !Number.isFinite(number)) throw new BellwetherError(ErrorCodes.INVALID_OPTION, `${flag} must be a number, got ${JSON.stringify(value)}`);
+  return number;
+}
+
+async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
       'lock-dir': { type: 'string' },
+      workers: { type: 'string' },
+      timeout: { type: 'string' },
+      heartbeat: { type: 'string' },
+      'kill-timeout': { type: 'string' },
+      'shutdown-timeout': { type: 'string' },
+      'boot-timeout': { type: 'string' },
+      name: { type: 'string' },
+      socket: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', short: 'v', default: false },
@@ -44,6 +81,47 @@ function main(argv: string[]): number {
   if (values.help || command === undefined) {
     process.stdout.write(HELP);
     return values.help ? 0 : 2;
+  }
+  if (command === 'start' && name !== undefined) {
+    const supervisor = new Supervisor({
+      exec: name,
+      args: rest,
+      ...defined({
+        workers: numberOption(values.workers, '--workers'),
+        timeout: numberOption(values.timeout, '--timeout'),
+        heartbeat: numberOption(values.heartbeat, '--heartbeat'),
+        killTimeout: numberOption(values['kill-timeout'], '--kill-timeout'),
+        shutdownTimeout: numberOption(values['shutdown-timeout'], '--shutdown-timeout'),
+        bootTimeout: numberOption(values['boot-timeout'], '--boot-timeout'),
+        name: values.name,
+        controlSocket: values.socket,
+      }),
+    });
+    supervisor.on('error', (err) => process.stderr.write(`bellwether: ${err.code}: ${err.message}\n`));
+    supervisor.on('exit', (slot, exit) =>
+      process.stderr.write(`bellwether: worker ${slot.index} exited (${exit.signal ?? exit.code})${exit.replaced ? ', replacing it' : ''}\n`),
+    );
+    supervisor.on('kill', (slot, reason) => process.stderr.write(`bellwether: killing worker ${slot.index} (pid ${slot.pid}): ${reason}\n`));
+    await supervisor.start();
+    process.stderr.write(`bellwether: ${supervisor.status().length} workers ready (primary pid ${process.pid})\n`);
+    await new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
+    return 0;
+  }
+  if (command === 'status' && name === undefined) {
+    const socket = values.socket ?? defaultControlSocket(values.name ?? 'default');
+    const status = await readStatus(socket);
+    if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
+    else {
+      process.stdout.write(`supervisor ${status.name} (pid ${status.pid})\n`);
+      process.stdout.write('index  pid      state     code  restarts  uptime(s)  rss(MiB)\n');
+      for (const w of status.workers) {
+        const rss = w.rss === undefined ? '-' : (w.rss / 2 ** 20).toFixed(1);
+        process.stdout.write(
+          `${String(w.index).padEnd(7)}${String(w.pid ?? '-').padEnd(9)}${w.state.padEnd(10)}${String(w.code).padEnd(6)}${String(w.restarts).padEnd(10)}${(w.uptime / 1000).toFixed(0).padEnd(11)}${rss}\n`,
+        );
+      }
+    }
+    return 0;
   }
   if (command !== 'lock' || name === undefined || rest.length > 0) {
     process.stderr.write(`bellwether: unknown command line: ${positionals.join(' ')}\n\n${HELP}`);
@@ -59,8 +137,13 @@ function main(argv: string[]): number {
   return report.held ? 0 : 3;
 }
 
+/** Drops undefined values, so that the Supervisor applies its defaults. */
+function defined<T extends object>(object: T): Partial<T> {
+  return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 try {
-  process.exitCode = main(process.argv.slice(2));
+  process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
   const code = err instanceof BellwetherError ? `${err.code}: ` : '';
   process.stderr.write(`bellwether: ${code}${err instanceof Error ? err.message : String(err)}\n`);

@@ -54,6 +54,12 @@ export const ErrorCodes = {
   ZK_AUTH_FAILED: 'BW_ERR_ZK_AUTH_FAILED',
   /** Any other ZooKeeper error; `cause` carries ZooKeeper's code and name. */
   ZK_ERROR: 'BW_ERR_ZK_ERROR',
+  /** The entry script of the workers does not exist or is not a file. */
+  ENTRY_NOT_FOUND: 'BW_ERR_ENTRY_NOT_FOUND',
+  /** A worker slot exited too often within the restart window and was given up. */
+  CRASH_LOOP: 'BW_ERR_CRASH_LOOP',
+  /** Another supervisor of the same name is running (its control socket answers). */
+  ALREADY_RUNNING: 'BW_ERR_ALREADY_RUNNING',
   /** The requested feature is not available in this build. */
   UNSUPPORTED: 'BW_ERR_UNSUPPORTED',
 } as const;

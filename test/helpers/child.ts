@@ -19,6 +19,7 @@ export class Fixture {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   #waiters: { match: (e: FixtureEvent) => boolean; resolve: (e: FixtureEvent) => void; from: number }[] = [];
   #stderr = '';
+  #stderrWaiters: ((text: string) => boolean)[] = [];
 
   constructor(command: string, args: string[], label: string, env: NodeJS.ProcessEnv = {}, uid?: number) {
     this.label = label;
@@ -31,6 +32,7 @@ export class Fixture {
     this.exited = once(this.child, 'close').then(([code, signal]) => ({ code, signal })) as Fixture['exited'];
     this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       this.#stderr += chunk;
+      this.#stderrWaiters = this.#stderrWaiters.filter((w) => !w(this.#stderr));
     });
     readline.createInterface({ input: this.child.stdout! }).on('line', (line) => {
       let event: FixtureEvent;
@@ -66,6 +68,20 @@ export class Fixture {
       void this.exited.then(({ code, signal }) =>
         reject(new Error(`${this.label} exited (${code ?? signal}) before "${name}"; stderr: ${this.#stderr.slice(-2000)}`)),
       );
+    });
+  }
+
+  /** Resolves once stderr (so far, or later) matches `pattern`. */
+  stderrMatches(pattern: RegExp): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (text: string): boolean => {
+        if (!pattern.test(text)) return false;
+        resolve();
+        return true;
+      };
+      if (check(this.#stderr)) return;
+      this.#stderrWaiters.push(check);
+      void this.exited.then(() => reject(new Error(`${this.label} exited before stderr matched ${pattern}: ${this.#stderr.slice(-2000)}`)));
     });
   }
 

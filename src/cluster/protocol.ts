@@ -1,0 +1,40 @@
+/**
+ * What the primary and its workers tell each other. Environment variables
+ * carry what a worker needs at boot; IPC messages (cluster's channel) carry
+ * the rest. Every message has a `bellwether` field, so messages of the
+ * application on the same channel are left alone.
+ */
+export const ENV = {
+  /** The worker's stable index, 0..N-1. */
+  index: 'BELLWETHER_WORKER_INDEX',
+  /** The primary's pid: a worker whose parent is no longer this exits (orphan fencing). */
+  primaryPid: 'BELLWETHER_PRIMARY_PID',
+  /** Heartbeat interval in ms. */
+  heartbeat: 'BELLWETHER_HEARTBEAT_MS',
+  /** The user's entry script, which the worker bootstrap imports. */
+  entry: 'BELLWETHER_ENTRY',
+  /** JSON of the primary's ZkSession settings, for the worker's own session. */
+  zkSettings: 'BELLWETHER_ZK_SETTINGS',
+} as const;
+
+export type WorkerMessage =
+  /** The worker serves (also inferred from cluster's `listening`). */
+  | { bellwether: 'ready' }
+  /** Sent from the worker's event loop every heartbeat: 0 healthy, > 0 an unhealthy code. */
+  | { bellwether: 'heartbeat'; code: number };
+
+export type PrimaryMessage =
+  /** Stop gracefully: run onShutdown callbacks, stop accepting, finish in-flight work, exit. */
+  { bellwether: 'shutdown' };
+
+export function isWorkerMessage(message: unknown): message is WorkerMessage {
+  const kind = (message as { bellwether?: unknown } | null)?.bellwether;
+  return kind === 'ready' || kind === 'heartbeat';
+}
+
+export function isPrimaryMessage(message: unknown): message is PrimaryMessage {
+  return (message as { bellwether?: unknown } | null)?.bellwether === 'shutdown';
+}
+
+/** Exit code of a worker that found its primary gone. */
+export const ORPHAN_EXIT_CODE = 70;

@@ -1,0 +1,225 @@
+import cluster from 'node:cluster';
+import fs from 'node:fs';
+import { ENV, ORPHAN_EXIT_CODE, type WorkerMessage, isPrimaryMessage } from '../cluster/protocol.js';
+import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { checkFunction, invalidOption } from '../validate.js';
+import { type ZkSessionSettings, resolveZkOptions } from '../zk/options.js';
+
+/** The worker side of a supervised cluster: liveness, lifecycle hooks, settings from the primary. */
+export interface WorkerRuntime {
+  /** True in a worker forked by the supervisor (the worker env is set and there is an IPC channel). */
+  readonly isSupervised: boolean;
+  /** The worker's stable index 0..N-1, or `undefined` outside a supervised worker. */
+  readonly index: number | undefined;
+  /** Tells the primary this worker serves. Only the first call sends anything. */
+  ready(): void;
+  /** Status code 0: sent at once and with every heartbeat. */
+  healthy(): void;
+  /** Status code 1..255 (your own meaning): sent at once and with every heartbeat until `healthy()`. */
+  unhealthy(code: number): void;
+  /**
+   * Runs `cb` once this worker has booted (its entry script is loaded), or on
+   * the next tick if it already has. Callbacks run one at a time in order; one
+   * that throws is reported on stderr and the worker goes on. Never runs
+   * outside a supervised worker.
+   */
+  afterFork(cb: () => unknown): void;
+  /**
+   * Runs `cb` on a graceful stop (the primary's request or SIGTERM), in
+   * registration order, each awaited and isolated. Then the worker disconnects
+   * (cluster-shared servers stop accepting, in-flight requests finish) and
+   * exits once its event loop is empty. Close what else you hold here
+   * (timers, sessions, and on Bun your servers) or the primary kills the worker
+   * after its shutdown timeout.
+   */
+  onShutdown(cb: () => unknown): void;
+  /** The primary's ZooKeeper settings, for this worker's own `new ZkSession(...)`; `undefined` if none. */
+  zkSettings(): ZkSessionSettings | undefined;
+}
+
+type Callback = () => unknown;
+
+const DEFAULT_HEARTBEAT_MS = 1000;
+/** How often the worker checks it still has the primary as its parent. */
+const PARENT_CHECK_MS = 250;
+
+class WorkerProcess implements WorkerRuntime {
+  readonly isSupervised: boolean;
+  readonly index: number | undefined;
+  #code = 0;
+  #readySent = false;
+  #booted = false;
+  readonly #afterFork: Callback[] = [];
+  #runningAfterFork = false;
+  readonly #onShutdown: Callback[] = [];
+  #stopping = false;
+  /** Set once we disconnect on purpose: that 'disconnect' is not the primary going away. */
+  #leaving = false;
+
+  constructor() {
+    const index = process.env[ENV.index];
+    this.isSupervised = index !== undefined && typeof process.send === 'function';
+    this.index = index !== undefined && /^\d+$/.test(index) ? Number(index) : undefined;
+  }
+
+  ready(): void {
+    if (this.#readySent) return;
+    this.#readySent = true;
+    this.#send({ bellwether: 'ready' });
+  }
+
+  healthy(): void {
+    this.#code = 0;
+    this.#heartbeat();
+  }
+
+  unhealthy(code: number): void {
+    if (typeof code !== 'number' || !Number.isInteger(code) || code < 1 || code > 255) {
+      throw invalidOption('unhealthy code', 'an integer from 1 to 255', code);
+    }
+    this.#code = code;
+    this.#heartbeat();
+  }
+
+  afterFork(cb: Callback): void {
+    this.#afterFork.push(checkFunction<Callback>(cb, 'afterFork callback'));
+    if (this.#booted) this.#runAfterFork();
+  }
+
+  onShutdown(cb: Callback): void {
+    this.#onShutdown.push(checkFunction<Callback>(cb, 'onShutdown callback'));
+  }
+
+  zkSettings(): ZkSessionSettings | undefined {
+    const json = process.env[ENV.zkSettings];
+    if (json === undefined || json === '') return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch (err) {
+      throw new BellwetherError(ErrorCodes.INVALID_OPTION, `${ENV.zkSettings} is not JSON`, { cause: err });
+    }
+    // The same checks as the primary's own options: a bad value fails here, not at connect.
+    return resolveZkOptions(parsed as ZkSessionSettings);
+  }
+
+  /** Started once per process, at the first import in a supervised worker. */
+  start(): void {
+    const every = Number(process.env[ENV.heartbeat]);
+    const heartbeatMs = Number.isInteger(every) && every > 0 ? every : DEFAULT_HEARTBEAT_MS;
+    // Sent from the event loop: a blocked loop sends nothing, which is the point.
+    // Unref'd: liveness reporting alone must not keep a finished worker alive.
+    setInterval(() => this.#heartbeat(), heartbeatMs).unref();
+    this.#heartbeat();
+
+    const primaryPid = Number(process.env[ENV.primaryPid]);
+    const parent = Number.isInteger(primaryPid) && primaryPid > 0 ? primaryPid : process.ppid;
+    // Prepended: Node's (and Bun's) cluster worker has its own 'disconnect'
+    // listener that exits with 0; an orphan must exit with ORPHAN_EXIT_CODE.
+    process.prependListener('disconnect', () => {
+      if (!this.#leaving) this.#orphaned(`lost the IPC channel to primary ${parent}`);
+    });
+    // 'disconnect' is not enough: a runtime may not notice a SIGKILLed primary.
+    // Linux reparents an orphan, so a changed ppid is the primary's death.
+    const checkParent = (): void => {
+      const ppid = process.ppid;
+      if (ppid !== parent) this.#orphaned(`primary ${parent} is gone (parent is now ${ppid})`);
+    };
+    setInterval(checkParent, PARENT_CHECK_MS).unref();
+    checkParent();
+
+    process.on('message', (message: unknown) => {
+      if (isPrimaryMessage(message)) void this.#shutdown();
+    });
+    process.on('SIGTERM', () => void this.#shutdown());
+  }
+
+  /** @internal The bootstrap calls it once the entry script is loaded. */
+  booted(): void {
+    if (this.#booted || !this.isSupervised) return;
+    this.#booted = true;
+    this.#runAfterFork();
+  }
+
+  #runAfterFork(): void {
+    if (this.#runningAfterFork) return; // the running loop picks up what was added
+    this.#runningAfterFork = true;
+    process.nextTick(async () => {
+      let cb: Callback | undefined;
+      while ((cb = this.#afterFork.shift())) await this.#isolated('afterFork callback', cb);
+      this.#runningAfterFork = false;
+    });
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    // By index: a callback registered while others run still runs.
+    for (let i = 0; i < this.#onShutdown.length; i++) await this.#isolated('onShutdown callback', this.#onShutdown[i]!);
+    this.#leaving = true;
+    if (!process.connected) return;
+    try {
+      // Closes cluster-shared servers, waits for them, then the IPC channel;
+      // the process then exits when nothing else is left. No process.exit():
+      // in-flight work finishes or the primary's shutdown timeout ends it.
+      if (cluster.worker) cluster.worker.disconnect();
+      else process.disconnect?.();
+    } catch {
+      // The channel closed meanwhile: nothing left to disconnect.
+    }
+  }
+
+  async #isolated(what: string, cb: Callback): Promise<void> {
+    try {
+      await cb();
+    } catch (err) {
+      // stderr, not an event: a worker has no one to listen, and one failing hook must not crash it.
+      console.error(callbackFailed(`${what} of bellwether worker ${this.index ?? '?'} (pid ${process.pid})`, err));
+    }
+  }
+
+  #heartbeat(): void {
+    this.#send({ bellwether: 'heartbeat', code: this.#code });
+  }
+
+  #send(message: WorkerMessage): void {
+    if (!this.isSupervised || !process.connected) return;
+    try {
+      // With a callback, a closed channel is reported there instead of as an 'error' event.
+      process.send!(message, undefined, undefined, () => {});
+    } catch {
+      // ERR_IPC_CHANNEL_CLOSED: the primary is gone or we are leaving; orphan fencing handles the rest.
+    }
+  }
+
+  #orphaned(why: string): never {
+    try {
+      fs.writeSync(2, `bellwether worker ${this.index ?? '?'} (pid ${process.pid}): ${why}; exiting with ${ORPHAN_EXIT_CODE}\n`);
+    } catch {
+      // stderr may be gone with the primary.
+    }
+    // Fencing: an orphan must stop now, not after its shutdown hooks.
+    process.exit(ORPHAN_EXIT_CODE);
+  }
+}
+
+/**
+ * One per process, even if two copies of bellwether are loaded (the
+ * supervisor's bootstrap and the app's own): otherwise the app's hooks would
+ * sit on a copy that never boots, and heartbeats would be sent twice.
+ */
+const SHARED = Symbol.for('bellwether.worker.v1');
+const slot = globalThis as { [SHARED]?: WorkerProcess };
+let instance = slot[SHARED];
+if (instance === undefined) {
+  instance = slot[SHARED] = new WorkerProcess();
+  // Only the first copy starts the runtime: one heartbeat, one set of listeners.
+  if (instance.isSupervised) instance.start();
+}
+
+export const worker: WorkerRuntime = instance;
+
+/** @internal The bootstrap marks the end of boot: afterFork callbacks may run. */
+export function markBooted(): void {
+  (instance as WorkerProcess).booted();
+}

@@ -1,0 +1,64 @@
+import http from 'node:http';
+import net from 'node:net';
+
+/** A free TCP port on 127.0.0.1 (listen on 0, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** GET on 127.0.0.1 with a bound; resolves with the parsed JSON body. */
+export function getJson<T = Record<string, unknown>>(port: number, path = '/', timeoutMs = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => {
+        if (response.statusCode !== 200) reject(new Error(`GET ${path}: ${response.statusCode}`));
+        else {
+          try {
+            resolve(JSON.parse(body) as T);
+          } catch (err) {
+            reject(err);
+          }
+        }
+      });
+    });
+    request.on('timeout', () => request.destroy(new Error(`GET ${path}: no answer within ${timeoutMs} ms`)));
+    request.on('error', reject);
+  });
+}
+
+/**
+ * A bounded load: `concurrency` loops of GET / until `until` resolves or
+ * `maxRequests` were sent; counts answers and failures, records the pids seen.
+ */
+export async function loadUntil(port: number, until: Promise<unknown>, concurrency = 4, maxRequests = 20_000): Promise<{ ok: number; failed: number; errors: string[]; pids: Set<number> }> {
+  let done = false;
+  void until.finally(() => (done = true));
+  const result = { ok: 0, failed: 0, errors: [] as string[], pids: new Set<number>() };
+  let sent = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (!done && sent < maxRequests) {
+        sent += 1;
+        try {
+          const body = await getJson<{ pid: number }>(port, '/');
+          result.ok += 1;
+          result.pids.add(body.pid);
+        } catch (err) {
+          result.failed += 1;
+          if (result.errors.length < 5) result.errors.push((err as Error).message);
+        }
+      }
+    }),
+  );
+  return result;
+}

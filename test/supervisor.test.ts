@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { describe, test } from 'node:test';
+import { Supervisor } from 'bellwether';
+import { Fixture, Fixtures, startFixture } from './helpers/child.js';
+import { freePort, getJson } from './helpers/http.js';
+import { RUNTIMES, fixture, node } from './helpers/runtimes.js';
+import { tempDir } from './helpers/temp.js';
+
+const PRIMARY = fixture('supervisor-primary');
+
+/** Starts a supervisor primary with the given options; resolves once all workers are ready. */
+async function startPrimary(
+  fixtures: Fixtures,
+  runtime: (typeof RUNTIMES)[number],
+  options: Record<string, unknown>,
+  env: Record<string, string> = {},
+): Promise<{ primary: Fixture; port: number }> {
+  const port = await freePort();
+  const primary = fixtures.add(startFixture(runtime, PRIMARY, [JSON.stringify({ env: { PORT: String(port), ...env }, ...options })]));
+  await primary.next('started');
+  return { primary, port };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // PID 1 here reaps orphans slowly: a zombie is gone for our purpose.
+  try {
+    return !/State:\s+Z/.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+for (const runtime of RUNTIMES) {
+  describe(`Supervisor (primary under ${runtime.name})`, () => {
+    test('SIGKILL a worker: a replacement with the same index becomes ready; the others keep serving', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const { primary, port } = await startPrimary(fixtures, runtime, { workers: 3, timeout: 3000, heartbeat: 100 });
+      const started = (await primary.next('started'))['workers'] as { index: number; pid: number }[];
+      assert.deepEqual(started.map((w) => w.index), [0, 1, 2]);
+      const victim = started[1]!;
+      const seen = primary.events.length;
+      process.kill(victim.pid, 'SIGKILL');
+      const replaced = await primary.next('ready', (e) => e['index'] === 1, seen);
+      assert.notEqual(replaced['workerPid'], victim.pid);
+      assert.equal(replaced['restarts'], 1);
+      const answers = await Promise.all(Array.from({ length: 20 }, () => getJson<{ index: number }>(port)));
+      assert.ok(answers.every((a) => [0, 1, 2].includes(a.index)));
+    });
+
+    test('a worker that blocks its event loop is replaced after timeout; one reporting unhealthy(3) shows code 3 and is replaced', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const { primary, port } = await startPrimary(fixtures, runtime, { workers: 2, timeout: 600, heartbeat: 100, killTimeout: 500 });
+      void getJson(port, '/block?ms=5000', 10_000).catch(() => undefined);
+      const silent = await primary.next('kill', (e) => e['reason'] === 'silent');
+      assert.equal(silent['code'], -1);
+      await primary.next('ready', (e) => e['index'] === silent['index'] && e['restarts'] === 1);
+
+      let unhealthy: Record<string, unknown> | undefined;
+      // Connections spread over the workers: ask until one reports.
+      const seen = primary.events.length;
+      await getJson(port, '/unhealthy?code=3');
+      unhealthy = await primary.next('kill', (e) => e['reason'] === 'unhealthy', seen);
+      assert.equal(unhealthy['code'], 3);
+      await primary.next('ready', (e) => e['index'] === unhealthy!['index'] && Number(e['restarts']) >= 1, seen);
+    });
+
+    test('a worker that exits at boot every time hits the crash-loop cap; the others keep serving', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const port = await freePort();
+      const options = { workers: 2, timeout: 3000, heartbeat: 100, restart: { initialDelay: 10, maxRestarts: 3, window: 60_000 }, env: { PORT: String(port), CRASH_INDEX: '1' } };
+      const primary = fixtures.add(startFixture(runtime, PRIMARY, [JSON.stringify(options)]));
+      const error = await primary.next('error');
+      assert.equal(error['code'], 'BW_ERR_CRASH_LOOP');
+      await primary.next('started');
+      primary.send('status');
+      const status = (await primary.next('status'))['workers'] as { index: number; state: string }[];
+      assert.deepEqual(status.map((w) => w.state), ['ready', 'given-up']);
+      const answers = await Promise.all(Array.from({ length: 10 }, () => getJson<{ index: number }>(port)));
+      assert.ok(answers.every((a) => a.index === 0));
+    });
+
+    test('SIGKILL the primary: every worker is gone within a second', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const { primary } = await startPrimary(fixtures, runtime, { workers: 3, timeout: 3000, heartbeat: 100 });
+      const pids = ((await primary.next('started'))['workers'] as { pid: number }[]).map((w) => w.pid);
+      await primary.kill('SIGKILL');
+      const deadline = Date.now() + 1000;
+      while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(pids.filter(alive), [], 'no worker outlives its primary by a second');
+    });
+
+    test('SIGHUP under a bounded HTTP load: zero failed requests, every pid replaced', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const runner = fixture('rolling-load');
+      // Bun's cluster shares the port with SO_REUSEPORT: a closing listener resets the
+      // connections still queued on it unless net.ipv4.tcp_migrate_req=1 moves them to
+      // another worker (README). That setting is per network namespace: the Bun run
+      // gets a namespace of its own (loopback only) with it on.
+      const run =
+        runtime.name === 'bun'
+          ? fixtures.add(
+              new Fixture('unshare', ['-n', 'sh', '-c', `ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 && exec "${process.execPath}" "${runner}" bun`], 'rolling-load (bun, own netns)'),
+            )
+          : fixtures.add(startFixture(node, runner, ['node']));
+      const result = await run.next('result');
+      assert.equal(result['failed'], 0, `failed requests: ${(result['errors'] as string[]).join('; ')}`);
+      assert.ok(Number(result['ok']) > 0);
+      const before = result['before'] as number[];
+      assert.equal((result['after'] as number[]).filter((pid) => before.includes(pid)).length, 0, 'every pid replaced');
+    });
+
+    test('SIGTERM while a slow request is in flight: it completes, then everything exits', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const { primary, port } = await startPrimary(fixtures, runtime, { workers: 1, timeout: 3000, heartbeat: 100, shutdownTimeout: 10_000 });
+      const slow = getJson(port, '/slow?ms=700', 10_000);
+      // The request is being served once the worker has it: give the request a moment to arrive.
+      await new Promise((r) => setTimeout(r, 100));
+      process.kill(primary.pid, 'SIGTERM');
+      const answer = await slow;
+      assert.equal(answer['index'], 0);
+      await primary.next('stopped');
+      assert.equal((await primary.exited).code, 0);
+    });
+
+    test('SIGTTIN / SIGTTOU add and remove a worker', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const { primary } = await startPrimary(fixtures, runtime, { workers: 2, timeout: 3000, heartbeat: 100, shutdownTimeout: 2000 });
+      process.kill(primary.pid, 'SIGTTIN');
+      await primary.next('ready', (e) => e['index'] === 2);
+      primary.send('status');
+      assert.equal(((await primary.next('status'))['workers'] as unknown[]).length, 3);
+      const seen = primary.events.length;
+      process.kill(primary.pid, 'SIGTTOU');
+      const exit = await primary.next('exit', () => true, seen);
+      assert.equal(exit['index'], 2);
+      assert.equal(exit['replaced'], false);
+      primary.send('status');
+      assert.equal(((await primary.next('status', () => true, seen))['workers'] as unknown[]).length, 2);
+    });
+  });
+}
+
+describe('Supervisor: bad input fails before anything forks', () => {
+  const cases: [string, Record<string, unknown>, string][] = [
+    ['missing entry script', { exec: '/nonexistent/server.js' }, 'BW_ERR_ENTRY_NOT_FOUND'],
+    ['entry is a directory', { exec: '/tmp' }, 'BW_ERR_ENTRY_NOT_FOUND'],
+    ['zero workers', { workers: 0 }, 'BW_ERR_INVALID_OPTION'],
+    ['fractional workers', { workers: 1.5 }, 'BW_ERR_INVALID_OPTION'],
+    ['too many workers', { workers: 100_000 }, 'BW_ERR_INVALID_OPTION'],
+    ['heartbeat not below timeout', { timeout: 1000, heartbeat: 1000 }, 'BW_ERR_INVALID_OPTION'],
+    ['negative kill timeout', { killTimeout: -1 }, 'BW_ERR_INVALID_OPTION'],
+    ['unknown option', { worker: 2 }, 'BW_ERR_INVALID_OPTION'],
+    ['hook not a function', { beforeFork: 'x' }, 'BW_ERR_INVALID_OPTION'],
+    ['bad name', { name: '../x' }, 'BW_ERR_INVALID_NAME'],
+  ];
+  for (const [what, options, code] of cases) {
+    test(what, (t) => {
+      const exec = `${tempDir(t)}/server.js`;
+      fs.writeFileSync(exec, '');
+      assert.throws(() => new Supervisor({ exec, ...options } as never), { name: 'BellwetherError', code });
+    });
+  }
+});
