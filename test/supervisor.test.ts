@@ -153,6 +153,27 @@ for (const runtime of RUNTIMES) {
   });
 }
 
+describe('Supervisor hooks', () => {
+  test('beforeFork, afterFork and afterWorkerExit run per slot; a throwing hook is reported with its slot and stops nothing', async (t) => {
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const port = await freePort();
+    const primary = fixtures.add(
+      startFixture(node, PRIMARY, [JSON.stringify({ workers: 2, timeout: 3000, heartbeat: 100, env: { PORT: String(port) } })], { HOOKS: '1' }),
+    );
+    const error = await primary.next('error');
+    assert.equal(error['code'], 'BW_ERR_CALLBACK_FAILED');
+    assert.match(String(error['message']), /beforeFork hook of slot 0 failed: hook bug/);
+    const started = (await primary.next('started'))['workers'] as { index: number; pid: number; state: string }[];
+    assert.deepEqual(started.map((w) => w.state), ['ready', 'ready']);
+    const hooks = primary.events.filter((e) => e.event === 'hook').map((e) => `${e['at']} ${e['index']}`);
+    assert.deepEqual(hooks.sort(), ['afterFork 0', 'afterFork 1', 'beforeFork 0', 'beforeFork 1']);
+    process.kill(started[1]!.pid, 'SIGKILL');
+    const exit = await primary.next('hook', (e) => e['at'] === 'afterWorkerExit');
+    assert.deepEqual([exit['index'], exit['signal']], [1, 'SIGKILL']);
+  });
+});
+
 describe('Supervisor: bad input fails before anything forks', () => {
   const cases: [string, Record<string, unknown>, string][] = [
     ['missing entry script', { exec: '/nonexistent/server.js' }, 'BW_ERR_ENTRY_NOT_FOUND'],
