@@ -100,48 +100,68 @@ class Primary {
     await this.next(`${WORKERS} listening workers`, () => this.workers.size === WORKERS, READY_TIMEOUT_MS);
   }
 
-  /** SIGKILL the primary and every child it has (its workers), and wait for them to be gone. */
-  async kill(): Promise<void> {
-    const children = childrenOf(this.pid);
-    await Promise.race([this.child.kill(), sleep(5000)]);
-    for (const pid of children) {
+  /**
+   * Stops the primary with SIGTERM (bellwether: a graceful stop; plain: the
+   * primary dies and its workers leave on the lost IPC channel); anything
+   * left after 5 s, the primary or its workers, gets SIGKILL. Waits until they are gone.
+   */
+  async stop(): Promise<void> {
+    const everyone = [procOf(this.pid), ...childrenOf(this.pid)].filter((p) => p !== undefined);
+    const { child } = this.child;
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    let deadline = performance.now() + 5000;
+    while (everyone.some(alive) && performance.now() < deadline) await sleep(20);
+    for (const p of everyone.filter(alive)) {
       try {
-        process.kill(pid, 'SIGKILL');
+        process.kill(p.pid, 'SIGKILL');
       } catch {
         // already gone
       }
     }
-    const deadline = performance.now() + 5000;
-    while (children.some(alive) && performance.now() < deadline) await sleep(20);
-    const left = children.filter(alive);
-    if (left.length) console.error(`${this.kind.label}: workers ${left.join(', ')} still alive 5 s after SIGKILL`);
+    await Promise.race([this.child.kill(), sleep(5000)]);
+    deadline = performance.now() + 5000;
+    while (everyone.some(alive) && performance.now() < deadline) await sleep(20);
+    const left = everyone.filter(alive).map((p) => p.pid);
+    if (left.length) console.error(`${this.kind.label}: processes ${left.join(', ')} still alive 5 s after SIGKILL`);
   }
 }
 
-/** Pids whose parent is `pid` (Linux /proc). */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
+/** A process by pid and start time, so a reused pid is not taken for it. */
+interface Proc {
+  pid: number;
+  start: string;
+}
+
+/** Fields of /proc/<pid>/stat from the state on (comm may hold spaces: split after the last ')'). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined; // gone
+  }
+}
+
+function procOf(pid: number): Proc | undefined {
+  const fields = statFields(pid);
+  return fields ? { pid, start: fields[19]! } : undefined;
+}
+
+/** The children of `pid` (Linux /proc). */
+function childrenOf(pid: number): Proc[] {
+  const children: Proc[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid ...: comm may contain spaces, so split after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) children.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
+    const fields = statFields(Number(entry));
+    if (fields && Number(fields[1]) === pid) children.push({ pid: Number(entry), start: fields[19]! });
   }
   return children;
 }
 
-/** Running, and not a zombie (PID 1 here may reap orphans slowly). */
-function alive(pid: number): boolean {
-  try {
-    return !/State:\s+Z/.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
+/** Still the same process, and not a zombie (PID 1 here may reap orphans slowly). */
+function alive(p: Proc): boolean {
+  const fields = statFields(p.pid);
+  return fields !== undefined && fields[19] === p.start && fields[0] !== 'Z';
 }
 
 /** Resident memory of a process in MiB (VmRSS of /proc/<pid>/status). */
@@ -208,7 +228,7 @@ async function measure(kind: Kind, killsEach: number, rollingRounds: number): Pr
     }
     return result;
   } finally {
-    await primary.kill();
+    await primary.stop();
   }
 }
 
