@@ -125,8 +125,7 @@ for (const runtime of RUNTIMES) {
       t.after(() => fixtures.killAll());
       const { primary, port } = await startPrimary(fixtures, runtime, { workers: 1, timeout: 3000, heartbeat: 100, shutdownTimeout: 10_000 });
       const slow = getJson(port, '/slow?ms=700', 10_000);
-      // The request is being served once the worker has it: give the request a moment to arrive.
-      await new Promise((r) => setTimeout(r, 100));
+      await primary.next('slow-started');
       process.kill(primary.pid, 'SIGTERM');
       const answer = await slow;
       assert.equal(answer['index'], 0);
@@ -152,6 +151,42 @@ for (const runtime of RUNTIMES) {
     });
   });
 }
+
+describe('Supervisor: boot timeout and quick stop', () => {
+  test('a worker that never becomes ready is replaced after bootTimeout', async (t) => {
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const port = await freePort();
+    const options = { workers: 1, timeout: 3000, heartbeat: 100, bootTimeout: 400, killTimeout: 200, env: { PORT: String(port), NEVER_READY: '1' } };
+    const primary = fixtures.add(startFixture(node, PRIMARY, [JSON.stringify(options)]));
+    const kill = await primary.next('kill');
+    assert.equal(kill['reason'], 'boot-timeout');
+    const exit = await primary.next('exit');
+    assert.equal(exit['replaced'], true);
+    await primary.next('kill', (e) => e['restarts'] === 1);
+  });
+
+  test('a second SIGTERM stops at once: a worker busy with a long request is SIGKILLed, not waited for', async (t) => {
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const { primary, port } = await startPrimary(fixtures, node, { workers: 1, timeout: 30_000, heartbeat: 100, shutdownTimeout: 60_000 });
+    const slow = getJson(port, '/slow?ms=30000', 60_000).then(() => 'answered', () => 'cut');
+    await primary.next('slow-started');
+    process.kill(primary.pid, 'SIGTERM');
+    // Graceful: the worker waits for its request; then the second signal.
+    for (let state = ''; state !== 'stopping'; ) {
+      const seen = primary.events.length;
+      primary.send('status');
+      state = ((await primary.next('status', () => true, seen))['workers'] as { state: string }[])[0]!.state;
+    }
+    assert.equal(primary.count('exit'), 0, 'still serving the slow request');
+    process.kill(primary.pid, 'SIGTERM');
+    const exit = await primary.next('exit');
+    assert.equal(exit['signal'], 'SIGKILL');
+    assert.equal(await slow, 'cut');
+    await primary.next('stopped');
+  });
+});
 
 describe('Supervisor hooks', () => {
   test('beforeFork, afterFork and afterWorkerExit run per slot; a throwing hook is reported with its slot and stops nothing', async (t) => {

@@ -91,7 +91,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.#stopped) return this.#stopped;
     this.#state = 'stopping';
     clearInterval(this.#liveness);
-    this.#removeSignals();
     for (const slot of this.#slots) {
       slot.retired = true;
       clearTimeout(slot.restartTimer);
@@ -99,6 +98,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#stopped = (async () => {
       await Promise.all(this.#allWorkers().map((worker) => this.#retire(worker, graceful)));
       await this.#control?.close();
+      // Only now: until every worker is gone, a second SIGTERM must reach us (stop at once).
+      this.#removeSignals();
       this.#state = 'stopped';
       this.emit('stopped');
     })();

@@ -70,7 +70,9 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, keepAlive 
   const flockArgs = ['--verbose', '3'];
   const [command, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', flock, ...flockArgs]] : [flock, flockArgs];
   return new Promise<void>((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore', fd] });
+    // Its own process group: a Ctrl-C meant for the app must not kill the waiter
+    // (its parent decides; --pdeathsig still ends it if the parent dies).
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore', fd], detached: true });
     const stdout = child.stdout as Readable & { unref?: () => void };
     // Unless asked to, the waiter never keeps the process alive on its own.
     if (!keepAlive) {

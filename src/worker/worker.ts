@@ -132,6 +132,8 @@ class WorkerProcess implements WorkerRuntime {
       if (isPrimaryMessage(message)) void this.#shutdown();
     });
     process.on('SIGTERM', () => void this.#shutdown());
+    // Ctrl-C reaches the whole process group: the primary decides how its workers stop.
+    process.on('SIGINT', () => {});
   }
 
   /** @internal The bootstrap calls it once the entry script is loaded. */
