@@ -7,11 +7,13 @@ import { election } from './election.js';
 import { hostFailover, threadpool } from './host-failover.js';
 import { supervisorBench } from './supervisor.js';
 import { zkSession } from './zk-session.js';
+import { adapters } from './adapters.js';
 
 const SUITES: Record<string, (scale: number) => Promise<string>> = {
   'host-failover': hostFailover,
   threadpool,
   'zk-session': zkSession,
+  adapters,
   election,
   supervisor: supervisorBench,
 };

@@ -23,6 +23,18 @@ export type WorkerMessage =
   /** Sent from the worker's event loop every heartbeat: 0 healthy, > 0 an unhealthy code. */
   | { bellwether: 'heartbeat'; code: number };
 
+/** Metrics of the whole cluster for one scrape: a worker asks, the primary collects from all and answers. */
+export type MetricsMessage =
+  | { bellwether: 'metrics-request'; id: string }
+  | { bellwether: 'metrics-collect'; id: string }
+  | { bellwether: 'metrics-report'; id: string; metrics: unknown[] }
+  | { bellwether: 'metrics-response'; id: string; body: string | null };
+
+export function isMetricsMessage(message: unknown): message is MetricsMessage {
+  const kind = (message as { bellwether?: unknown } | null)?.bellwether;
+  return typeof kind === 'string' && kind.startsWith('metrics-');
+}
+
 export type PrimaryMessage =
   /** Stop gracefully: run onShutdown callbacks, stop accepting, finish in-flight work, exit. */
   { bellwether: 'shutdown' };

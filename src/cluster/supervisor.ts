@@ -4,7 +4,8 @@ import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { ControlSocket } from './control-socket.js';
 import { type ResolvedSupervisorOptions, type SupervisorOptions, resolveSupervisorOptions } from './options.js';
-import { ENV, type PrimaryMessage, isWorkerMessage } from './protocol.js';
+import { aggregate, loadPromClient } from '../status/metrics.js';
+import { ENV, type MetricsMessage, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
 import { Slot, type SlotInfo } from './slot.js';
 
 const BOOTSTRAP = fileURLToPath(new URL('../worker/bootstrap.js', import.meta.url));
@@ -43,6 +44,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #stopped: Promise<void> | undefined;
   #rolling: Promise<void> | undefined;
   readonly #signalHandlers: [NodeJS.Signals, () => void][] = [];
+  readonly #metricsPending = new Map<string, (metrics: unknown[]) => void>();
 
   /** Checks every option (before anything forks). */
   constructor(options: SupervisorOptions) {
@@ -189,6 +191,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         resolve(true);
       };
       worker.on('message', (message: unknown) => {
+        if (isMetricsMessage(message)) return this.#onMetricsMessage(worker, message);
         if (!isWorkerMessage(message) || slot.worker !== worker) return;
         if (message.bellwether === 'ready') markReady();
         else {
@@ -276,6 +279,65 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     const timer = setTimeout(() => worker.process.kill('SIGKILL'), this.#options.shutdownTimeout);
     return exited.finally(() => clearTimeout(timer));
+  }
+
+  // ---- metrics: one scrape of any worker shows the whole cluster ----
+
+  #onMetricsMessage(worker: Worker, message: MetricsMessage): void {
+    if (message.bellwether === 'metrics-request') void this.#answerMetrics(worker, message.id);
+    else if (message.bellwether === 'metrics-report') this.#metricsPending.get(message.id)?.(message.metrics);
+  }
+
+  async #answerMetrics(requester: Worker, id: string): Promise<void> {
+    const prom = await loadPromClient();
+    let body: string | null = null;
+    if (prom) {
+      const workers = this.#allWorkers().filter((w) => !w.isDead());
+      const reports: unknown[][] = [];
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(finish, 1000); // a busy or metrics-less worker is left out
+        function finish(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#metricsPending.set(id, (metrics) => {
+          reports.push(metrics);
+          if (reports.length >= workers.length) finish();
+        });
+        for (const w of workers) {
+          try {
+            w.send({ bellwether: 'metrics-collect', id } satisfies MetricsMessage);
+          } catch {
+            // gone meanwhile
+          }
+        }
+      });
+      this.#metricsPending.delete(id);
+      reports.push(await this.#primaryMetrics(prom));
+      body = (await aggregate(reports))?.body ?? null;
+    }
+    try {
+      requester.send({ bellwether: 'metrics-response', id, body } satisfies MetricsMessage);
+    } catch {
+      // the requester went away
+    }
+  }
+
+  /** The primary's own series: restarts and status code per slot. */
+  async #primaryMetrics(prom: NonNullable<Awaited<ReturnType<typeof loadPromClient>>>): Promise<unknown[]> {
+    const registry = new prom.Registry();
+    const restarts = new prom.Gauge({ name: 'bellwether_worker_restarts', help: 'Times the worker of a slot was replaced', labelNames: ['worker'], registers: [registry] });
+    const code = new prom.Gauge({
+      name: 'bellwether_worker_status_code',
+      help: 'Last status code of a slot: 0 healthy, > 0 unhealthy code, -1 silent',
+      labelNames: ['worker'],
+      registers: [registry],
+    });
+    for (const slot of this.status()) {
+      restarts.set({ worker: String(slot.index) }, slot.restarts);
+      code.set({ worker: String(slot.index) }, slot.code);
+    }
+    return (await registry.getMetricsAsJSON()) as unknown[];
   }
 
   #allWorkers(): Worker[] {

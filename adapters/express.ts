@@ -1,0 +1,300 @@
+/**
+ * `bellwether/express`: an Express router that starts bellwether's parts with
+ * the app, exposes their state over HTTP, and ties the server's graceful stop
+ * to the supervisor.
+ *
+ * ```ts
+ * import express from 'express';
+ * import { singleton } from 'bellwether';
+ * import { bellwether } from 'bellwether/express';
+ *
+ * const router = bellwether({ singletons: [singleton({ name: 'reporter', run })], metrics: true });
+ * const app = express().use(router);
+ * await router.attach(app.listen(3000, '127.0.0.1')); // starts the singletons; ready once listening
+ * router.board.snapshot();                            // worker index, singletons and who leads, zk session
+ * ```
+ *
+ * - `GET /healthz` (live), `GET /readyz` (200 once an attached server listens,
+ *   and the zk session connected if there is one; 503 before, and from the
+ *   moment the router starts closing), `GET /bellwether` (the snapshot),
+ *   `GET /metrics` with `metrics: true` (Prometheus text; 503 when prom-client
+ *   is not installed). Paths are configurable with `paths`; they are matched
+ *   exactly (relative to where the router is mounted), for GET and HEAD.
+ *   Other requests go on to the rest of the app.
+ * - `router.attach(server)` starts the board (if `start()` was not called),
+ *   marks the worker ready when the server listens (at once if it already
+ *   does), and registers `worker.onShutdown(() => router.close())`.
+ * - `router.close()` stops every attached server gracefully (no new
+ *   connections, in-flight requests finish, idle keep-alive connections are
+ *   closed, and later responses say `Connection: close`), then closes the
+ *   board: the singletons, and the zk session only if the board started it.
+ */
+import type http from 'node:http';
+import type https from 'node:https';
+import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
+import { worker } from 'bellwether/worker';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+
+export interface BellwetherExpressPaths {
+  /** Liveness: 200 `{ live: true }` while the process answers. Default `/healthz`. */
+  health?: string;
+  /** Readiness: 200 `{ ready: true }` or 503 `{ ready: false }`. Default `/readyz`. */
+  ready?: string;
+  /** The status snapshot as JSON. Default `/bellwether`. */
+  status?: string;
+  /** Prometheus text, only with `metrics: true`. Default `/metrics`. */
+  metrics?: string;
+}
+
+export interface BellwetherExpressOptions {
+  /** Singletons from `singleton({...})`, not started: the router starts and closes them. */
+  singletons?: Singleton[];
+  /** A ZooKeeper session: started and closed by the router if it is not started yet; otherwise yours. */
+  zk?: ZkSession;
+  /** Serve Prometheus metrics on `paths.metrics` (needs prom-client). Default `false`. */
+  metrics?: boolean;
+  /** Where the endpoints are. */
+  paths?: BellwetherExpressPaths;
+}
+
+/** A server `attach()` accepts: what `app.listen()`, `http.createServer()` or `https.createServer()` return. */
+export type AttachableServer = http.Server | https.Server;
+
+/** An Express router (`app.use(router)`) with the board and its lifecycle. */
+export interface BellwetherRouter extends Router {
+  /** bellwether's status board: `snapshot()`, `ready`, `live`, `metrics()`. */
+  readonly board: StatusBoard;
+  /** Starts the board: the zk session if it is latent, then the singletons. Idempotent. */
+  start(): Promise<void>;
+  /**
+   * Starts the board if needed, marks the worker ready once `server` listens,
+   * and on the supervisor's graceful stop (`worker.onShutdown`) runs `close()`.
+   */
+  attach(server: AttachableServer): Promise<void>;
+  /** Stops the attached servers gracefully, then closes the board. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const DEFAULT_PATHS: Required<BellwetherExpressPaths> = {
+  health: '/healthz',
+  ready: '/readyz',
+  status: '/bellwether',
+  metrics: '/metrics',
+};
+
+const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths'] as const;
+const PATH_KEYS = Object.keys(DEFAULT_PATHS) as (keyof BellwetherExpressPaths)[];
+/** An absolute URL path without query, fragment, whitespace or route parameters (the same rule as bellwether/fastify). */
+const ROUTE_PATH = /^\/[^\s?#:*]*$/;
+/** While a server drains, idle keep-alive connections are closed this often (a response that finishes leaves one idle). */
+const DRAIN_SWEEP_MS = 100;
+
+interface Resolved {
+  board: StatusBoardOptions;
+  metrics: boolean;
+  paths: Required<BellwetherExpressPaths>;
+}
+
+function invalid(message: string): BellwetherError {
+  return new BellwetherError(ErrorCodes.INVALID_OPTION, `bellwether/express: ${message}`);
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Checks the router's own options; the board checks `singletons` and `zk` itself. */
+function resolveOptions(options: unknown): Resolved {
+  const given = options ?? {};
+  if (!isPlainObject(given)) throw invalid(`options must be an object, got ${show(given)}`);
+  for (const key of Object.keys(given)) {
+    if (!(KNOWN_OPTIONS as readonly string[]).includes(key)) {
+      throw invalid(`unknown option ${JSON.stringify(key)} (known: ${KNOWN_OPTIONS.join(', ')})`);
+    }
+  }
+
+  const metrics = given['metrics'] ?? false;
+  if (typeof metrics !== 'boolean') throw invalid(`metrics must be a boolean, got ${show(metrics)}`);
+
+  const pathsGiven = given['paths'] ?? {};
+  if (!isPlainObject(pathsGiven)) throw invalid(`paths must be an object, got ${show(pathsGiven)}`);
+  for (const key of Object.keys(pathsGiven)) {
+    if (!(PATH_KEYS as string[]).includes(key)) {
+      throw invalid(`unknown paths key ${JSON.stringify(key)} (known: ${PATH_KEYS.join(', ')})`);
+    }
+  }
+  const paths = { ...DEFAULT_PATHS };
+  for (const key of PATH_KEYS) {
+    const value = pathsGiven[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || !ROUTE_PATH.test(value)) {
+      throw invalid(`paths.${key} must be a path starting with "/" (no query, spaces or route parameters), got ${show(value)}`);
+    }
+    paths[key] = value;
+  }
+  // Only the endpoints that will exist have to be distinct.
+  const used = PATH_KEYS.filter((key) => key !== 'metrics' || metrics);
+  for (let i = 0; i < used.length; i++) {
+    for (let j = i + 1; j < used.length; j++) {
+      if (paths[used[i]!] === paths[used[j]!]) {
+        throw invalid(`paths.${used[i]} and paths.${used[j]} are both ${JSON.stringify(paths[used[i]!])}`);
+      }
+    }
+  }
+
+  // Only what was given: the board has its own defaults and checks.
+  const board: StatusBoardOptions = { metrics };
+  if (given['singletons'] !== undefined) board.singletons = given['singletons'] as Singleton[];
+  if (given['zk'] !== undefined) board.zk = given['zk'] as ZkSession;
+  return { board, metrics, paths };
+}
+
+function checkServer(server: unknown): AttachableServer {
+  const candidate = server as Partial<http.Server> | null | undefined;
+  if (
+    candidate === null ||
+    typeof candidate !== 'object' ||
+    typeof candidate.close !== 'function' ||
+    typeof candidate.once !== 'function' ||
+    typeof candidate.listening !== 'boolean'
+  ) {
+    throw invalid(`attach() needs an http.Server (what app.listen() returns), got ${show(server)}`);
+  }
+  return server as AttachableServer;
+}
+
+/**
+ * Graceful stop of one server: stop accepting, let in-flight requests finish,
+ * and do not let keep-alive clients hold the process: idle connections are
+ * closed now and as they become idle, and responses sent from now on carry
+ * `Connection: close`. Resolves once every connection is gone.
+ */
+function drain(server: AttachableServer): Promise<void> {
+  return new Promise((resolve) => {
+    const closeIdle = (): void => {
+      // Node >= 18.2 and Bun; without it, keep-alive connections end at keepAliveTimeout.
+      if (typeof server.closeIdleConnections === 'function') server.closeIdleConnections();
+    };
+    const lastResponse = (_request: http.IncomingMessage, response: http.ServerResponse): void => {
+      if (!response.headersSent) response.setHeader('Connection', 'close');
+    };
+    // Before the app's own listener, so that the header is set before any handler answers.
+    server.prependListener('request', lastResponse);
+    const sweep = setInterval(closeIdle, DRAIN_SWEEP_MS);
+    // Never the reason the process stays up: open connections are.
+    sweep.unref();
+    // The callback also gets ERR_SERVER_NOT_RUNNING when the server was not
+    // listening (never, or closed already): then there is nothing to wait for.
+    server.close(() => {
+      clearInterval(sweep);
+      server.off('request', lastResponse);
+      resolve();
+    });
+    closeIdle();
+  });
+}
+
+/**
+ * The router: `app.use(bellwether({ singletons: [job] }))`, then
+ * `await router.attach(app.listen(port))`. Bad options throw a
+ * `BellwetherError` with code `BW_ERR_INVALID_OPTION` before anything starts.
+ */
+export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRouter {
+  const { board: boardOptions, metrics, paths } = resolveOptions(options);
+  const board = new StatusBoard(boardOptions);
+  const servers = new Set<AttachableServer>();
+  let started: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+  let shutdownHooked = false;
+
+  const start = (): Promise<void> => {
+    if (closing) return Promise.reject(new BellwetherError(ErrorCodes.CLOSED, 'bellwether/express: the router is closed'));
+    started ??= board.start().catch(async (err: unknown) => {
+      // Whatever started before the failure stops now: the app will not serve.
+      await board.close().catch(() => {});
+      throw err;
+    });
+    return started;
+  };
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await Promise.all([...servers].map((server) => drain(server)));
+      // A start still under way settles first, so that nothing it starts is left running.
+      await started?.catch(() => {});
+      await board.close();
+    })();
+    return closing;
+  };
+
+  const attach = async (server: AttachableServer): Promise<void> => {
+    checkServer(server);
+    if (closing) throw new BellwetherError(ErrorCodes.CLOSED, 'bellwether/express: the router is closed');
+    servers.add(server);
+    if (!shutdownHooked) {
+      shutdownHooked = true;
+      // Runs only in a supervised worker: on SIGTERM, a rolling restart, or the primary stopping.
+      worker.onShutdown(close);
+    }
+    await start();
+    if (closing) return;
+    if (server.listening) board.markReady();
+    else server.once('listening', () => void (closing || board.markReady()));
+  };
+
+  const sendJson = (response: Response, ok: boolean, body: unknown): void => {
+    response.status(ok ? 200 : 503).set('Cache-Control', 'no-store').json(body);
+  };
+
+  const endpoints = new Map<string, (response: Response, next: NextFunction) => void>([
+    [paths.health, (response) => {
+      const live = board.live;
+      sendJson(response, live, { live });
+    }],
+    [paths.ready, (response) => {
+      const ready = closing === undefined && board.ready;
+      sendJson(response, ready, { ready });
+    }],
+    [paths.status, (response) => sendJson(response, true, board.snapshot())],
+  ]);
+  if (metrics) {
+    endpoints.set(paths.metrics, (response, next) => {
+      board.metrics().then((result) => {
+        if (result === undefined) {
+          sendJson(response, false, { error: 'metrics are unavailable: install prom-client (an optional peer dependency of bellwether)' });
+          return;
+        }
+        response.status(200).set('Cache-Control', 'no-store').type(result.contentType).send(result.body);
+      }, next);
+    });
+  }
+
+  const router = express.Router();
+  // One exact lookup instead of a route per endpoint: the app's own requests pass through at the cost of a Map miss.
+  router.use((request: Request, response: Response, next: NextFunction) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') return next();
+    const endpoint = endpoints.get(request.path);
+    if (endpoint === undefined) return next();
+    endpoint(response, next);
+  });
+
+  return Object.defineProperties(router, {
+    board: { value: board, enumerable: true },
+    start: { value: start },
+    attach: { value: attach },
+    close: { value: close },
+    [Symbol.asyncDispose]: { value: close },
+  }) as BellwetherRouter;
+}
+
+export default bellwether;

@@ -1,0 +1,68 @@
+// An Express app for the prefork supervisor: `npm run example:express`
+// (= node dist/cli.js start examples/express/server.js --workers 4).
+//
+// Every worker serves GET / on PORT (default 3000, host 127.0.0.1, shared by
+// the workers) behind bellwether's router: /healthz, /readyz, /bellwether and
+// /metrics (one scrape shows every worker). Exactly one worker runs the
+// health reporter, a singleton that logs a report every second: one per host
+// with flock(2), or, with ZK_CONNECT=host:port[,...], one per fleet (scope
+// 'host+cluster': the host's lock holder stands in a ZooKeeper election).
+// Kill the reporting worker (its pid is in /bellwether) and another takes
+// over at once with a higher fencing token. Ctrl-C stops the workers
+// gracefully.
+//
+// BELLWETHER_ADAPTER=off runs the same app without the router (the
+// throughput benchmark's baseline).
+import os from 'node:os';
+import express from 'express';
+import { ZkSession, singleton } from 'bellwether';
+import { bellwether } from 'bellwether/express';
+import { worker } from 'bellwether/worker';
+
+const port = Number(process.env.PORT ?? 3000);
+const host = '127.0.0.1';
+const name = `worker ${worker.index ?? '-'} (pid ${process.pid})`;
+const app = express();
+
+if (process.env.BELLWETHER_ADAPTER !== 'off') {
+  // A latent ZooKeeper session: the router starts it with the singleton and closes it with the app.
+  const zk = process.env.ZK_CONNECT ? new ZkSession({ connect: process.env.ZK_CONNECT }) : undefined;
+  const reporter = singleton({
+    name: 'health-reporter',
+    ...(zk ? { scope: 'host+cluster', zk, data: os.hostname() } : {}),
+    run: ({ signal, token }) => {
+      console.log(`${name}: elected, fencing token ${token}`);
+      let reports = 0;
+      const timer = setInterval(() => {
+        reports += 1;
+        const load = os.loadavg()[0].toFixed(2);
+        const rss = (process.memoryUsage().rss / 2 ** 20).toFixed(0);
+        console.log(`${name} health report #${token}.${reports}: load ${load}, rss ${rss} MiB`);
+      }, 1000);
+      signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+    },
+  });
+  reporter.on('error', (err) => console.error(`${name}: ${err.code}: ${err.message}`));
+
+  const router = bellwether({ singletons: [reporter], zk, metrics: true });
+  app.use(router);
+  app.get('/', (_req, res) => res.json({ hello: 'world', worker: worker.index }));
+  // Starts the session and the singleton (rejects if they cannot start: the
+  // worker exits and the supervisor retries), marks the worker ready once it
+  // listens, and on the supervisor's graceful stop closes the server (in-flight
+  // requests finish, idle keep-alive connections are closed), then the singleton
+  // and the session.
+  await router.attach(app.listen(port, host));
+} else {
+  // The baseline: no router in the request path, no singleton; readiness and
+  // graceful stop by hand.
+  app.get('/', (_req, res) => res.json({ hello: 'world', worker: worker.index }));
+  const server = app.listen(port, host, () => worker.ready());
+  worker.onShutdown(
+    () =>
+      new Promise((resolve) => {
+        server.close(resolve);
+        server.closeIdleConnections();
+      }),
+  );
+}

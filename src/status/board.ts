@@ -1,0 +1,224 @@
+import { randomUUID } from 'node:crypto';
+import type { Registry } from 'prom-client';
+import { type MetricsMessage, isMetricsMessage } from '../cluster/protocol.js';
+import { BellwetherError, ErrorCodes } from '../errors.js';
+import type { Singleton } from '../singleton/singleton.js';
+import { checkObject, checkKnownKeys, invalidOption } from '../validate.js';
+import { worker } from '../worker/worker.js';
+import { ZkSession, type ZkSessionState } from '../zk/session.js';
+import { aggregate, loadPromClient } from './metrics.js';
+
+export interface StatusBoardOptions {
+  /** Singletons this process contends for; `start()` starts them. */
+  singletons?: Singleton[];
+  /** The ZooKeeper session they use; `start()` starts it if it is not started yet. */
+  zk?: ZkSession;
+  /** Prometheus metrics (needs the optional peer dependency prom-client). Default false. */
+  metrics?: boolean;
+}
+
+export interface BellwetherStatus {
+  worker: { index: number | undefined; pid: number; supervised: boolean; ready: boolean };
+  singletons: { name: string; state: string; leader: boolean; token: number | undefined; leaderChanges: number }[];
+  zk: { state: ZkSessionState; sessionId: string | undefined; timeout: number | undefined; expiries: number } | null;
+}
+
+const SESSION_STATES: ZkSessionState[] = ['latent', 'connecting', 'connected', 'suspended', 'closed'];
+
+/**
+ * What the adapters serve: liveness, readiness, a JSON status of this worker
+ * (its singletons, leadership, fencing tokens, session) and Prometheus
+ * metrics, aggregated over the whole cluster by the primary when supervised.
+ */
+export class StatusBoard {
+  readonly #singletons: Singleton[];
+  readonly #zk: ZkSession | undefined;
+  readonly #metricsEnabled: boolean;
+  readonly #leaderChanges = new Map<Singleton, number>();
+  readonly #cleanup: (() => void)[] = [];
+  #expiries = 0;
+  #ready = false;
+  #startedZk = false;
+  /** Only what start() started is closed by close(). */
+  readonly #startedSingletons: Singleton[] = [];
+  #started: Promise<void> | undefined;
+  #registry: Registry | undefined;
+
+  constructor(options: StatusBoardOptions = {}) {
+    const given = checkObject(options, 'bellwether adapter options');
+    checkKnownKeys(given, ['singletons', 'zk', 'metrics'], 'StatusBoard');
+    const singletons = given['singletons'] ?? [];
+    if (!Array.isArray(singletons) || !singletons.every((s) => typeof (s as Singleton)?.start === 'function' && typeof (s as Singleton)?.name === 'string')) {
+      throw invalidOption('singletons', 'an array of singleton() objects', singletons);
+    }
+    if (given['zk'] !== undefined && !(given['zk'] instanceof ZkSession)) throw invalidOption('zk', 'a ZkSession', given['zk']);
+    const metrics = given['metrics'] ?? false;
+    if (typeof metrics !== 'boolean') throw invalidOption('metrics', 'a boolean', metrics);
+    this.#singletons = singletons as Singleton[];
+    this.#zk = given['zk'] as ZkSession | undefined;
+    this.#metricsEnabled = metrics;
+  }
+
+  /** Starts the session and the singletons that are not started yet, and begins tracking them; close() closes only those. */
+  start(): Promise<void> {
+    this.#started ??= (async () => {
+      for (const job of this.#singletons) {
+        this.#leaderChanges.set(job, 0);
+        const onElected = (): void => void this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
+        job.on('elected', onElected);
+        this.#cleanup.push(() => job.off('elected', onElected));
+      }
+      if (this.#zk) {
+        const onExpired = (): void => void (this.#expiries += 1);
+        this.#zk.on('expired', onExpired);
+        this.#cleanup.push(() => this.#zk?.off('expired', onExpired));
+        if (this.#zk.state === 'latent') {
+          this.#startedZk = true;
+          await this.#zk.start();
+        }
+      }
+      for (const job of this.#singletons) {
+        if (job.state !== 'latent') continue;
+        await job.start();
+        this.#startedSingletons.push(job);
+      }
+      if (this.#metricsEnabled) await this.#setUpMetrics();
+    })();
+    return this.#started;
+  }
+
+  /** The app serves: readiness can turn true, and the supervisor is told. */
+  markReady(): void {
+    this.#ready = true;
+    worker.ready();
+  }
+
+  /** The process answers (what /healthz reports). */
+  get live(): boolean {
+    return true;
+  }
+
+  /** Ready: marked ready and, when ZooKeeper is used, the session is connected. */
+  get ready(): boolean {
+    return this.#ready && (!this.#zk || this.#zk.state === 'connected');
+  }
+
+  snapshot(): BellwetherStatus {
+    return {
+      worker: { index: worker.index, pid: process.pid, supervised: worker.isSupervised, ready: this.ready },
+      singletons: this.#singletons.map((job) => ({
+        name: job.name,
+        state: job.state,
+        leader: job.isLeader,
+        token: job.token,
+        leaderChanges: this.#leaderChanges.get(job) ?? 0,
+      })),
+      zk: this.#zk
+        ? { state: this.#zk.state, sessionId: this.#zk.sessionId, timeout: this.#zk.timeout, expiries: this.#expiries }
+        : null,
+    };
+  }
+
+  /** Prometheus text: the whole cluster when supervised (one scrape shows every worker), else this process. */
+  async metrics(): Promise<{ contentType: string; body: string } | undefined> {
+    if (!this.#metricsEnabled || !this.#registry) return undefined;
+    if (!worker.isSupervised) return aggregate([await this.#collect()]);
+    const id = randomUUID();
+    const body = await new Promise<string | null>((resolve) => {
+      const timer = setTimeout(() => done(null), 3000);
+      const done = (value: string | null): void => {
+        clearTimeout(timer);
+        process.off('message', onMessage);
+        resolve(value);
+      };
+      const onMessage = (message: unknown): void => {
+        if (isMetricsMessage(message) && message.bellwether === 'metrics-response' && message.id === id) done(message.body);
+      };
+      process.on('message', onMessage);
+      process.send?.({ bellwether: 'metrics-request', id } satisfies MetricsMessage);
+    });
+    // No answer from the primary (or it has no prom-client): this worker's own.
+    if (body === null) return aggregate([await this.#collect()]);
+    return { contentType: this.#registry.contentType, body };
+  }
+
+  async close(): Promise<void> {
+    for (const undo of this.#cleanup.splice(0)) undo();
+    await Promise.all(this.#startedSingletons.map((job) => job.close()));
+    if (this.#startedZk) await this.#zk?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** This process's series, as prom-client JSON (labelled with the worker index). */
+  async #collect(): Promise<unknown[]> {
+    return (await this.#registry!.getMetricsAsJSON()) as unknown[];
+  }
+
+  async #setUpMetrics(): Promise<void> {
+    const prom = await loadPromClient();
+    if (!prom) {
+      process.emitWarning(new BellwetherError(ErrorCodes.UNSUPPORTED, 'metrics: true needs the optional dependency prom-client (npm install prom-client)'));
+      return;
+    }
+    const registry = new prom.Registry();
+    registry.setDefaultLabels({ worker: String(worker.index ?? 'standalone') });
+    const board = this;
+    new prom.Gauge({
+      name: 'bellwether_singleton_leader',
+      help: '1 while this worker leads the singleton',
+      labelNames: ['singleton'],
+      registers: [registry],
+      collect() {
+        for (const s of board.snapshot().singletons) this.set({ singleton: s.name }, s.leader ? 1 : 0);
+      },
+    });
+    new prom.Gauge({
+      name: 'bellwether_singleton_leader_changes',
+      help: 'Times this worker was elected leader of the singleton',
+      labelNames: ['singleton'],
+      registers: [registry],
+      collect() {
+        for (const s of board.snapshot().singletons) this.set({ singleton: s.name }, s.leaderChanges);
+      },
+    });
+    if (this.#zk) {
+      new prom.Gauge({
+        name: 'bellwether_zk_session_state',
+        help: '1 for the current state of the ZooKeeper session',
+        labelNames: ['state'],
+        registers: [registry],
+        collect() {
+          const state = board.snapshot().zk?.state;
+          for (const s of SESSION_STATES) this.set({ state: s }, s === state ? 1 : 0);
+        },
+      });
+      new prom.Gauge({
+        name: 'bellwether_zk_session_expiries',
+        help: 'ZooKeeper session expiries seen by this worker',
+        registers: [registry],
+        collect() {
+          this.set(board.snapshot().zk?.expiries ?? 0);
+        },
+      });
+    }
+    this.#registry = registry;
+    if (worker.isSupervised) {
+      // The primary collects every worker's series for one scrape.
+      const onCollect = (message: unknown): void => {
+        if (!isMetricsMessage(message) || message.bellwether !== 'metrics-collect') return;
+        void this.#collect().then((metrics) => {
+          try {
+            process.send?.({ bellwether: 'metrics-report', id: message.id, metrics } satisfies MetricsMessage);
+          } catch {
+            // channel closed: the primary aggregates without us
+          }
+        });
+      };
+      process.on('message', onCollect);
+      this.#cleanup.push(() => process.off('message', onCollect));
+    }
+  }
+}

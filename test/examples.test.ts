@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { describe, test } from 'node:test';
+import { Fixture, Fixtures } from './helpers/child.js';
+import { freePort, getJson } from './helpers/http.js';
+import { RUNTIMES } from './helpers/runtimes.js';
+import { tempDir } from './helpers/temp.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+interface Snapshot {
+  worker: { index: number; pid: number; ready: boolean };
+  singletons: { name: string; leader: boolean; token: number | undefined }[];
+}
+
+function getText(port: number, path: string): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, type: String(response.headers['content-type']), body }));
+      })
+      .on('error', reject);
+  });
+}
+
+/**
+ * Asks /bellwether until every worker (by pid) has answered once, bounded in
+ * requests. Right after a worker is killed, a request can be lost with it
+ * (handed to the dying worker, or reset with its listener): those are retried.
+ */
+async function snapshots(port: number, workers: number): Promise<Map<number, Snapshot>> {
+  const seen = new Map<number, Snapshot>();
+  for (let i = 0; i < 400 && seen.size < workers; i++) {
+    const s = await getJson<Snapshot>(port, '/bellwether', 1000).catch(() => undefined);
+    if (s) seen.set(s.worker.pid, s);
+  }
+  return seen;
+}
+
+/** The one leader among the workers, asking until exactly one reports it (leadership may be moving). */
+async function theLeader(port: number, workers: number, newerThan = 0): Promise<Snapshot> {
+  for (let round = 0; round < 100; round++) {
+    const leaders = [...(await snapshots(port, workers)).values()].filter((s) => s.singletons[0]?.leader);
+    if (leaders.length === 1 && (leaders[0]!.singletons[0]!.token ?? 0) > newerThan) return leaders[0]!;
+    assert.ok(leaders.length <= 1, `two workers report leadership: ${JSON.stringify(leaders)}`);
+  }
+  throw new Error('no single leader reported');
+}
+
+/** Prometheus text exposition: `name{labels} value` lines. */
+function parsePrometheus(text: string): { name: string; labels: string; value: number }[] {
+  return text
+    .split('\n')
+    .filter((line) => line && !line.startsWith('#'))
+    .map((line) => {
+      const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
+      assert.ok(match, `not Prometheus text: ${line}`);
+      return { name: match[1]!, labels: match[2] ?? '', value: Number(match[3]) };
+    });
+}
+
+for (const example of ['express', 'fastify']) {
+  for (const runtime of RUNTIMES) {
+    describe(`examples/${example} under ${runtime.name}`, () => {
+      test('endpoints, exactly one leader, takeover with a higher token after SIGKILL, cluster metrics, clean SIGTERM', async (t) => {
+        const port = await freePort();
+        const fixtures = new Fixtures();
+        t.after(() => fixtures.killAll());
+        // As a user runs it, with its own lock directory so that test runs do not meet.
+        const primary = fixtures.add(
+          new Fixture(runtime.bin, [`${ROOT}dist/cli.js`, 'start', `${ROOT}examples/${example}/server.js`, '--workers', '4', '--shutdown-timeout', '5000'], `${example} example`, {
+            PORT: String(port),
+            XDG_RUNTIME_DIR: tempDir(t),
+          }),
+        );
+        await primary.stderrMatches(/4 workers ready/);
+
+        assert.deepEqual(await getJson(port, '/healthz'), { live: true });
+        assert.deepEqual(await getJson(port, '/readyz'), { ready: true });
+        const hello = await getJson(port, '/');
+        assert.equal(hello['hello'], 'world');
+
+        const leader = await theLeader(port, 4);
+        assert.equal(leader.singletons[0]!.name, 'health-reporter');
+        const all = await snapshots(port, 4);
+        assert.equal(all.size, 4, 'every worker answered');
+        assert.deepEqual([...all.values()].map((s) => s.worker.index).sort(), [0, 1, 2, 3]);
+
+        const metrics = await getText(port, '/metrics');
+        assert.equal(metrics.status, 200);
+        assert.match(metrics.type, /text\/plain/);
+        const series = parsePrometheus(metrics.body);
+        const leaderSeries = series.filter((s) => s.name === 'bellwether_singleton_leader');
+        assert.equal(leaderSeries.length, 4, 'one scrape shows every worker');
+        assert.equal(leaderSeries.reduce((n, s) => n + s.value, 0), 1, 'exactly one leader in the metrics');
+        assert.equal(series.filter((s) => s.name === 'bellwether_worker_restarts').length, 4);
+        assert.ok(series.some((s) => s.name === 'bellwether_worker_status_code'));
+
+        process.kill(leader.worker.pid, 'SIGKILL');
+        const next = await theLeader(port, 4, leader.singletons[0]!.token);
+        assert.notEqual(next.worker.pid, leader.worker.pid);
+
+        primary.child.kill('SIGTERM');
+        assert.deepEqual(await primary.exited, { code: 0, signal: null });
+      });
+    });
+  }
+}

@@ -1,0 +1,234 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
+import type net from 'node:net';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { type Singleton, singleton } from 'bellwether';
+import { type BellwetherRouter, bellwether } from 'bellwether/express';
+import express from 'express';
+import { keepLoopAlive, next } from './helpers/emitter.js';
+import { flockState } from './helpers/proc-locks.js';
+import { tempDir } from './helpers/temp.js';
+
+keepLoopAlive();
+
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  json: () => Record<string, unknown>;
+}
+
+/** GET on 127.0.0.1, any status; `agent` false (a fresh connection, closed after) unless given. */
+function get(port: number, urlPath: string, agent: http.Agent | false = false): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port, path: urlPath, agent, timeout: 5000 }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body, json: () => JSON.parse(body) as Record<string, unknown> }),
+      );
+    });
+    request.on('timeout', () => request.destroy(new Error(`GET ${urlPath}: no answer within 5 s`)));
+    request.on('error', reject);
+  });
+}
+
+function listen(server: http.Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  return once(server, 'listening').then(() => (server.address() as net.AddressInfo).port);
+}
+
+/** A plain Express app with the router mounted first, as users do, and a route of its own. */
+function appWith(router: BellwetherRouter): express.Express {
+  const app = express();
+  app.use(router);
+  app.get('/', (_req, res) => {
+    res.json({ hello: 'world' });
+  });
+  app.get('/slow', (_req, res) => {
+    setTimeout(() => res.json({ slow: true }), 300);
+  });
+  return app;
+}
+
+function reporter(lockDir: string, name = 'reporter'): Singleton {
+  return singleton({ name, lockDir, run: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })) });
+}
+
+/** Closes the router and the server after the test, whatever happened. */
+function cleanup(t: { after: (fn: () => unknown) => void }, router: BellwetherRouter, server?: http.Server): void {
+  t.after(async () => {
+    await router.close();
+    if (server?.listening) await new Promise((resolve) => server.close(resolve));
+  });
+}
+
+describe('bellwether/express', () => {
+  test('healthz, readyz (503 until attached to a listening server), the snapshot, close() frees the lock', async (t) => {
+    const lockDir = tempDir(t);
+    const job = reporter(lockDir);
+    const router = bellwether({ singletons: [job] });
+    const server = http.createServer(appWith(router));
+    cleanup(t, router, server);
+
+    const elected = next(job, 'elected');
+    await router.start();
+    const port = await listen(server);
+
+    assert.equal((await get(port, '/')).json()['hello'], 'world', 'the app behind the router still answers');
+    const health = await get(port, '/healthz');
+    assert.equal(health.status, 200);
+    assert.deepEqual(health.json(), { live: true });
+    const notReady = await get(port, '/readyz');
+    assert.equal(notReady.status, 503, 'listening, but nobody said the app serves');
+    assert.deepEqual(notReady.json(), { ready: false });
+
+    await router.attach(server); // already listening: ready at once
+    const ready = await get(port, '/readyz');
+    assert.equal(ready.status, 200);
+    assert.deepEqual(ready.json(), { ready: true });
+    assert.equal(ready.headers['cache-control'], 'no-store');
+
+    const { token } = await elected;
+    const status = await get(port, '/bellwether');
+    assert.equal(status.status, 200);
+    const snapshot = status.json() as {
+      worker: { index: unknown; pid: number; supervised: boolean; ready: boolean };
+      singletons: { name: string; state: string; leader: boolean; token: number; leaderChanges: number }[];
+      zk: unknown;
+    };
+    assert.deepEqual(snapshot.worker, { pid: process.pid, supervised: false, ready: true });
+    assert.deepEqual(snapshot.singletons, [{ name: 'reporter', state: 'started', leader: true, token, leaderChanges: 1 }]);
+    assert.ok(Number.isInteger(token) && token >= 1, `a fencing token, got ${token}`);
+    assert.equal(snapshot.zk, null);
+    assert.equal((await get(port, '/metrics')).status, 404, 'no metrics endpoint unless asked for');
+
+    const lockFile = path.join(lockDir, 'reporter.lock');
+    assert.equal(flockState(lockFile).held, 1);
+    await router.close();
+    assert.equal(server.listening, false, 'close() stopped the attached server');
+    assert.equal(job.state, 'closed');
+    assert.equal(job.isLeader, false);
+    assert.equal(flockState(lockFile).held, 0, 'the kernel shows the lock free');
+    // And someone else gets it, with the next token.
+    const successor = reporter(lockDir);
+    t.after(() => successor.close());
+    const successorElected = next(successor, 'elected');
+    await successor.start();
+    assert.equal((await successorElected).token, token + 1);
+    await router.close(); // twice is harmless
+    await assert.rejects(router.start(), { code: 'BW_ERR_CLOSED' });
+    await assert.rejects(router.attach(server), { code: 'BW_ERR_CLOSED' });
+  });
+
+  test('attach() before listen(): starts the board, ready on the server\'s "listening"', async (t) => {
+    const job = reporter(tempDir(t));
+    const router = bellwether({ singletons: [job] });
+    const server = http.createServer(appWith(router));
+    cleanup(t, router, server);
+
+    const elected = next(job, 'elected');
+    await router.attach(server);
+    assert.equal(job.state, 'started', 'attach() started the singletons');
+    assert.equal(router.board.ready, false, 'not listening yet');
+    await router.attach(server); // again: nothing new
+    const port = await listen(server);
+    assert.equal(router.board.ready, true);
+    const ready = await get(port, '/readyz');
+    assert.equal(ready.status, 200);
+    assert.deepEqual(ready.json(), { ready: true });
+    await elected;
+    const snapshot = (await get(port, '/bellwether')).json() as { singletons: { leader: boolean }[] };
+    assert.equal(snapshot.singletons[0]!.leader, true);
+  });
+
+  test('custom paths (also under a mount point), HEAD, metrics with a content type', async (t) => {
+    const router = bellwether({
+      singletons: [reporter(tempDir(t))],
+      metrics: true,
+      paths: { health: '/live', ready: '/ready', status: '/status.json', metrics: '/prometheus' },
+    });
+    const app = express();
+    app.use('/ops', router);
+    const server = http.createServer(app);
+    cleanup(t, router, server);
+    const port = await listen(server);
+    await router.attach(server);
+
+    assert.deepEqual((await get(port, '/ops/live')).json(), { live: true });
+    assert.deepEqual((await get(port, '/ops/ready')).json(), { ready: true });
+    const status = (await get(port, '/ops/status.json')).json() as { singletons: { name: string }[] };
+    assert.equal(status.singletons[0]!.name, 'reporter');
+    const metrics = await get(port, '/ops/prometheus');
+    assert.equal(metrics.status, 200);
+    assert.match(String(metrics.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    assert.match(metrics.body, /^bellwether_singleton_leader\{singleton="reporter",worker="standalone"\} [01]$/m);
+    for (const old of ['/ops/healthz', '/ops/readyz', '/ops/bellwether', '/ops/metrics', '/live']) {
+      assert.equal((await get(port, old)).status, 404, `${old} is not served`);
+    }
+    const head = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.request({ host: '127.0.0.1', port, path: '/ops/live', method: 'HEAD', agent: false }, resolve).on('error', reject).end();
+    });
+    assert.equal(head.statusCode, 200);
+    head.resume();
+  });
+
+  test('close() drains: in-flight requests finish, idle keep-alive connections do not hold the server', async (t) => {
+    const router = bellwether({});
+    const server = http.createServer(appWith(router));
+    server.keepAliveTimeout = 20_000; // a client left alone would hold the server for 20 s
+    const agent = new http.Agent({ keepAlive: true });
+    t.after(() => agent.destroy());
+    cleanup(t, router, server);
+    const port = await listen(server);
+    await router.attach(server);
+
+    const slow = get(port, '/slow', agent); // in flight while closing
+    const idle = await get(port, '/healthz', agent); // its connection is now idle in the agent
+    assert.equal(idle.headers['connection'], 'keep-alive');
+    const started = Date.now();
+    await router.close();
+    const elapsed = Date.now() - started;
+    const answer = await slow;
+    assert.equal(answer.status, 200, 'the in-flight request was answered');
+    assert.deepEqual(answer.json(), { slow: true });
+    assert.ok(elapsed < 5000, `close() took ${elapsed} ms (keepAliveTimeout is 20 s)`);
+    assert.equal(server.listening, false);
+  });
+
+  test('bad options and bad servers: BW_ERR_INVALID_OPTION before anything starts', async (t) => {
+    const bad: unknown[] = [
+      'yes',
+      [],
+      { prefix: '/ops' },
+      { metrics: 'yes' },
+      { paths: '/healthz' },
+      { paths: { live: '/live' } },
+      { paths: { health: 'healthz' } },
+      { paths: { health: '/health check' } },
+      { paths: { ready: '/ready?x=1' } },
+      { paths: { status: '/:id' } },
+      { paths: { health: '/same', ready: '/same' } },
+      { metrics: true, paths: { metrics: '/healthz' } },
+      { singletons: 'reporter' },
+      { singletons: [{}] },
+      { zk: {} },
+    ];
+    for (const options of bad) {
+      assert.throws(() => bellwether(options as never), { name: 'BellwetherError', code: 'BW_ERR_INVALID_OPTION' }, JSON.stringify(options));
+    }
+    // Without metrics there is no metrics endpoint, so its path may repeat another.
+    assert.doesNotThrow(() => bellwether({ paths: { metrics: '/healthz' } }));
+
+    const job = reporter(tempDir(t));
+    const router = bellwether({ singletons: [job] });
+    cleanup(t, router);
+    for (const server of [undefined, {}, 'server']) {
+      await assert.rejects(router.attach(server as never), { code: 'BW_ERR_INVALID_OPTION' });
+    }
+    assert.equal(job.state, 'latent', 'nothing started');
+  });
+});
