@@ -31,20 +31,12 @@
  */
 import type http from 'node:http';
 import type https from 'node:https';
-import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import { worker } from 'bellwether/worker';
+import { type AdapterPaths, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 
-export interface BellwetherExpressPaths {
-  /** Liveness: 200 `{ live: true }` while the process answers. Default `/healthz`. */
-  health?: string;
-  /** Readiness: 200 `{ ready: true }` or 503 `{ ready: false }`. Default `/readyz`. */
-  ready?: string;
-  /** The status snapshot as JSON. Default `/bellwether`. */
-  status?: string;
-  /** Prometheus text, only with `metrics: true`. Default `/metrics`. */
-  metrics?: string;
-}
+export type BellwetherExpressPaths = AdapterPaths;
 
 export interface BellwetherExpressOptions {
   /** Singletons from `singleton({...})`, not started: the router starts and closes them. */
@@ -76,88 +68,10 @@ export interface BellwetherRouter extends Router {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const DEFAULT_PATHS: Required<BellwetherExpressPaths> = {
-  health: '/healthz',
-  ready: '/readyz',
-  status: '/bellwether',
-  metrics: '/metrics',
-};
-
-const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths'] as const;
-const PATH_KEYS = Object.keys(DEFAULT_PATHS) as (keyof BellwetherExpressPaths)[];
-/** An absolute URL path without query, fragment, whitespace or route parameters (the same rule as bellwether/fastify). */
-const ROUTE_PATH = /^\/[^\s?#:*]*$/;
 /** While a server drains, idle keep-alive connections are closed this often (a response that finishes leaves one idle). */
 const DRAIN_SWEEP_MS = 100;
-
-interface Resolved {
-  board: StatusBoardOptions;
-  metrics: boolean;
-  paths: Required<BellwetherExpressPaths>;
-}
-
-function invalid(message: string): BellwetherError {
-  return new BellwetherError(ErrorCodes.INVALID_OPTION, `bellwether/express: ${message}`);
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'function') return 'a function';
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/** Checks the router's own options; the board checks `singletons` and `zk` itself. */
-function resolveOptions(options: unknown): Resolved {
-  const given = options ?? {};
-  if (!isPlainObject(given)) throw invalid(`options must be an object, got ${show(given)}`);
-  for (const key of Object.keys(given)) {
-    if (!(KNOWN_OPTIONS as readonly string[]).includes(key)) {
-      throw invalid(`unknown option ${JSON.stringify(key)} (known: ${KNOWN_OPTIONS.join(', ')})`);
-    }
-  }
-
-  const metrics = given['metrics'] ?? false;
-  if (typeof metrics !== 'boolean') throw invalid(`metrics must be a boolean, got ${show(metrics)}`);
-
-  const pathsGiven = given['paths'] ?? {};
-  if (!isPlainObject(pathsGiven)) throw invalid(`paths must be an object, got ${show(pathsGiven)}`);
-  for (const key of Object.keys(pathsGiven)) {
-    if (!(PATH_KEYS as string[]).includes(key)) {
-      throw invalid(`unknown paths key ${JSON.stringify(key)} (known: ${PATH_KEYS.join(', ')})`);
-    }
-  }
-  const paths = { ...DEFAULT_PATHS };
-  for (const key of PATH_KEYS) {
-    const value = pathsGiven[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'string' || !ROUTE_PATH.test(value)) {
-      throw invalid(`paths.${key} must be a path starting with "/" (no query, spaces or route parameters), got ${show(value)}`);
-    }
-    paths[key] = value;
-  }
-  // Only the endpoints that will exist have to be distinct.
-  const used = PATH_KEYS.filter((key) => key !== 'metrics' || metrics);
-  for (let i = 0; i < used.length; i++) {
-    for (let j = i + 1; j < used.length; j++) {
-      if (paths[used[i]!] === paths[used[j]!]) {
-        throw invalid(`paths.${used[i]} and paths.${used[j]} are both ${JSON.stringify(paths[used[i]!])}`);
-      }
-    }
-  }
-
-  // Only what was given: the board has its own defaults and checks.
-  const board: StatusBoardOptions = { metrics };
-  if (given['singletons'] !== undefined) board.singletons = given['singletons'] as Singleton[];
-  if (given['zk'] !== undefined) board.zk = given['zk'] as ZkSession;
-  return { board, metrics, paths };
-}
+const invalid = (message: string): BellwetherError => adapterError('bellwether/express', message);
+const resolveOptions = (options: unknown): ResolvedAdapterOptions => resolveAdapterOptions(options, 'bellwether/express');
 
 function checkServer(server: unknown): AttachableServer {
   const candidate = server as Partial<http.Server> | null | undefined;

@@ -23,20 +23,12 @@
  * - `app.close()` closes what the plugin started: the singletons, and the zk
  *   session only if it was given to the plugin unstarted.
  */
-import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
+import { type AdapterPaths, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions } from './options.js';
 
-export interface BellwetherFastifyPaths {
-  /** Liveness: 200 `{ live: true }` while the process answers. Default `/healthz`. */
-  health?: string;
-  /** Readiness: 200 `{ ready: true }` or 503 `{ ready: false }`. Default `/readyz`. */
-  ready?: string;
-  /** The status snapshot as JSON. Default `/bellwether`. */
-  status?: string;
-  /** Prometheus text, only with `metrics: true`. Default `/metrics`. */
-  metrics?: string;
-}
+export type BellwetherFastifyPaths = AdapterPaths;
 
 export interface BellwetherFastifyOptions {
   /** Singletons from `singleton({...})`, not started: the plugin starts and closes them. */
@@ -56,86 +48,9 @@ declare module 'fastify' {
   }
 }
 
-const DEFAULT_PATHS: Required<BellwetherFastifyPaths> = {
-  health: '/healthz',
-  ready: '/readyz',
-  status: '/bellwether',
-  metrics: '/metrics',
-};
-
-const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths'] as const;
-const PATH_KEYS = Object.keys(DEFAULT_PATHS) as (keyof BellwetherFastifyPaths)[];
-/** An absolute URL path without query, fragment, whitespace or route parameters. */
-const ROUTE_PATH = /^\/[^\s?#:*]*$/;
-
-interface Resolved {
-  board: StatusBoardOptions;
-  metrics: boolean;
-  paths: Required<BellwetherFastifyPaths>;
-}
-
-function invalid(message: string): BellwetherError {
-  return new BellwetherError(ErrorCodes.INVALID_OPTION, `bellwether/fastify: ${message}`);
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'function') return 'a function';
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/** Checks the plugin's own options; the board checks `singletons` and `zk` itself. */
-function resolveOptions(options: unknown): Resolved {
-  const given = options ?? {};
-  if (!isPlainObject(given)) throw invalid(`options must be an object, got ${show(given)}`);
-  for (const key of Object.keys(given)) {
-    if ((KNOWN_OPTIONS as readonly string[]).includes(key)) continue;
-    const hint = key === 'prefix' ? ' (the plugin is not encapsulated, so prefix would be ignored: set paths instead)' : '';
-    throw invalid(`unknown option ${JSON.stringify(key)}${hint} (known: ${KNOWN_OPTIONS.join(', ')})`);
-  }
-
-  const metrics = given['metrics'] ?? false;
-  if (typeof metrics !== 'boolean') throw invalid(`metrics must be a boolean, got ${show(metrics)}`);
-
-  const pathsGiven = given['paths'] ?? {};
-  if (!isPlainObject(pathsGiven)) throw invalid(`paths must be an object, got ${show(pathsGiven)}`);
-  for (const key of Object.keys(pathsGiven)) {
-    if (!(PATH_KEYS as string[]).includes(key)) {
-      throw invalid(`unknown paths key ${JSON.stringify(key)} (known: ${PATH_KEYS.join(', ')})`);
-    }
-  }
-  const paths = { ...DEFAULT_PATHS };
-  for (const key of PATH_KEYS) {
-    const value = pathsGiven[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'string' || !ROUTE_PATH.test(value)) {
-      throw invalid(`paths.${key} must be a path starting with "/" (no query, spaces or route parameters), got ${show(value)}`);
-    }
-    paths[key] = value;
-  }
-  // Only the routes that will exist have to be distinct.
-  const used = PATH_KEYS.filter((key) => key !== 'metrics' || metrics);
-  for (let i = 0; i < used.length; i++) {
-    for (let j = i + 1; j < used.length; j++) {
-      if (paths[used[i]!] === paths[used[j]!]) {
-        throw invalid(`paths.${used[i]} and paths.${used[j]} are both ${JSON.stringify(paths[used[i]!])}`);
-      }
-    }
-  }
-
-  // Only what was given: the board has its own defaults and checks.
-  const board: StatusBoardOptions = { metrics };
-  if (given['singletons'] !== undefined) board.singletons = given['singletons'] as Singleton[];
-  if (given['zk'] !== undefined) board.zk = given['zk'] as ZkSession;
-  return { board, metrics, paths };
-}
+const resolveOptions = (options: unknown): ResolvedAdapterOptions => resolveAdapterOptions(options, 'bellwether/fastify', {
+  prefix: 'the plugin is not encapsulated, so prefix would be ignored: set paths instead',
+});
 
 const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: FastifyInstance, options) => {
   // Before anything is created or started: a second registration must not start a second board.

@@ -14,7 +14,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 
 async function rps(example: string, adapter: boolean, seconds: number): Promise<number> {
   const port = await freePort();
-  const primary = new LineChild(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'start', path.join(ROOT, `examples/${example}/server.js`), '--workers', '2', '--shutdown-timeout', '3000'], {
+  const primary = new LineChild(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'start', path.join(ROOT, `examples/${example}/server.js`), '--workers', '2', '--shutdown-timeout', '3000', '--name', `bench-adapters-${port}`], {
     PORT: String(port),
     XDG_RUNTIME_DIR: os.tmpdir(),
     BELLWETHER_ADAPTER: adapter ? 'on' : 'off',

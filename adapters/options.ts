@@ -1,0 +1,101 @@
+/**
+ * What both adapters accept, checked the same way before anything starts:
+ * `singletons`, `zk` (checked by the StatusBoard), `metrics` and `paths`.
+ */
+import { BellwetherError, ErrorCodes, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
+
+export interface AdapterPaths {
+  /** Liveness: 200 `{ live: true }` while the process answers. Default `/healthz`. */
+  health?: string;
+  /** Readiness: 200 `{ ready: true }` or 503 `{ ready: false }`. Default `/readyz`. */
+  ready?: string;
+  /** The status snapshot as JSON. Default `/bellwether`. */
+  status?: string;
+  /** Prometheus text, only with `metrics: true`. Default `/metrics`. */
+  metrics?: string;
+}
+
+export const DEFAULT_PATHS: Required<AdapterPaths> = {
+  health: '/healthz',
+  ready: '/readyz',
+  status: '/bellwether',
+  metrics: '/metrics',
+};
+
+const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths'] as const;
+const PATH_KEYS = Object.keys(DEFAULT_PATHS) as (keyof AdapterPaths)[];
+/** An absolute URL path without query, fragment, whitespace or route parameters. */
+const ROUTE_PATH = /^\/[^\s?#:*]*$/;
+
+export interface ResolvedAdapterOptions {
+  board: StatusBoardOptions;
+  metrics: boolean;
+  paths: Required<AdapterPaths>;
+}
+
+/** BW_ERR_INVALID_OPTION, prefixed with the adapter's name. */
+export function adapterError(adapter: string, message: string): BellwetherError {
+  return new BellwetherError(ErrorCodes.INVALID_OPTION, `${adapter}: ${message}`);
+}
+
+export function show(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Checks an adapter's own options; the board checks `singletons` and `zk` itself. `hints` explain some unknown keys. */
+export function resolveAdapterOptions(options: unknown, adapter: string, hints: Record<string, string> = {}): ResolvedAdapterOptions {
+  const invalid = (message: string): BellwetherError => adapterError(adapter, message);
+  const given = options ?? {};
+  if (!isPlainObject(given)) throw invalid(`options must be an object, got ${show(given)}`);
+  for (const key of Object.keys(given)) {
+    if (!(KNOWN_OPTIONS as readonly string[]).includes(key)) {
+      const hint = hints[key] ? ` (${hints[key]})` : '';
+      throw invalid(`unknown option ${JSON.stringify(key)}${hint} (known: ${KNOWN_OPTIONS.join(', ')})`);
+    }
+  }
+
+  const metrics = given['metrics'] ?? false;
+  if (typeof metrics !== 'boolean') throw invalid(`metrics must be a boolean, got ${show(metrics)}`);
+
+  const pathsGiven = given['paths'] ?? {};
+  if (!isPlainObject(pathsGiven)) throw invalid(`paths must be an object, got ${show(pathsGiven)}`);
+  for (const key of Object.keys(pathsGiven)) {
+    if (!(PATH_KEYS as string[]).includes(key)) {
+      throw invalid(`unknown paths key ${JSON.stringify(key)} (known: ${PATH_KEYS.join(', ')})`);
+    }
+  }
+  const paths = { ...DEFAULT_PATHS };
+  for (const key of PATH_KEYS) {
+    const value = pathsGiven[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || !ROUTE_PATH.test(value)) {
+      throw invalid(`paths.${key} must be a path starting with "/" (no query, spaces or route parameters), got ${show(value)}`);
+    }
+    paths[key] = value;
+  }
+  // Only the endpoints that will exist have to be distinct.
+  const used = PATH_KEYS.filter((key) => key !== 'metrics' || metrics);
+  for (let i = 0; i < used.length; i++) {
+    for (let j = i + 1; j < used.length; j++) {
+      if (paths[used[i]!] === paths[used[j]!]) {
+        throw invalid(`paths.${used[i]} and paths.${used[j]} are both ${JSON.stringify(paths[used[i]!])}`);
+      }
+    }
+  }
+
+  // Only what was given: the board has its own defaults and checks.
+  const board: StatusBoardOptions = { metrics };
+  if (given['singletons'] !== undefined) board.singletons = given['singletons'] as Singleton[];
+  if (given['zk'] !== undefined) board.zk = given['zk'] as ZkSession;
+  return { board, metrics, paths };
+}
+
