@@ -33,7 +33,7 @@ import type http from 'node:http';
 import type https from 'node:https';
 import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import { worker } from 'bellwether/worker';
-import { type AdapterPaths, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
+import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 
 export type BellwetherExpressPaths = AdapterPaths;
@@ -133,11 +133,8 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
 
   const start = (): Promise<void> => {
     if (closing) return Promise.reject(new BellwetherError(ErrorCodes.CLOSED, 'bellwether/express: the router is closed'));
-    started ??= board.start().catch(async (err: unknown) => {
-      // Whatever started before the failure stops now: the app will not serve.
-      await board.close().catch(() => {});
-      throw err;
-    });
+    // The board closes what it started if starting fails.
+    started ??= board.start();
     return started;
   };
 
@@ -185,7 +182,7 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
     endpoints.set(paths.metrics, (response, next) => {
       board.metrics().then((result) => {
         if (result === undefined) {
-          sendJson(response, false, { error: 'metrics are unavailable: install prom-client (an optional peer dependency of bellwether)' });
+          sendJson(response, false, METRICS_UNAVAILABLE);
           return;
         }
         response.status(200).set('Cache-Control', 'no-store').type(result.contentType).send(result.body);

@@ -26,7 +26,7 @@
 import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
-import { type AdapterPaths, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions } from './options.js';
+import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, resolveAdapterOptions } from './options.js';
 
 export type BellwetherFastifyPaths = AdapterPaths;
 
@@ -65,13 +65,8 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
   const board = new StatusBoard(boardOptions);
   fastify.decorate('bellwether', board);
 
-  try {
-    await board.start();
-  } catch (err) {
-    // Whatever started before the failure stops now: the app will not boot.
-    await board.close().catch(() => {});
-    throw err;
-  }
+  // If starting fails, the board closes what it started, and registration fails.
+  await board.start();
   fastify.addHook('onClose', async () => {
     await board.close();
   });
@@ -93,7 +88,7 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
     fastify.get(paths.metrics, async (_request, reply) => {
       const result = await board.metrics();
       if (result === undefined) {
-        return reply.code(503).send({ error: 'metrics are unavailable: install prom-client (an optional peer dependency of bellwether)' });
+        return reply.code(503).send(METRICS_UNAVAILABLE);
       }
       return reply.code(200).header('content-type', result.contentType).send(result.body);
     });

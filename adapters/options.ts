@@ -99,3 +99,6 @@ export function resolveAdapterOptions(options: unknown, adapter: string, hints: 
   return { board, metrics, paths };
 }
 
+
+/** The answer of a metrics endpoint when prom-client is not installed. */
+export const METRICS_UNAVAILABLE = { error: 'metrics are unavailable: install prom-client (an optional peer dependency of bellwether)' };

@@ -5,7 +5,7 @@
  */
 import { ZkSession } from 'bellwether';
 import zookeeper from 'node-zookeeper-client';
-import { ZkEnsemble, expireSession } from '../test/helpers/zookeeper.js';
+import { ZkEnsemble, expireSession, idBuffer } from '../test/helpers/zookeeper.js';
 import { summarize, table } from './stats.js';
 
 type Op = () => Promise<unknown>;
@@ -42,10 +42,6 @@ async function timeOps(ops: Record<string, [Op, Op]>, count: number): Promise<(s
     rows.push([name, a.n, a.median * 1000, b.median * 1000, a.p99 * 1000, b.p99 * 1000, `${(a.median / b.median).toFixed(2)}x`]);
   }
   return rows;
-}
-
-function idBuffer(hex: string): Buffer {
-  return Buffer.from(hex.padStart(16, '0'), 'hex');
 }
 
 async function restoreTimes(ensemble: ZkEnsemble, rounds: number, size: number): Promise<[number[], number[]]> {

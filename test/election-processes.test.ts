@@ -7,14 +7,10 @@ import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { checkFenceLog } from './helpers/fence-log.js';
 import { type Runtime, bun, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
-import { type ZkEnsemble, expireSession, useZooKeeper } from './helpers/zookeeper.js';
+import { type ZkEnsemble, expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 const CONTENDER = fixture('cluster-contender');
 const ELECTION = '/_zkelection/fleet-job';
-
-function idBuffer(hex: string): Buffer {
-  return Buffer.from(hex.padStart(16, '0'), 'hex');
-}
 
 /** The first fixture (of `among`) to report `event`: from now on, or (`sinceStart`) counting what was already reported. */
 function firstTo(among: Fixture[], event: string, sinceStart = false): Promise<Fixture> {

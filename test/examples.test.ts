@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { describe, test } from 'node:test';
 import { Fixture, Fixtures } from './helpers/child.js';
-import { freePort, getJson } from './helpers/http.js';
+import { freePort, getJson, getText } from './helpers/http.js';
 import { RUNTIMES } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -11,19 +10,6 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 interface Snapshot {
   worker: { index: number; pid: number; ready: boolean };
   singletons: { name: string; leader: boolean; token: number | undefined }[];
-}
-
-function getText(port: number, path: string): Promise<{ status: number; type: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (response) => {
-        let body = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, type: String(response.headers['content-type']), body }));
-      })
-      .on('error', reject);
-  });
 }
 
 /**

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { Supervisor } from 'bellwether';
 import { Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { freePort, getJson } from './helpers/http.js';
+import { gone } from './helpers/processes.js';
 import { RUNTIMES, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -20,20 +21,6 @@ async function startPrimary(
   const primary = fixtures.add(startFixture(runtime, PRIMARY, [JSON.stringify({ env: { PORT: String(port), ...env }, ...options })]));
   await primary.next('started');
   return { primary, port };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // PID 1 here reaps orphans slowly: a zombie is gone for our purpose.
-  try {
-    return !/State:\s+Z/.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 for (const runtime of RUNTIMES) {
@@ -94,9 +81,7 @@ for (const runtime of RUNTIMES) {
       const { primary } = await startPrimary(fixtures, runtime, { workers: 3, timeout: 3000, heartbeat: 100 });
       const pids = ((await primary.next('started'))['workers'] as { pid: number }[]).map((w) => w.pid);
       await primary.kill('SIGKILL');
-      const deadline = Date.now() + 1000;
-      while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      assert.deepEqual(pids.filter(alive), [], 'no worker outlives its primary by a second');
+      assert.deepEqual(await gone(pids, 1000), [], 'no worker outlives its primary by a second');
     });
 
     test('SIGHUP under a bounded HTTP load: zero failed requests, every pid replaced', async (t) => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import http from 'node:http';
 import { type TestContext, describe, test } from 'node:test';
 import { type Fixture, type FixtureEvent, Fixtures, startFixture } from './helpers/child.js';
+import { getText } from './helpers/http.js';
+import { gone } from './helpers/processes.js';
 import { RUNTIMES, type Runtime, fixture } from './helpers/runtimes.js';
 import { ORPHAN_EXIT_CODE, worker } from './fixtures/worker-dist.js';
 
@@ -82,44 +82,6 @@ async function startPrimary(t: TestContext, runtime: Runtime, count: number, env
     for (const pid of pids) await bounded(`boot of worker ${pid}`, primary.next('afterFork', (e) => e['pid'] === pid && e['n'] === 3));
   }
   return { primary, pids };
-}
-
-/** Gone: no such process, or a zombie (reparented to PID 1, which reaps when it gets to it). */
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return true;
-    throw err;
-  }
-  try {
-    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
-
-/** Polls every 10 ms until every pid is gone or `ms` passed; resolves with the ones still there. */
-async function gone(pids: number[], ms: number): Promise<number[]> {
-  const deadline = Date.now() + ms;
-  let left = pids.filter((pid) => !isGone(pid));
-  while (left.length > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    left = left.filter((pid) => !isGone(pid));
-  }
-  return left;
-}
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
-  });
 }
 
 const ZK_SETTINGS = {
@@ -231,10 +193,11 @@ for (const runtime of RUNTIMES) {
       const { primary, pids } = await startPrimary(t, runtime, 1, { MINI_SERVER: '1', MINI_CLOSE_SERVER: closeInApp ? '1' : '0' });
       const port = Number((await bounded('listening', primary.next('listening', from(pids[0]!))))['port']);
       const beforeRequest = primary.events.length;
-      const response = get(port, '/slow');
+      const response = getText(port, '/slow');
       await bounded('request', primary.next('request', from(pids[0]!), beforeRequest));
       primary.send('shutdown 0');
-      assert.deepEqual(await bounded('response', response), { status: 200, body: 'slow done' });
+      const { status, body } = await bounded('response', response);
+      assert.deepEqual({ status, body }, { status: 200, body: 'slow done' });
       const exit = await bounded('exit of worker 0', primary.next('worker-exit', of(0), beforeRequest));
       assert.equal(exit['code'], 0);
     });

@@ -4,12 +4,7 @@ import { type BellwetherError, type NodeEvent, SESSION_EXPIRED_EXIT_CODE, ZkSess
 import { Fixtures, startFixture } from './helpers/child.js';
 import { nextZk } from './helpers/emitter.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
-import { expireSession, fourLetterWord, useZooKeeper } from './helpers/zookeeper.js';
-
-/** The 8-byte session id ZooKeeper's wire protocol wants, from our hex form. */
-function idBuffer(hex: string): Buffer {
-  return Buffer.from(hex.padStart(16, '0'), 'hex');
-}
+import { expireSession, fourLetterWord, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 function openSession(t: TestContext, connect: string, options: Partial<ZkSessionOptions> = {}): ZkSession {
   const zk = new ZkSession({ connect, sessionTimeout: 400, ...options });

@@ -59,32 +59,41 @@ export class StatusBoard {
     this.#metricsEnabled = metrics;
   }
 
-  /** Starts the session and the singletons that are not started yet, and begins tracking them; close() closes only those. */
+  /**
+   * Starts the session and the singletons that are not started yet, and
+   * begins tracking them; close() closes only those. If starting fails,
+   * what was started is closed again before the error is thrown.
+   */
   start(): Promise<void> {
-    this.#started ??= (async () => {
-      for (const job of this.#singletons) {
-        this.#leaderChanges.set(job, 0);
-        const onElected = (): void => void this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
-        job.on('elected', onElected);
-        this.#cleanup.push(() => job.off('elected', onElected));
-      }
-      if (this.#zk) {
-        const onExpired = (): void => void (this.#expiries += 1);
-        this.#zk.on('expired', onExpired);
-        this.#cleanup.push(() => this.#zk?.off('expired', onExpired));
-        if (this.#zk.state === 'latent') {
-          this.#startedZk = true;
-          await this.#zk.start();
-        }
-      }
-      for (const job of this.#singletons) {
-        if (job.state !== 'latent') continue;
-        await job.start();
-        this.#startedSingletons.push(job);
-      }
-      if (this.#metricsEnabled) await this.#setUpMetrics();
-    })();
+    this.#started ??= this.#start().catch(async (err: unknown) => {
+      await this.close().catch(() => {});
+      throw err;
+    });
     return this.#started;
+  }
+
+  async #start(): Promise<void> {
+    for (const job of this.#singletons) {
+      this.#leaderChanges.set(job, 0);
+      const onElected = (): void => void this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
+      job.on('elected', onElected);
+      this.#cleanup.push(() => job.off('elected', onElected));
+    }
+    if (this.#zk) {
+      const onExpired = (): void => void (this.#expiries += 1);
+      this.#zk.on('expired', onExpired);
+      this.#cleanup.push(() => this.#zk?.off('expired', onExpired));
+      if (this.#zk.state === 'latent') {
+        this.#startedZk = true;
+        await this.#zk.start();
+      }
+    }
+    for (const job of this.#singletons) {
+      if (job.state !== 'latent') continue;
+      await job.start();
+      this.#startedSingletons.push(job);
+    }
+    if (this.#metricsEnabled) await this.#setUpMetrics();
   }
 
   /** The app serves: readiness can turn true, and the supervisor is told. */

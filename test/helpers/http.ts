@@ -13,27 +13,26 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** GET on 127.0.0.1 with a bound; resolves with the parsed JSON body. */
-export function getJson<T = Record<string, unknown>>(port: number, path = '/', timeoutMs = 5000): Promise<T> {
+/** GET on 127.0.0.1 with a bound; resolves with the status, content type and body, whatever the status. */
+export function getText(port: number, path: string, timeoutMs = 5000): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
     const request = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs }, (response) => {
       let body = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => {
-        if (response.statusCode !== 200) reject(new Error(`GET ${path}: ${response.statusCode}`));
-        else {
-          try {
-            resolve(JSON.parse(body) as T);
-          } catch (err) {
-            reject(err);
-          }
-        }
-      });
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, type: String(response.headers['content-type']), body }));
     });
+    // The timeout option only emits 'timeout': ending the request is ours to do.
     request.on('timeout', () => request.destroy(new Error(`GET ${path}: no answer within ${timeoutMs} ms`)));
     request.on('error', reject);
   });
+}
+
+/** GET on 127.0.0.1 with a bound; resolves with the parsed JSON body of a 200 answer. */
+export async function getJson<T = Record<string, unknown>>(port: number, path = '/', timeoutMs = 5000): Promise<T> {
+  const { status, body } = await getText(port, path, timeoutMs);
+  if (status !== 200) throw new Error(`GET ${path}: ${status}`);
+  return JSON.parse(body) as T;
 }
 
 /**

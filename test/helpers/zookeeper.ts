@@ -389,6 +389,11 @@ export function fourLetterWord(port: number, command: string, timeoutMs = 2_000)
   });
 }
 
+/** The 8-byte session id ZooKeeper's wire protocol wants, from ZkSession's hex form. */
+export function idBuffer(hex: string): Buffer {
+  return Buffer.from(hex.padStart(16, '0'), 'hex');
+}
+
 /**
  * Expires a session from outside, as if its client had vanished: joins the session on a raw
  * connection and closes it. Its ephemeral nodes are gone once this resolves, and its client

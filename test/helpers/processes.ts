@@ -1,0 +1,31 @@
+import fs from 'node:fs';
+
+/** Gone: no such process, or a zombie (reparented to PID 1, which reaps when it gets to it). */
+export function isGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return true;
+    throw err;
+  }
+  try {
+    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Resolves with the pids still there once all are gone or `ms` passed. A
+ * process's end has no event a non-parent can await, so this re-checks every
+ * 10 ms: a condition wait bounded by `ms`, not a fixed sleep.
+ */
+export async function gone(pids: number[], ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  let left = pids.filter((pid) => !isGone(pid));
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    left = left.filter((pid) => !isGone(pid));
+  }
+  return left;
+}
