@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Candidate, ZkSession } from 'bellwether';
+import { bounded } from '../test/helpers/bounded.js';
 import { ZkEnsemble } from '../test/helpers/zookeeper.js';
 import { summarize, table } from './stats.js';
 
@@ -54,21 +55,6 @@ function waitFor<T>(what: string, test: () => T | undefined, timeoutMs: number, 
     changes.on('change', check);
     check();
   });
-}
-
-/** `promise`, or a rejection naming `what` after `timeoutMs`. */
-async function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: not done within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -163,7 +149,7 @@ class Contender {
   async kill(): Promise<void> {
     if (this.alive) this.child.kill('SIGKILL');
     this.child.stdin!.destroy();
-    await bounded(this.exited, SETTLE_MS, `contender ${this.id} (pid ${this.child.pid}) to exit after SIGKILL`);
+    await bounded(`contender ${this.id} (pid ${this.child.pid}) to exit after SIGKILL`, this.exited, SETTLE_MS);
   }
 }
 
@@ -282,7 +268,7 @@ class Tracked {
 async function startSessions(connect: string, count: number, sessionTimeout: number): Promise<ZkSession[]> {
   const sessions = Array.from({ length: count }, () => new ZkSession({ connect, sessionTimeout }));
   for (const zk of sessions) zk.on('error', (err) => process.stderr.write(`election bench session: ${err.message}\n`));
-  await bounded(Promise.all(sessions.map((zk) => zk.start())), START_MS, `starting ${count} ZooKeeper sessions`).catch(async (err: unknown) => {
+  await bounded(`starting ${count} ZooKeeper sessions`, Promise.all(sessions.map((zk) => zk.start())), START_MS).catch(async (err: unknown) => {
     await Promise.all(sessions.map((zk) => zk.close()));
     throw err;
   });
@@ -323,7 +309,7 @@ async function failoverCost(connect: string, n: number, failovers: number): Prom
   const describe = (): string => tracked.map((t) => `#${t.index}: ${t.wins} won, ${t.losses} lost, ${t.leading ? 'leads' : 'follows'}`).join('; ');
   try {
     for (const [i, zk] of sessions.entries()) tracked.push(new Tracked(i, zk, name));
-    await bounded(Promise.all(tracked.map((t) => t.candidate.vote())), START_MS, `vote() of ${n} candidates`);
+    await bounded(`vote() of ${n} candidates`, Promise.all(tracked.map((t) => t.candidate.vote())), START_MS);
     await waitFor(`one leader and ${n - 1} losers among ${n} candidates`, () => (leaders().length === 1 && tracked.filter((t) => t.losses > 0).length === n - 1) || undefined, SETTLE_MS, describe);
     await quiet(sessions);
 
@@ -332,7 +318,7 @@ async function failoverCost(connect: string, n: number, failovers: number): Prom
       const before = sessions.map((zk) => [zk.operations, zk.notifications] as const);
       const winsBefore = tracked.map((t) => t.wins);
       const goneAt = performance.now();
-      await bounded(old.candidate.close(), SETTLE_MS, `close() of the leading candidate (failover ${f + 1})`);
+      await bounded(`close() of the leading candidate (failover ${f + 1})`, old.candidate.close(), SETTLE_MS);
       const winner = await waitFor(
         `a new leader after the leader resigned (failover ${f + 1})`,
         () => tracked.find((t) => t !== old && t.wins > winsBefore[t.index]!),
@@ -357,7 +343,7 @@ async function failoverCost(connect: string, n: number, failovers: number): Prom
       // A fresh candidate on the resigned one's session, so that there are always N.
       const fresh = new Tracked(old.index, old.zk, name);
       tracked[old.index] = fresh;
-      await bounded(fresh.candidate.vote(), SETTLE_MS, `vote() of a replacement candidate (failover ${f + 1})`);
+      await bounded(`vote() of a replacement candidate (failover ${f + 1})`, fresh.candidate.vote(), SETTLE_MS);
       await waitFor(`the replacement candidate to learn of the leader (failover ${f + 1})`, () => fresh.losses > 0 || undefined, SETTLE_MS, describe).catch(() => {
         result.anomalies.push(`failover ${f + 1}: a candidate that joined under an acknowledged leader never emitted lost`);
       });
@@ -366,7 +352,7 @@ async function failoverCost(connect: string, n: number, failovers: number): Prom
     for (const t of tracked) for (const message of t.errors) result.anomalies.push(`candidate #${t.index} error: ${message}`);
     return result;
   } finally {
-    await Promise.all(tracked.map((t) => bounded(t.candidate.close(), SETTLE_MS, 'closing a candidate').catch(() => undefined)));
+    await Promise.all(tracked.map((t) => bounded('closing a candidate', t.candidate.close(), SETTLE_MS).catch(() => undefined)));
     await Promise.all(sessions.map((zk) => zk.close()));
   }
 }
@@ -410,7 +396,7 @@ async function crowd(connect: string, count: number, rounds: number): Promise<Cr
         describe,
       );
       samples.push(electedAt - startedAt);
-      await bounded(voted, SETTLE_MS, `vote() of ${count} candidates (round ${round + 1})`);
+      await bounded(`vote() of ${count} candidates (round ${round + 1})`, voted, SETTLE_MS);
       await quiet([zk!]);
       operations.push(zk!.operations - ops0);
       notifications.push(zk!.notifications - notes0);
@@ -423,13 +409,13 @@ async function crowd(connect: string, count: number, rounds: number): Promise<Cr
       const late = tracked.filter((t) => t.wins > 0).length;
       if (late !== 1) anomalies.push(`crowd round ${round + 1}: ${late} winners ${IDLE_MS} ms after the election`);
       for (const t of tracked) for (const message of t.errors) anomalies.push(`crowd round ${round + 1}, candidate #${t.index} error: ${message}`);
-      await bounded(Promise.all(tracked.map((t) => t.candidate.close())), SETTLE_MS * 2, `closing ${count} candidates (round ${round + 1})`);
+      await bounded(`closing ${count} candidates (round ${round + 1})`, Promise.all(tracked.map((t) => t.candidate.close())), SETTLE_MS * 2);
       tracked = [];
-      await bounded(zk!.removeRecursive(winner.candidate.paths.dir), SETTLE_MS, 'removing the election directory');
+      await bounded('removing the election directory', zk!.removeRecursive(winner.candidate.paths.dir), SETTLE_MS);
     }
     return { samples, operations, notifications, anomalies };
   } finally {
-    await bounded(Promise.all(tracked.map((t) => t.candidate.close())), SETTLE_MS * 2, 'closing candidates').catch(() => undefined);
+    await bounded('closing candidates', Promise.all(tracked.map((t) => t.candidate.close())), SETTLE_MS * 2).catch(() => undefined);
     await zk!.close();
   }
 }

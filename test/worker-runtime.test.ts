@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type TestContext, describe, test } from 'node:test';
 import { type Fixture, type FixtureEvent, Fixtures, startFixture } from './helpers/child.js';
+import { bounded as boundedBy } from './helpers/bounded.js';
 import { getText } from './helpers/http.js';
 import { gone } from './helpers/processes.js';
 import { RUNTIMES, type Runtime, fixture } from './helpers/runtimes.js';
@@ -12,17 +13,7 @@ const BROKEN_ENTRY = fixture('mini-worker-broken');
 const WAIT_MS = 10_000;
 
 /** Every wait is bounded: this file may run without --test-timeout. */
-async function bounded<T>(what: string, promise: Promise<T>, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const bounded = <T>(what: string, promise: Promise<T>, ms = WAIT_MS): Promise<T> => boundedBy(what, promise, ms);
 
 /** The n-th event named `name` that matches, counting from event index `from`. */
 async function nth(f: Fixture, name: string, match: (e: FixtureEvent) => boolean, n: number, from = 0): Promise<FixtureEvent> {
