@@ -2,22 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, test, type TestContext } from 'node:test';
 import zookeeper, { type Client } from 'node-zookeeper-client';
+import { bounded } from './helpers/bounded.js';
 import { expireSession, fourLetterWord, useZooKeeper, type ZkEnsemble, type ZkServer } from './helpers/zookeeper.js';
 
 const { CreateMode, State } = zookeeper;
 
-/** Rejects with `what` if `promise` does not settle in time, so no test waits forever. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** No test waits forever: `within(ms, what, promise)`. */
+const within = <T>(ms: number, what: string, promise: Promise<T>): Promise<T> => bounded(what, promise, ms);
 
 /** A connected node-zookeeper-client client, closed when the test ends. */
 async function connect(t: TestContext, connectString: string, sessionTimeout = 10_000): Promise<Client> {
