@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultControlSocket, readStatus } from './cluster/control-socket.js';
+import { GIVEN_UP_EXIT_CODE, ORPHAN_EXIT_CODE } from './cluster/protocol.js';
 import { Supervisor } from './cluster/supervisor.js';
 import { BellwetherError, ErrorCodes } from './errors.js';
 import { defaultLockDir } from './lock/lock-dir.js';
@@ -22,12 +23,21 @@ Commands:
       --kill-timeout MS      SIGTERM -> SIGKILL for killed workers (default 5000)
       --shutdown-timeout MS  graceful stop -> SIGKILL (default 30000)
       --boot-timeout MS      not ready after this -> replaced (default 60000)
+      --restart-delay MS     first delay before re-forking an exited worker, doubling (default 100)
+      --max-restarts N       a slot whose worker exits more than N times within
+                             --restart-window is given up (default 5)
+      --restart-window MS    the crash-loop window (default 60000)
+      --stop-with-parent     stop when the process that started this one is gone
       --name NAME            supervisor name, for status (default "default")
       --socket PATH          control socket (default: in the lock directory)
+      Exit code: 0 after a stop by signal, ${GIVEN_UP_EXIT_CODE} once every worker slot was given
+      up (crash loop: nothing left to serve), ${ORPHAN_EXIT_CODE} when stopped because the parent
+      was gone (--stop-with-parent), 2 for bad input.
 
   status [--name NAME] [--socket PATH] [--json]
       Per worker slot of a running supervisor: index, pid, state, status
       code (0 healthy, >0 unhealthy code, -1 silent), restarts, uptime, memory.
+      Slots given up after a crash loop are listed as "given-up".
 
   lock <name> [--lock-dir DIR] [--json]
       Shows whether the host singleton <name> is running on this host (its
@@ -66,6 +76,10 @@ async function main(argv: string[]): Promise<number> {
       'kill-timeout': { type: 'string' },
       'shutdown-timeout': { type: 'string' },
       'boot-timeout': { type: 'string' },
+      'restart-delay': { type: 'string' },
+      'max-restarts': { type: 'string' },
+      'restart-window': { type: 'string' },
+      'stop-with-parent': { type: 'boolean', default: false },
       name: { type: 'string' },
       socket: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -96,16 +110,35 @@ async function main(argv: string[]): Promise<number> {
         name: values.name,
         controlSocket: values.socket,
       }),
+      restart: defined({
+        initialDelay: numberOption(values['restart-delay'], '--restart-delay'),
+        maxRestarts: numberOption(values['max-restarts'], '--max-restarts'),
+        window: numberOption(values['restart-window'], '--restart-window'),
+      }),
+      stopWithParent: values['stop-with-parent'],
     });
+    let exitCode = 0;
     supervisor.on('error', (err) => process.stderr.write(`bellwether: ${err.code}: ${err.message}\n`));
     supervisor.on('exit', (slot, exit) =>
       process.stderr.write(`bellwether: worker ${slot.index} exited (${exit.signal ?? exit.code})${exit.replaced ? ', replacing it' : ''}\n`),
     );
     supervisor.on('kill', (slot, reason) => process.stderr.write(`bellwether: killing worker ${slot.index} (pid ${slot.pid}): ${reason}\n`));
+    // A primary with no worker left looks healthy to a process manager while serving nothing: leave instead.
+    supervisor.on('exhausted', (slots) => {
+      exitCode = GIVEN_UP_EXIT_CODE;
+      process.stderr.write(`bellwether: every worker slot (${slots.length}) was given up after crash loops; nothing left to serve, exiting with code ${exitCode}\n`);
+      void supervisor.stop();
+    });
+    supervisor.on('orphaned', ({ parent }) => {
+      exitCode = ORPHAN_EXIT_CODE;
+      process.stderr.write(`bellwether: parent process ${parent} is gone (--stop-with-parent); stopping\n`);
+    });
+    const stopped = new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
     await supervisor.start();
-    process.stderr.write(`bellwether: ${supervisor.status().length} workers ready (primary pid ${process.pid})\n`);
-    await new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
-    return 0;
+    const ready = supervisor.status().filter((slot) => slot.state === 'ready').length;
+    if (supervisor.state === 'running') process.stderr.write(`bellwether: ${ready} of ${supervisor.status().length} workers ready (primary pid ${process.pid})\n`);
+    await stopped;
+    return exitCode;
   }
   if (command === 'status' && name === undefined) {
     const socket = values.socket ?? defaultControlSocket(values.name ?? 'default');
@@ -119,6 +152,10 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(
           `${String(w.index).padEnd(7)}${String(w.pid ?? '-').padEnd(9)}${w.state.padEnd(10)}${String(w.code).padEnd(6)}${String(w.restarts).padEnd(10)}${(w.uptime / 1000).toFixed(0).padEnd(11)}${rss}\n`,
         );
+      }
+      const givenUp = status.workers.filter((w) => w.state === 'given-up').map((w) => w.index);
+      if (givenUp.length > 0) {
+        process.stdout.write(`given up after crash loops (not restarted): slot${givenUp.length > 1 ? 's' : ''} ${givenUp.join(', ')}; see the primary's log\n`);
       }
     }
     return 0;

@@ -27,6 +27,6 @@ export { Supervisor, type SupervisorEvents, type KillReason } from './cluster/su
 export type { SupervisorOptions, RestartPolicy } from './cluster/options.js';
 export type { SlotInfo, SlotState } from './cluster/slot.js';
 export { installForkHook, type ForkHookOptions } from './cluster/fork-hook.js';
-export { ORPHAN_EXIT_CODE } from './cluster/protocol.js';
+export { ORPHAN_EXIT_CODE, GIVEN_UP_EXIT_CODE } from './cluster/protocol.js';
 export { worker } from './worker/worker.js';
 export { StatusBoard, type StatusBoardOptions, type BellwetherStatus } from './status/board.js';

@@ -3,13 +3,15 @@ import { once } from 'node:events';
 import { keepLoopAlive, next } from './helpers/emitter.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { type TestContext, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Singleton, singleton } from 'bellwether';
-import { Fixtures, startFixture } from './helpers/child.js';
+import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
+import { bounded } from './helpers/bounded.js';
 import { waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { ZkEnsemble } from './helpers/zookeeper.js';
 
 function elected(job: Singleton): Promise<number> {
   return next(job, 'elected').then((e) => e.token);
@@ -19,6 +21,15 @@ function closeAfter(t: { after: (fn: () => Promise<void>) => void }, ...jobs: Si
   t.after(async () => {
     await Promise.all(jobs.map((j) => j.close()));
   });
+}
+
+/** An in-process holder of lock 'job', closed after the test: other contenders must wait. */
+async function holdLock(t: TestContext, lockDir: string): Promise<Singleton> {
+  const holder = singleton({ name: 'job', lockDir });
+  closeAfter(t, holder);
+  await holder.start();
+  await elected(holder);
+  return holder;
 }
 
 // Waiting singletons do not keep a process alive: the test run must.
@@ -158,10 +169,7 @@ describe('a waiting singleton never keeps its process alive', () => {
   for (const runtime of RUNTIMES) {
     test(`${runtime.name}: exits by itself while waiting`, async (t) => {
       const lockDir = tempDir(t);
-      const holder = singleton({ name: 'job', lockDir });
-      closeAfter(t, holder);
-      await holder.start();
-      await elected(holder);
+      await holdLock(t, lockDir);
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());
       const waiter = fixtures.add(startFixture(runtime, fixture('idle-waiter'), [lockDir, 'job']));
@@ -170,6 +178,107 @@ describe('a waiting singleton never keeps its process alive', () => {
       assert.deepEqual(await waiter.exited, { code: 0, signal: null });
       assert.equal(waiter.count('running'), 0);
       await waitForBlockedWaiters(path.join(lockDir, 'job.lock'), 0);
+    });
+  }
+});
+
+describe('close() settles and keepAlive holds, in a process with nothing else to do', () => {
+  const moments = fixture('singleton-moments');
+
+  for (const runtime of RUNTIMES) {
+    async function runFixture(t: TestContext, lockDir: string, env: NodeJS.ProcessEnv): Promise<{ fixture: Fixture; exit: { code: number | null; signal: NodeJS.Signals | null } }> {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const child = fixtures.add(startFixture(runtime, moments, [lockDir, 'job'], env));
+      child.child.stdin!.end();
+      return { fixture: child, exit: await bounded(`${child.label} exit`, child.exited, 20_000) };
+    }
+
+    test(`${runtime.name}: close() right after start() settles, the lock free or held by another process`, async (t) => {
+      const lockDir = tempDir(t);
+      const free = await runFixture(t, lockDir, { CLOSE: 'after-start', RUN: 'return' });
+      assert.deepEqual(free.exit, { code: 0, signal: null }, free.fixture.stderr);
+      assert.equal(free.fixture.count('closed'), 1);
+      await holdLock(t, lockDir);
+      const held = await runFixture(t, lockDir, { CLOSE: 'after-start', RUN: 'return' });
+      assert.deepEqual(held.exit, { code: 0, signal: null }, held.fixture.stderr);
+      assert.equal(held.fixture.count('closed'), 1);
+      assert.equal(held.fixture.count('run'), 0);
+      await waitForBlockedWaiters(path.join(lockDir, 'job.lock'), 0);
+    });
+
+    test(`${runtime.name}: close() inside the elected listener and while run is running settles after run did`, async (t) => {
+      const lockDir = tempDir(t);
+      const onElected = await runFixture(t, lockDir, { CLOSE: 'on-elected', RUN: 'until-abort', HOLD_UNTIL_ELECTED: '1' });
+      assert.deepEqual(onElected.exit, { code: 0, signal: null }, onElected.fixture.stderr);
+      assert.deepEqual(onElected.fixture.events.map((e) => e.event).filter((e) => e !== 'exit' && e !== 'started'), ['elected', 'closed']);
+      assert.equal(onElected.fixture.count('run'), 0, 'closed before run could start');
+      const running = await runFixture(t, lockDir, { CLOSE: 'after-run:0', RUN: 'until-abort', KEEP_ALIVE: '1' });
+      assert.deepEqual(running.exit, { code: 0, signal: null }, running.fixture.stderr);
+      const order = running.fixture.events.map((e) => e.event).filter((e) => e !== 'exit' && e !== 'started');
+      assert.deepEqual(order, ['elected', 'run', 'aborted', 'closed']);
+      assert.equal(running.fixture.events.find((e) => e.event === 'closed')!['leader'], false);
+    });
+
+    test(`${runtime.name}: keepAlive holds a waiting process until close()`, async (t) => {
+      const lockDir = tempDir(t);
+      await holdLock(t, lockDir);
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const waiter = fixtures.add(startFixture(runtime, moments, [lockDir, 'job'], { KEEP_ALIVE: '1', RUN: 'return', CLOSE: 'signal' }));
+      waiter.child.stdin!.end();
+      await waiter.next('started');
+      // Still there and queued in the kernel: keepAlive holds it while it waits.
+      await waitForBlockedWaiters(path.join(lockDir, 'job.lock'), 1);
+      process.kill(waiter.pid, 'SIGUSR2');
+      assert.deepEqual(await bounded('waiter exit', waiter.exited, 20_000), { code: 0, signal: null });
+      assert.equal(waiter.count('closed'), 1);
+      assert.equal(waiter.count('run'), 0);
+      await waitForBlockedWaiters(path.join(lockDir, 'job.lock'), 0);
+    });
+
+    test(`${runtime.name}: keepAlive holds an idle leader after run resolved, and through the backoff after a failed run`, async (t) => {
+      const lockDir = tempDir(t);
+      // The close comes from an unref'd timer: only keepAlive can hold the process until it fires.
+      const idle = await runFixture(t, lockDir, { KEEP_ALIVE: '1', RUN: 'return', CLOSE: 'after-run:300' });
+      assert.deepEqual(idle.exit, { code: 0, signal: null }, idle.fixture.stderr);
+      assert.deepEqual(idle.fixture.events.find((e) => e.event === 'closed')?.['leader'], false, 'closed() ran, after the idle leader was held');
+      const failing = await runFixture(t, lockDir, { KEEP_ALIVE: '1', RUN: 'throw-once', CLOSE: 'after-run:300' });
+      assert.deepEqual(failing.exit, { code: 0, signal: null }, failing.fixture.stderr);
+      assert.deepEqual(failing.fixture.events.filter((e) => e.event === 'run').map((e) => e['token']), [2, 3], 'contended again after the backoff');
+      assert.equal(failing.fixture.count('error'), 1);
+      assert.equal(failing.fixture.count('closed'), 1);
+    });
+
+    test(`${runtime.name}: without keepAlive an idle leader's process ends once the app has nothing left (documented default)`, async (t) => {
+      const lockDir = tempDir(t);
+      const idle = await runFixture(t, lockDir, { RUN: 'return', CLOSE: 'after-run:300', HOLD_UNTIL_ELECTED: '1' });
+      assert.deepEqual(idle.exit, { code: 0, signal: null }, idle.fixture.stderr);
+      assert.equal(idle.fixture.count('run'), 1);
+      assert.equal(idle.fixture.count('closed'), 0, 'nothing held the process until the unref\'d close');
+    });
+  }
+});
+
+describe('ZkSession: a call waiting to be retried settles when the session closes', () => {
+  for (const runtime of RUNTIMES) {
+    test(`${runtime.name}: the server dies under a read, close() during the retry delay -> the read rejects with BW_ERR_CLOSED`, async (t) => {
+      // A server of its own: this test kills it.
+      const ensemble = await ZkEnsemble.start();
+      t.after(() => ensemble.close());
+      const [server] = ensemble.servers;
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const client = fixtures.add(startFixture(runtime, fixture('zk-retry-close'), [ensemble.connectString()]));
+      client.child.stdin!.end();
+      await bounded('client started', client.next('started'), 20_000);
+      server!.pause(); // the read gets no answer...
+      process.kill(client.pid, 'SIGUSR2');
+      await bounded('read sent', client.next('read-sent'), 5000);
+      await server!.kill(); // ...then its connection is lost: a retry is scheduled after 1 s
+      assert.deepEqual(await bounded('client exit', client.exited, 20_000), { code: 0, signal: null }, client.stderr);
+      assert.equal(client.count('closed'), 1);
+      assert.equal(client.events.find((e) => e.event === 'read-settled')?.['outcome'], 'BW_ERR_CLOSED');
     });
   }
 });

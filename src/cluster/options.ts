@@ -43,6 +43,14 @@ export interface SupervisorOptions {
   zk?: ZkSession | ZkSession[];
   /** Handle SIGTERM, SIGINT, SIGHUP, SIGTTIN and SIGTTOU in this process. Default true. */
   signals?: boolean;
+  /**
+   * Stop (gracefully) when the process that started this primary is gone, as
+   * workers do when their primary is gone. For a primary started by a test,
+   * a script or another supervisor, which would otherwise keep serving with
+   * nobody left to stop it. Checked every 250 ms. Default false (a daemon's
+   * parent may legitimately go away).
+   */
+  stopWithParent?: boolean;
   /** Path of the control socket (mode 0600), or `false` for none. Default: in the lock directory. */
   controlSocket?: string | false;
   beforeFork?: (slot: SlotInfo) => unknown;
@@ -61,7 +69,7 @@ export interface ResolvedSupervisorOptions extends Required<Omit<SupervisorOptio
 
 const KNOWN = [
   'exec', 'args', 'workers', 'name', 'timeout', 'heartbeat', 'killTimeout', 'shutdownTimeout', 'bootTimeout',
-  'restart', 'env', 'zk', 'signals', 'controlSocket', 'beforeFork', 'afterFork', 'afterWorkerExit',
+  'restart', 'env', 'zk', 'signals', 'stopWithParent', 'controlSocket', 'beforeFork', 'afterFork', 'afterWorkerExit',
 ] as const;
 
 export const MAX_WORKERS = 1024;
@@ -105,6 +113,8 @@ export function resolveSupervisorOptions(options: SupervisorOptions): ResolvedSu
   }
   const signals = given['signals'] ?? true;
   if (typeof signals !== 'boolean') throw invalidOption('signals', 'a boolean', signals);
+  const stopWithParent = given['stopWithParent'] ?? false;
+  if (typeof stopWithParent !== 'boolean') throw invalidOption('stopWithParent', 'a boolean', stopWithParent);
   const hook = (key: 'beforeFork' | 'afterFork' | 'afterWorkerExit') =>
     given[key] === undefined ? undefined : checkFunction<never>(given[key], key);
   return {
@@ -126,6 +136,7 @@ export function resolveSupervisorOptions(options: SupervisorOptions): ResolvedSu
     env: envObject as Record<string, string>,
     zk: zkGiven as ZkSession[],
     signals,
+    stopWithParent,
     controlSocket: controlSocket as string | false | undefined,
     beforeFork: hook('beforeFork'),
     afterFork: hook('afterFork'),

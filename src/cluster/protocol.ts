@@ -48,5 +48,11 @@ export function isPrimaryMessage(message: unknown): message is PrimaryMessage {
   return (message as { bellwether?: unknown } | null)?.bellwether === 'shutdown';
 }
 
-/** Exit code of a worker that found its primary gone. */
+/** Exit code of a worker that found its primary gone (and of `bellwether start --stop-with-parent` whose parent is gone). */
 export const ORPHAN_EXIT_CODE = 70;
+
+/** Exit code of `bellwether start` once every worker slot was given up (crash loop). */
+export const GIVEN_UP_EXIT_CODE = 4;
+
+/** How often a worker checks that its primary, or a primary with `stopWithParent` its parent, is still its parent. */
+export const PARENT_CHECK_MS = 250;

@@ -5,7 +5,7 @@ import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { ControlSocket } from './control-socket.js';
 import { type ResolvedSupervisorOptions, type SupervisorOptions, resolveSupervisorOptions } from './options.js';
 import { aggregate, loadPromClient } from '../status/metrics.js';
-import { ENV, type MetricsMessage, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
+import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
 import { Slot, type SlotInfo } from './slot.js';
 
 const BOOTSTRAP = fileURLToPath(new URL('../worker/bootstrap.js', import.meta.url));
@@ -23,6 +23,17 @@ export interface SupervisorEvents {
   restarted: () => void;
   /** All workers exited after stop(). */
   stopped: () => void;
+  /**
+   * Every slot was given up (crash loop): no worker is left and none will be
+   * forked again. The app decides; `bellwether start` stops and exits with
+   * code 4 (`GIVEN_UP_EXIT_CODE`).
+   */
+  exhausted: (slots: SlotInfo[]) => void;
+  /**
+   * With `stopWithParent`: the process that started this primary is gone
+   * (the primary was re-parented). A graceful stop follows at once.
+   */
+  orphaned: (event: { parent: number; ppid: number }) => void;
   error: (error: BellwetherError) => void;
 }
 
@@ -40,6 +51,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #retiring = new Set<Worker>();
   #state: State = 'latent';
   #liveness: NodeJS.Timeout | undefined;
+  #parentCheck: NodeJS.Timeout | undefined;
   #control: ControlSocket | undefined;
   #stopped: Promise<void> | undefined;
   #rolling: Promise<void> | undefined;
@@ -69,6 +81,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const tick = Math.max(10, Math.min(this.#options.heartbeat, 250));
     this.#liveness = setInterval(() => this.#checkLiveness(), tick);
     if (this.#options.signals) this.#installSignals();
+    if (this.#options.stopWithParent) this.#watchParent();
     const ready = Array.from({ length: this.#options.workers }, (_, index) => {
       const slot = new Slot(index);
       this.#slots.push(slot);
@@ -93,6 +106,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.#stopped) return this.#stopped;
     this.#state = 'stopping';
     clearInterval(this.#liveness);
+    clearInterval(this.#parentCheck);
     for (const slot of this.#slots) {
       slot.retired = true;
       clearTimeout(slot.restartTimer);
@@ -229,6 +243,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           `worker slot ${slot.index} exited ${slot.exits.length} times within ${this.#options.restart.window} ms; given up (the other workers keep serving)`,
         ),
       );
+      if (this.#slots.every((s) => s.state === 'given-up')) this.emit('exhausted', this.status());
       return;
     }
     if (!replace) return;
@@ -344,6 +359,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const workers = new Set<Worker>(this.#retiring);
     for (const slot of this.#slots) if (slot.worker) workers.add(slot.worker);
     return [...workers];
+  }
+
+  /**
+   * Like a worker's orphan fencing, one level up: Linux re-parents an orphan,
+   * so a changed ppid means whoever started this primary (a test, another
+   * supervisor, a shell script) is gone, and nobody is left to stop it.
+   */
+  #watchParent(): void {
+    const parent = process.ppid;
+    this.#parentCheck = setInterval(() => {
+      const ppid = process.ppid;
+      if (ppid === parent || this.#state !== 'running') return;
+      clearInterval(this.#parentCheck);
+      this.emit('orphaned', { parent, ppid });
+      void this.stop();
+    }, PARENT_CHECK_MS);
+    this.#parentCheck.unref();
   }
 
   // ---- signals ----

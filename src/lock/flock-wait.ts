@@ -64,7 +64,7 @@ export function flockPrograms(): Programs {
  * returns: reading that line is faster than waiting for the child to exit
  * and be reaped (measured in bench/: about 0.6 ms on Node).
  */
-export function waitForExclusiveLock(fd: number, signal: AbortSignal, keepAlive = false): Promise<void> {
+export function waitForExclusiveLock(fd: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason);
   const { flock, setpriv } = flockPrograms();
   const flockArgs = ['--verbose', '3'];
@@ -74,11 +74,10 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, keepAlive 
     // (its parent decides; --pdeathsig still ends it if the parent dies).
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore', fd], detached: true });
     const stdout = child.stdout as Readable & { unref?: () => void };
-    // Unless asked to, the waiter never keeps the process alive on its own.
-    if (!keepAlive) {
-      child.unref();
-      stdout.unref?.();
-    }
+    // The waiter never keeps the process alive on its own (the singleton's
+    // keepAlive option does that, for the whole life of the singleton).
+    child.unref();
+    stdout.unref?.();
     let settled = false;
     let output = '';
     const settle = (error?: unknown): void => {
@@ -88,8 +87,15 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, keepAlive 
       if (error === undefined) resolve();
       else reject(error);
     };
+    // Settled now, not at the child's exit: the child is unref'd, so with
+    // nothing else to do the process could exit first and leave the caller's
+    // promise (close(), say) unsettled. Rejecting before the child is gone is
+    // safe: should it have taken the lock meanwhile, the lock belongs to the
+    // open file description, which is released once the caller closes its
+    // descriptor and the killed child's copy is gone.
     const onAbort = (): void => {
       child.kill('SIGKILL');
+      settle(signal.reason);
     };
     signal.addEventListener('abort', onAbort, { once: true });
     stdout.setEncoding('utf8');

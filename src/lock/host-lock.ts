@@ -13,11 +13,9 @@ export class HostLock implements LeaseSource {
   readonly #name: string;
   readonly #dir: string;
   readonly #createDir: boolean;
-  readonly #keepAlive: boolean;
   #file: string | undefined;
 
-  constructor(name: string, lockDir: string, createDir: boolean, keepAlive: boolean) {
-    this.#keepAlive = keepAlive;
+  constructor(name: string, lockDir: string, createDir: boolean) {
     this.#dir = lockDir;
     this.#createDir = createDir;
     this.#name = name;
@@ -42,7 +40,7 @@ export class HostLock implements LeaseSource {
     const file = this.#file as string;
     const fd = openLockFile(file);
     try {
-      await waitForExclusiveLock(fd, signal, this.#keepAlive);
+      await waitForExclusiveLock(fd, signal);
       // Acquired after close() asked us to stop: let go at once.
       if (signal.aborted) throw signal.reason;
       const token = advanceFencingToken(fd, file);

@@ -21,16 +21,18 @@ export interface HostSingletonOptions {
   /** The job. Runs only in the holder; must stop when `signal` aborts. */
   run?: (context: RunContext) => unknown;
   /**
-   * Whether waiting for leadership keeps the process alive. Default `false`:
-   * in a server the server does that; a process whose only work is this job
-   * sets `true` so that it does not exit before it is elected.
+   * Whether the singleton keeps the process alive from `start()` until
+   * `close()`: while it waits, while it leads (also after `run` resolved),
+   * and while it backs off after a failure. Default `false`: in a server the
+   * server does that, and the process's lifetime is the app's business. A
+   * process whose only work is this job sets `true`.
    */
   keepAlive?: boolean;
   /** Delay before contending again after `run` failed. Default `{ initial: 100, max: 10000 }`. */
   backoff?: Partial<Backoff>;
 }
 
-export interface ClusterSingletonOptions extends Omit<HostSingletonOptions, 'scope' | 'lockDir' | 'keepAlive'> {
+export interface ClusterSingletonOptions extends Omit<HostSingletonOptions, 'scope' | 'lockDir'> {
   /** `'cluster'`: one runner in the fleet, by a ZooKeeper election. */
   scope: 'cluster';
   /** The session the election runs in (yours: start it, close it). */
@@ -47,13 +49,12 @@ export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOption
   /** `'host+cluster'`: the host's lock holder stands in the fleet election. */
   scope: 'host+cluster';
   lockDir?: string;
-  keepAlive?: boolean;
 }
 
 export type SingletonOptions = HostSingletonOptions | ClusterSingletonOptions | HostClusterSingletonOptions;
 
 const KNOWN = ['name', 'scope', 'lockDir', 'run', 'backoff', 'keepAlive', 'zk', 'data', 'root', 'stepDownAfter'] as const;
-const HOST_ONLY = ['lockDir', 'keepAlive'];
+const HOST_ONLY = ['lockDir'];
 const CLUSTER_ONLY = ['zk', 'data', 'root', 'stepDownAfter'];
 
 /** Declares a job that runs in exactly one process; call `start()` to contend. */
@@ -71,8 +72,11 @@ export function singleton(options: SingletonOptions): Singleton {
   checkKnownKeys(backoffGiven, ['initial', 'max'], 'singleton() backoff');
   const initial = checkMillis(backoffGiven['initial'], 'backoff.initial', 100, 1);
   const max = checkMillis(backoffGiven['max'], 'backoff.max', Math.max(10_000, initial), initial);
+  const keepAlive = given['keepAlive'] ?? false;
+  if (typeof keepAlive !== 'boolean') throw invalidOption('keepAlive', 'a boolean', keepAlive);
+  const policy = { backoff: { initial, max }, keepAlive };
   const host = scope === 'cluster' ? undefined : hostLock(name, given);
-  if (scope === 'host') return new Singleton(name, host!, run, { initial, max });
+  if (scope === 'host') return new Singleton(name, host!, run, policy);
 
   const zk = given['zk'];
   if (!(zk instanceof ZkSession)) throw invalidOption('zk', 'a ZkSession', zk);
@@ -88,7 +92,7 @@ export function singleton(options: SingletonOptions): Singleton {
     { ...(data === undefined ? {} : { data }), ...(root ? { root } : {}), ...(stepDownAfter ? { stepDownAfter } : {}) },
     (error) => report(error),
   );
-  const job = new Singleton(name, host ? new HostClusterLease(host, cluster) : cluster, run, { initial, max });
+  const job = new Singleton(name, host ? new HostClusterLease(host, cluster) : cluster, run, policy);
   report = (error) => job.report(error);
   return job;
 }
@@ -98,7 +102,5 @@ function hostLock(name: string, given: Record<string, unknown>): HostLock {
   if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir === '' || lockDir.includes('\0'))) {
     throw invalidOption('lockDir', 'a non-empty path', lockDir);
   }
-  const keepAlive = given['keepAlive'] ?? false;
-  if (typeof keepAlive !== 'boolean') throw invalidOption('keepAlive', 'a boolean', keepAlive);
-  return new HostLock(name, (lockDir as string | undefined) ?? defaultLockDir(), lockDir === undefined, keepAlive);
+  return new HostLock(name, (lockDir as string | undefined) ?? defaultLockDir(), lockDir === undefined);
 }

@@ -27,6 +27,13 @@ export interface Backoff {
 
 type State = 'latent' | 'started' | 'closed';
 
+/** How a singleton behaves beside its job: after failures, and towards the process's lifetime. */
+export interface SingletonPolicy {
+  backoff: Backoff;
+  /** Hold the process alive from `start()` until `close()` has settled. */
+  keepAlive: boolean;
+}
+
 /**
  * Runs `run` in exactly one process at a time: the holder of the lease.
  * Lifecycle `latent → started → closed`, as Curator's LeaderLatch.
@@ -35,19 +42,21 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   readonly name: string;
   readonly #source: LeaseSource;
   readonly #run: ((context: RunContext) => unknown) | undefined;
-  readonly #backoff: Backoff;
+  readonly #policy: SingletonPolicy;
   readonly #closing = new AbortController();
   #state: State = 'latent';
   #lease: Lease | undefined;
   #loop: Promise<void> | undefined;
+  /** With keepAlive: a ref'd handle, the one thing that holds the process for the singleton. */
+  #keepAlive: NodeJS.Timeout | undefined;
 
   /** @internal use `singleton()` */
-  constructor(name: string, source: LeaseSource, run: ((context: RunContext) => unknown) | undefined, backoff: Backoff) {
+  constructor(name: string, source: LeaseSource, run: ((context: RunContext) => unknown) | undefined, policy: SingletonPolicy) {
     super();
     this.name = name;
     this.#source = source;
     this.#run = run;
-    this.#backoff = backoff;
+    this.#policy = policy;
   }
 
   /** True while this process holds the lease (and so runs the job). */
@@ -77,6 +86,10 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     this.#source.prepare();
     this.#state = 'started';
+    // Everything the singleton waits on (the flock waiter, the backoff timer)
+    // is unref'd; with keepAlive one interval holds the process instead,
+    // whether it waits, leads idle after run resolved, or backs off.
+    if (this.#policy.keepAlive) this.#keepAlive = setInterval(() => {}, 2 ** 30);
     this.#loop = this.#contend();
   }
 
@@ -89,7 +102,12 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       this.#state = 'closed';
       this.#closing.abort(abortError(`singleton ${this.name} closed`));
     }
-    await this.#loop;
+    try {
+      await this.#loop;
+    } finally {
+      // Only once the lease is released: until then close() itself holds the process.
+      clearInterval(this.#keepAlive);
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -159,7 +177,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   #pause(failures: number): Promise<void> {
-    const ms = Math.min(this.#backoff.max, this.#backoff.initial * 2 ** Math.min(failures - 1, 30));
+    const { backoff } = this.#policy;
+    const ms = Math.min(backoff.max, backoff.initial * 2 ** Math.min(failures - 1, 30));
     return delay(ms, this.#closing.signal);
   }
 

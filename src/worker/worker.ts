@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import fs from 'node:fs';
-import { ENV, ORPHAN_EXIT_CODE, type WorkerMessage, isPrimaryMessage } from '../cluster/protocol.js';
+import { ENV, ORPHAN_EXIT_CODE, PARENT_CHECK_MS, type WorkerMessage, isPrimaryMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { checkFunction, invalidOption } from '../validate.js';
 import { type ZkSessionSettings, resolveZkOptions } from '../zk/options.js';
@@ -40,8 +40,6 @@ export interface WorkerRuntime {
 type Callback = () => unknown;
 
 const DEFAULT_HEARTBEAT_MS = 1000;
-/** How often the worker checks it still has the primary as its parent. */
-const PARENT_CHECK_MS = 250;
 
 class WorkerProcess implements WorkerRuntime {
   readonly isSupervised: boolean;

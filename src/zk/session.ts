@@ -77,6 +77,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   readonly #watches = new Set<PersistentWatch<unknown, unknown>>();
   readonly #ephemerals = new Set<Ephemeral>();
   #state: ZkSessionState = 'latent';
+  /** Aborted by close(): cuts retry delays short. */
+  readonly #closing = new AbortController();
   #transport: Transport | undefined;
   #sessionId: string | undefined;
   #liveness: NodeJS.Timeout | undefined;
@@ -172,6 +174,9 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     if (this.#state === 'closed') return;
     const wasOpen = this.#state !== 'latent';
     this.#state = 'closed';
+    // Ends retry delays now: their timers are unref'd, and a call waiting on
+    // one must settle (BW_ERR_CLOSED) even when nothing else holds the process.
+    this.#closing.abort();
     clearInterval(this.#liveness);
     for (const watch of this.#watches) watch.close();
     this.#ephemerals.clear();
@@ -362,7 +367,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
    * restoring of a new session must not wait for that restore to finish.
    */
   async #connectedAgain(ms: number): Promise<void> {
-    await delay(ms, new AbortController().signal);
+    await delay(ms, this.#closing.signal);
     if (this.#transport?.connected || this.#state === 'closed') return;
     const bound = this.#settings.sessionTimeout + this.#settings.connectTimeout;
     let timer: NodeJS.Timeout | undefined;

@@ -1,7 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Runtime } from './runtimes.js';
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => fs.existsSync(file));
 
 export interface FixtureEvent {
   event: string;
@@ -23,7 +26,12 @@ export class Fixture {
 
   constructor(command: string, args: string[], label: string, env: NodeJS.ProcessEnv = {}, uid?: number) {
     this.label = label;
-    this.child = spawn(command, args, {
+    // Under setpriv --pdeathsig KILL: if the process that started the fixture
+    // dies (a test runner killed at its timeout, a runner fixture SIGKILLed),
+    // the kernel kills the fixture too, so nothing it started is left behind
+    // (its workers then fence themselves off). exec keeps the pid.
+    const [bin, argv] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args];
+    this.child = spawn(bin, argv, {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
       ...(uid === undefined ? {} : { uid, gid: uid }),
