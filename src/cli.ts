@@ -1,8 +1,13 @@
 #!/usr/bin/env node
+// First: evaluated before every other import (see launched-by.ts).
+import { LAUNCHED_BY } from './launched-by.js';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { defaultControlSocket, readStatus } from './cluster/control-socket.js';
+import { type StatusReport, defaultControlSocket, printable, readStatus } from './cluster/control-socket.js';
 import { GIVEN_UP_EXIT_CODE, ORPHAN_EXIT_CODE } from './cluster/protocol.js';
+
+/** `bellwether status` when no supervisor of that name answers (as `lock` when nobody holds the lock). */
+const NOT_RUNNING_EXIT_CODE = 3;
 import { Supervisor } from './cluster/supervisor.js';
 import { BellwetherError, ErrorCodes } from './errors.js';
 import { defaultLockDir } from './lock/lock-dir.js';
@@ -28,6 +33,8 @@ Commands:
                              --restart-window is given up (default 5)
       --restart-window MS    the crash-loop window (default 60000)
       --stop-with-parent     stop when the process that started this one is gone
+      --parent-pid PID       the same, watching PID (e.g. a wrapper's $$): also
+                             notices a parent that died before this process loaded
       --name NAME            supervisor name, for status (default "default")
       --socket PATH          control socket (default: in the lock directory)
       Exit code: 0 after a stop by signal, ${GIVEN_UP_EXIT_CODE} once every worker slot was given
@@ -38,6 +45,7 @@ Commands:
       Per worker slot of a running supervisor: index, pid, state, status
       code (0 healthy, >0 unhealthy code, -1 silent), restarts, uptime, memory.
       Slots given up after a crash loop are listed as "given-up".
+      Exit code 0, or 3 when no supervisor of that name is running.
 
   lock <name> [--lock-dir DIR] [--json]
       Shows whether the host singleton <name> is running on this host (its
@@ -80,6 +88,7 @@ async function main(argv: string[]): Promise<number> {
       'max-restarts': { type: 'string' },
       'restart-window': { type: 'string' },
       'stop-with-parent': { type: 'boolean', default: false },
+      'parent-pid': { type: 'string' },
       name: { type: 'string' },
       socket: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -115,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
         maxRestarts: numberOption(values['max-restarts'], '--max-restarts'),
         window: numberOption(values['restart-window'], '--restart-window'),
       }),
-      stopWithParent: values['stop-with-parent'],
+      stopWithParent: numberOption(values['parent-pid'], '--parent-pid') ?? (values['stop-with-parent'] ? LAUNCHED_BY : false),
     });
     let exitCode = 0;
     supervisor.on('error', (err) => process.stderr.write(`bellwether: ${err.code}: ${err.message}\n`));
@@ -123,15 +132,17 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`bellwether: worker ${slot.index} exited (${exit.signal ?? exit.code})${exit.replaced ? ', replacing it' : ''}\n`),
     );
     supervisor.on('kill', (slot, reason) => process.stderr.write(`bellwether: killing worker ${slot.index} (pid ${slot.pid}): ${reason}\n`));
+    supervisor.on('restarted', () => process.stderr.write('bellwether: rolling restart done: every worker replaced\n'));
     // A primary with no worker left looks healthy to a process manager while serving nothing: leave instead.
+    // The first reason to leave sets the exit code.
     supervisor.on('exhausted', (slots) => {
-      exitCode = GIVEN_UP_EXIT_CODE;
+      exitCode ||= GIVEN_UP_EXIT_CODE;
       process.stderr.write(`bellwether: every worker slot (${slots.length}) was given up after crash loops; nothing left to serve, exiting with code ${exitCode}\n`);
       void supervisor.stop();
     });
     supervisor.on('orphaned', ({ parent }) => {
-      exitCode = ORPHAN_EXIT_CODE;
-      process.stderr.write(`bellwether: parent process ${parent} is gone (--stop-with-parent); stopping\n`);
+      exitCode ||= ORPHAN_EXIT_CODE;
+      process.stderr.write(`bellwether: parent process ${parent} is gone (--stop-with-parent / --parent-pid); stopping\n`);
     });
     const stopped = new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
     await supervisor.start();
@@ -141,18 +152,31 @@ async function main(argv: string[]): Promise<number> {
     return exitCode;
   }
   if (command === 'status' && name === undefined) {
-    const socket = values.socket ?? defaultControlSocket(values.name ?? 'default');
-    const status = await readStatus(socket);
+    const name = values.name ?? 'default';
+    const socket = values.socket ?? defaultControlSocket(name);
+    let status: StatusReport;
+    try {
+      status = await readStatus(socket);
+    } catch (err) {
+      if (!(err instanceof BellwetherError) || err.code !== ErrorCodes.NOT_RUNNING) throw err;
+      process.stderr.write(`bellwether: no supervisor named ${printable(name)} is running (no control socket answers at ${printable(socket)})\n`);
+      return NOT_RUNNING_EXIT_CODE;
+    }
     if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
     else {
-      process.stdout.write(`supervisor ${status.name} (pid ${status.pid})\n`);
+      // Only safe characters reach the terminal, whatever the socket said.
+      process.stdout.write(`supervisor ${printable(status.name)} (pid ${status.pid})\n`);
       process.stdout.write('index  pid      state     code  restarts  uptime(s)  rss(MiB)\n');
       for (const w of status.workers) {
-        const rss = w.rss === undefined ? '-' : (w.rss / 2 ** 20).toFixed(1);
+        const rss = typeof w.rss === 'number' ? (w.rss / 2 ** 20).toFixed(1) : '-';
         process.stdout.write(
-          `${String(w.index).padEnd(7)}${String(w.pid ?? '-').padEnd(9)}${w.state.padEnd(10)}${String(w.code).padEnd(6)}${String(w.restarts).padEnd(10)}${(w.uptime / 1000).toFixed(0).padEnd(11)}${rss}\n`,
+          `${String(w.index).padEnd(7)}${String(w.pid ?? '-').padEnd(9)}${printable(w.state).padEnd(10)}${String(w.code).padEnd(6)}${String(w.restarts).padEnd(10)}${(w.uptime / 1000).toFixed(0).padEnd(11)}${rss}\n`,
         );
       }
+      const rollout = status.rollout;
+      if (rollout?.state === 'failed') {
+        process.stdout.write(`last rolling restart: stopped at slot ${rollout.slot}: ${printable(String(rollout.reason))}; its old worker keeps serving\n`);
+      } else if (rollout) process.stdout.write(`last rolling restart: ${printable(rollout.state)}${rollout.reason ? ` (${printable(rollout.reason)})` : ''}\n`);
       const givenUp = status.workers.filter((w) => w.state === 'given-up').map((w) => w.index);
       if (givenUp.length > 0) {
         process.stdout.write(`given up after crash loops (not restarted): slot${givenUp.length > 1 ? 's' : ''} ${givenUp.join(', ')}; see the primary's log\n`);

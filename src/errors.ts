@@ -60,6 +60,16 @@ export const ErrorCodes = {
   CRASH_LOOP: 'BW_ERR_CRASH_LOOP',
   /** Another supervisor of the same name is running (its control socket answers). */
   ALREADY_RUNNING: 'BW_ERR_ALREADY_RUNNING',
+  /** A rolling restart stopped: a replacement did not become ready, so the old worker was kept. */
+  ROLLOUT_FAILED: 'BW_ERR_ROLLOUT_FAILED',
+  /**
+   * The control socket's path is unusable: too long for a Unix socket, or
+   * something other than a socket is there (never removed), or its directory
+   * or the socket itself belongs to another user.
+   */
+  CONTROL_SOCKET_UNSAFE: 'BW_ERR_CONTROL_SOCKET_UNSAFE',
+  /** No supervisor answers on the control socket (none of that name is running). */
+  NOT_RUNNING: 'BW_ERR_NOT_RUNNING',
   /** The requested feature is not available in this build. */
   UNSUPPORTED: 'BW_ERR_UNSUPPORTED',
 } as const;

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Singleton, singleton } from 'bellwether';
 import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { bounded } from './helpers/bounded.js';
-import { waitForBlockedWaiters } from './helpers/proc-locks.js';
+import { flockState, waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 import { ZkEnsemble } from './helpers/zookeeper.js';
@@ -132,6 +132,20 @@ describe('singleton lifecycle (in one process)', () => {
     closeAfter(t, third);
     await third.start();
     assert.equal(await elected(third), 2);
+  });
+
+  test('once close() resolved the lock is free, whatever moment of the wait it came at (100 rounds)', async (t) => {
+    const lockDir = tempDir(t);
+    const file = path.join(lockDir, 'job.lock');
+    for (let round = 0; round < 100; round++) {
+      const job = singleton({ name: 'job', lockDir });
+      await job.start();
+      // Anywhere from before the helper is spawned to after it took the lock.
+      const until = performance.now() + (round % 8);
+      while (performance.now() < until);
+      await job.close();
+      assert.deepEqual(flockState(file), { held: 0, blocked: 0 }, `round ${round}: still locked after close() resolved`);
+    }
   });
 
   test('start() after close() and start() twice fail with codes', async (t) => {

@@ -35,6 +35,7 @@ describe('fork and ZooKeeper (seed 000)', () => {
     assert.deepEqual(primary.events.filter((e) => e.event === 'hook').map((e) => e['at']), ['beforeFork', 'afterFork']);
     assert.equal(env['own'], '1', "the caller's env is kept");
     assert.equal(JSON.parse(String(env['settings']))['connect'], zk1.ensemble.connectString());
+    assert.equal(env['leftInEnv'], null, 'the settings (credentials) are not left in the environment for children');
     assert.equal((await primary.next('uninstalled'))['restored'], true);
   });
 });

@@ -2,12 +2,42 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { BellwetherError, ErrorCodes } from '../errors.js';
-import { defaultLockDir, prepareLockDir } from '../lock/lock-dir.js';
+import { defaultLockDir, errnoOf, prepareLockDir } from '../lock/lock-dir.js';
 import type { SlotInfo } from './slot.js';
+
+/** What a control connection is answered with. */
+export interface ControlStatus {
+  workers: SlotInfo[];
+  rollout?: { state: string; slot?: number; reason?: string } | undefined;
+}
+
+/** The status line as read by `bellwether status`. */
+export interface StatusReport extends ControlStatus {
+  pid: number;
+  name: string;
+}
+
+/** sun_path holds 108 bytes on Linux, the terminating NUL included. */
+const MAX_SOCKET_PATH_BYTES = 107;
+/** A client that neither reads nor closes is cut off after this. */
+const CONNECTION_DEADLINE_MS = 2000;
 
 /** Where `bellwether status --name N` finds supervisor N by default: the per-user lock directory. */
 export function defaultControlSocket(name: string): string {
   return path.join(defaultLockDir(), `supervisor-${name}.sock`);
+}
+
+/** The socket path for a supervisor, checked before anything starts (a longer path would be truncated by the kernel). */
+export function controlSocketPath(name: string, explicit: string | undefined): string {
+  const socketPath = path.resolve(explicit ?? defaultControlSocket(name));
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new BellwetherError(
+      ErrorCodes.CONTROL_SOCKET_UNSAFE,
+      `control socket path ${socketPath} is ${bytes} bytes; a Unix socket path holds at most ${MAX_SOCKET_PATH_BYTES}: choose a shorter supervisor name or --socket`,
+    );
+  }
+  return socketPath;
 }
 
 /**
@@ -18,68 +48,216 @@ export class ControlSocket {
   readonly path: string;
   readonly #server: net.Server;
   readonly #explicit: boolean;
+  readonly #connections = new Set<net.Socket>();
+  /** The file we created at `path` (device and inode): only that is ever removed. */
+  #created: { dev: number; ino: number } | undefined;
 
-  constructor(name: string, socketPath: string | undefined, status: () => SlotInfo[]) {
+  constructor(name: string, socketPath: string | undefined, status: () => ControlStatus) {
     this.#explicit = socketPath !== undefined;
-    this.path = socketPath ?? defaultControlSocket(name);
+    this.path = controlSocketPath(name, socketPath);
     this.#server = net.createServer((connection) => {
-      connection.end(`${JSON.stringify({ pid: process.pid, name, workers: status() })}\n`);
+      this.#connections.add(connection);
+      // A client that resets (ECONNRESET) must not crash the primary; one that
+      // never reads must not hold stop() up.
+      connection.on('error', () => connection.destroy());
+      connection.on('close', () => this.#connections.delete(connection));
+      connection.setTimeout(CONNECTION_DEADLINE_MS, () => connection.destroy());
+      connection.end(`${JSON.stringify({ pid: process.pid, name, ...status() })}\n`);
     });
     this.#server.unref();
   }
 
   async listen(): Promise<void> {
-    prepareLockDir(path.dirname(this.path), !this.#explicit);
-    if (fs.existsSync(this.path)) {
-      if (await answers(this.path)) {
-        throw new BellwetherError(ErrorCodes.ALREADY_RUNNING, `a supervisor already answers on ${this.path}; give this one another name`);
-      }
-      fs.rmSync(this.path, { force: true }); // left by a primary that died
-    }
-    const umask = process.umask(0o177);
+    const dir = prepareLockDir(path.dirname(this.path), !this.#explicit);
+    await this.#clearStale();
+    // Bound in a private directory (0700) and chmod'ed there, then linked into
+    // place: the socket is never reachable with another mode, and the process
+    // umask is never touched (other code of the primary creates files too).
+    // link(2), unlike rename(2), never replaces what another process put there.
+    const privateDir = fs.mkdtempSync(path.join(dir, '.bw-control-'));
+    const bound = path.join(privateDir, 's');
     try {
       await new Promise<void>((resolve, reject) => {
+        // Closed before it listened (a stop during start): never 'listening'.
+        const closed = (): void => reject(new BellwetherError(ErrorCodes.CLOSED, 'the control socket was closed while it started'));
         this.#server.once('error', reject);
-        this.#server.listen(this.path, () => resolve());
+        this.#server.once('close', closed);
+        this.#server.listen(bound, () => {
+          this.#server.off('error', reject);
+          this.#server.off('close', closed);
+          resolve();
+        });
       });
+      fs.chmodSync(bound, 0o600);
+      try {
+        fs.linkSync(bound, this.path);
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw err;
+        throw new BellwetherError(ErrorCodes.ALREADY_RUNNING, `${this.path} appeared while this supervisor started: another one of the same name is starting`, { cause: err });
+      }
+      const { dev, ino } = fs.lstatSync(this.path);
+      this.#created = { dev, ino };
+    } catch (err) {
+      await this.#closeServer();
+      throw err;
     } finally {
-      process.umask(umask);
+      fs.rmSync(privateDir, { recursive: true, force: true });
     }
-    fs.chmodSync(this.path, 0o600);
+  }
+
+  /** A socket left by a primary that died is removed; anything else at the path is refused, never removed. */
+  async #clearStale(): Promise<void> {
+    let stat: fs.Stats;
+    try {
+      stat = fs.lstatSync(this.path);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return;
+      throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `cannot check control socket path ${this.path}: ${String(err)}`, { cause: err });
+    }
+    if (!stat.isSocket()) {
+      throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${this.path} exists and is not a socket; it is left alone: choose another --socket or --name`);
+    }
+    const listener = await probe(this.path);
+    if (listener === 'supervisor') {
+      throw new BellwetherError(ErrorCodes.ALREADY_RUNNING, `a supervisor already answers on ${this.path}; give this one another name`);
+    }
+    if (listener === 'other') {
+      throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `something listens on ${this.path} (not a bellwether supervisor, or a busy one); it is left alone: choose another --socket or --name`);
+    }
+    // Refused: nobody listens, a socket left by a primary that died.
+    fs.unlinkSync(this.path);
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    fs.rmSync(this.path, { force: true });
+    for (const connection of this.#connections) connection.destroy();
+    await this.#closeServer();
+    // Only the socket we created: whatever replaced it since stays.
+    try {
+      const stat = fs.lstatSync(this.path);
+      if (stat.isSocket() && stat.dev === this.#created?.dev && stat.ino === this.#created.ino) fs.unlinkSync(this.path);
+    } catch {
+      // already gone
+    }
+  }
+
+  #closeServer(): Promise<void> {
+    return new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 }
 
-/** Reads one status line from a control socket. */
-export function readStatus(socketPath: string, timeoutMs = 2000): Promise<{ pid: number; name: string; workers: SlotInfo[] }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(socketPath);
-    let text = '';
-    const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
+/**
+ * Reads one status line from a control socket, after checking that the
+ * socket and its directory belong to this user: a socket planted by someone
+ * else could report fake pids that an operator would then kill.
+ */
+export async function readStatus(socketPath: string, timeoutMs = 2000): Promise<StatusReport> {
+  const absolute = path.resolve(socketPath);
+  checkOwnSocket(absolute);
+  const text = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(absolute);
+    let received = '';
+    const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${absolute} within ${timeoutMs} ms`)), timeoutMs);
     socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('data', (chunk: string) => (received += chunk));
     socket.on('end', () => {
       clearTimeout(timer);
-      try {
-        resolve(JSON.parse(text));
-      } catch (err) {
-        reject(err);
-      }
+      resolve(received);
     });
     socket.on('error', (err) => {
       clearTimeout(timer);
-      reject(err);
+      const code = errnoOf(err);
+      if (code === 'ECONNREFUSED' || code === 'ENOENT') reject(notRunning(absolute, err));
+      else reject(err);
     });
   });
+  return parseStatus(text, absolute);
 }
 
-function answers(socketPath: string): Promise<boolean> {
-  return readStatus(socketPath, 500).then(
-    () => true,
-    () => false,
-  );
+function notRunning(socketPath: string, cause?: unknown): BellwetherError {
+  return new BellwetherError(ErrorCodes.NOT_RUNNING, `no supervisor is running there (looked for its control socket at ${socketPath})`, { cause });
+}
+
+function checkOwnSocket(socketPath: string): void {
+  const dir = path.dirname(socketPath);
+  try {
+    prepareLockDir(dir, false);
+  } catch (err) {
+    if (err instanceof BellwetherError && err.code === ErrorCodes.LOCK_DIR_MISSING) throw notRunning(socketPath, err);
+    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `control socket directory ${dir} is not safe: ${(err as Error).message}`, { cause: err });
+  }
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(socketPath);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') throw notRunning(socketPath, err);
+    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `cannot check ${socketPath}: ${String(err)}`, { cause: err });
+  }
+  const uid = process.getuid?.();
+  if (!stat.isSocket()) throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${socketPath} is not a socket`);
+  if (uid !== undefined && stat.uid !== uid) {
+    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${socketPath} is owned by uid ${stat.uid}, not by this user (uid ${uid}): not trusted`);
+  }
+}
+
+/** Only the fields and types a supervisor sends; anything else is refused. */
+function parseStatus(text: string, socketPath: string): StatusReport {
+  const bad = (why: string): BellwetherError =>
+    new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `the answer on ${socketPath} is not a supervisor's status (${why})`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw bad('not JSON');
+  }
+  const report = value as Partial<StatusReport> | null;
+  if (typeof report !== 'object' || report === null) throw bad('not an object');
+  const pid = (v: unknown): boolean => Number.isInteger(v) && (v as number) > 0;
+  if (!pid(report.pid) || typeof report.name !== 'string' || !Array.isArray(report.workers)) throw bad('fields missing');
+  const optionalNumber = (v: unknown): boolean => v === undefined || v === null || (typeof v === 'number' && Number.isFinite(v));
+  const rollout = report.rollout as Record<string, unknown> | undefined | null;
+  if (rollout !== undefined && rollout !== null) {
+    if (typeof rollout !== 'object' || !['running', 'done', 'failed', 'aborted'].includes(rollout['state'] as string)) throw bad('a wrong rollout');
+    if (rollout['slot'] !== undefined && !Number.isInteger(rollout['slot'])) throw bad('a wrong rollout');
+    if (rollout['reason'] !== undefined && typeof rollout['reason'] !== 'string') throw bad('a wrong rollout');
+  }
+  for (const w of report.workers as unknown[]) {
+    const slot = w as Partial<SlotInfo> | null;
+    if (typeof slot !== 'object' || slot === null) throw bad('a worker is not an object');
+    if (!Number.isInteger(slot.index) || typeof slot.state !== 'string' || !Number.isFinite(slot.code) || !Number.isFinite(slot.restarts) || !Number.isFinite(slot.uptime)) {
+      throw bad('a worker has wrong fields');
+    }
+    if (!(slot.pid === undefined || slot.pid === null || pid(slot.pid)) || !optionalNumber(slot.rss)) throw bad('a worker has wrong fields');
+  }
+  return report as StatusReport;
+}
+
+/** For terminal output: control characters (escape sequences included) and bidi overrides become '?'. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '?');
+}
+
+/**
+ * Who is at a socket path: 'stale' only when the kernel refuses the
+ * connection (nobody listens). A listener that says nothing (an ssh agent,
+ * an HTTP server, a busy supervisor) is 'other', never taken for stale.
+ */
+function probe(socketPath: string): Promise<'stale' | 'supervisor' | 'other'> {
+  return new Promise((resolve) => {
+    const socket = net.connect(socketPath);
+    let text = '';
+    const done = (who: 'stale' | 'supervisor' | 'other'): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(who);
+    };
+    const timer = setTimeout(() => done('other'), 500);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.includes('\n')) done(/^\{"pid":\d+,"name":/.test(text) ? 'supervisor' : 'other');
+    });
+    socket.on('end', () => done(/^\{"pid":\d+,"name":/.test(text) ? 'supervisor' : 'other'));
+    socket.on('error', (err) => done(errnoOf(err) === 'ECONNREFUSED' ? 'stale' : 'other'));
+  });
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import { checkFunction, checkKnownKeys, checkMillis, checkName, checkObject, invalidOption } from '../validate.js';
 import { ZkSession } from '../zk/session.js';
+import { controlSocketPath } from './control-socket.js';
 import type { SlotInfo } from './slot.js';
 
 export interface RestartPolicy {
@@ -48,9 +49,12 @@ export interface SupervisorOptions {
    * workers do when their primary is gone. For a primary started by a test,
    * a script or another supervisor, which would otherwise keep serving with
    * nobody left to stop it. Checked every 250 ms. Default false (a daemon's
-   * parent may legitimately go away).
+   * parent may legitimately go away). `true` takes the parent's pid when the
+   * Supervisor is constructed; a number names it (a launcher that knows it,
+   * or a CLI that read `process.ppid` as it loaded), so a parent that died
+   * even earlier is noticed too.
    */
-  stopWithParent?: boolean;
+  stopWithParent?: boolean | number;
   /** Path of the control socket (mode 0600), or `false` for none. Default: in the lock directory. */
   controlSocket?: string | false;
   beforeFork?: (slot: SlotInfo) => unknown;
@@ -104,24 +108,32 @@ export function resolveSupervisorOptions(options: SupervisorOptions): ResolvedSu
   const initialDelay = checkMillis(restartGiven['initialDelay'], 'restart.initialDelay', 100, 0);
   const env = given['env'] ?? {};
   const envObject = checkObject(env, 'env');
-  for (const [key, value] of Object.entries(envObject)) if (typeof value !== 'string') throw invalidOption(`env.${key}`, 'a string', value);
+  for (const [key, value] of Object.entries(envObject)) {
+    // A NUL would make every fork throw.
+    if (typeof value !== 'string' || value.includes('\0') || key.includes('\0') || key.includes('=')) throw invalidOption(`env.${key}`, 'a string without NUL (and a name without = or NUL)', value);
+  }
   const zkGiven = given['zk'] === undefined ? [] : Array.isArray(given['zk']) ? given['zk'] : [given['zk']];
   for (const zk of zkGiven) if (!(zk instanceof ZkSession)) throw invalidOption('zk', 'a ZkSession or an array of them', zk);
   const controlSocket = given['controlSocket'];
   if (controlSocket !== undefined && controlSocket !== false && (typeof controlSocket !== 'string' || controlSocket === '')) {
     throw invalidOption('controlSocket', 'a path or false', controlSocket);
   }
+  const name = checkName(given['name'] ?? 'default', 'supervisor name');
+  // The socket path's length is known now: a path too long for a Unix socket fails before anything starts.
+  if (controlSocket !== false) controlSocketPath(name, controlSocket as string | undefined);
   const signals = given['signals'] ?? true;
   if (typeof signals !== 'boolean') throw invalidOption('signals', 'a boolean', signals);
   const stopWithParent = given['stopWithParent'] ?? false;
-  if (typeof stopWithParent !== 'boolean') throw invalidOption('stopWithParent', 'a boolean', stopWithParent);
+  if (typeof stopWithParent !== 'boolean' && !(Number.isInteger(stopWithParent) && (stopWithParent as number) > 0)) {
+    throw invalidOption('stopWithParent', "a boolean or the parent's pid", stopWithParent);
+  }
   const hook = (key: 'beforeFork' | 'afterFork' | 'afterWorkerExit') =>
     given[key] === undefined ? undefined : checkFunction<never>(given[key], key);
   return {
     exec: entry,
     args: args as string[],
     workers,
-    name: checkName(given['name'] ?? 'default', 'supervisor name'),
+    name,
     timeout,
     heartbeat,
     killTimeout: checkMillis(given['killTimeout'], 'killTimeout', 5000, 0),
@@ -136,7 +148,7 @@ export function resolveSupervisorOptions(options: SupervisorOptions): ResolvedSu
     env: envObject as Record<string, string>,
     zk: zkGiven as ZkSession[],
     signals,
-    stopWithParent,
+    stopWithParent: stopWithParent as boolean | number,
     controlSocket: controlSocket as string | false | undefined,
     beforeFork: hook('beforeFork'),
     afterFork: hook('afterFork'),

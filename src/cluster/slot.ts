@@ -19,36 +19,104 @@ export interface SlotInfo {
   rss: number | undefined;
 }
 
-/** One worker position: its current worker and its restart history. */
+/**
+ * One forked worker process and what the primary knows of it. Every timer
+ * and flag of a worker lives here, not on its slot: a slot outlives its
+ * workers, and a replacement must not inherit its predecessor's kill timer.
+ */
+export class WorkerHandle {
+  readonly worker: Worker;
+  readonly slot: Slot;
+  state: 'starting' | 'ready' | 'stopping' = 'starting';
+  code = 0;
+  readonly forkedAt = performance.now();
+  lastHeartbeat = this.forkedAt;
+  /** It has sent a message, so its listener for ours is in place (a message sent earlier is lost). */
+  heard = false;
+  /** A graceful stop was asked before the worker could hear it: sent once it speaks. */
+  stopPending = false;
+  /** Being killed for liveness (SIGTERM sent): killed once. */
+  killing = false;
+  /** SIGKILL after killTimeout or shutdownTimeout. */
+  killTimer: NodeJS.Timeout | undefined;
+  /** True once ready; false if it exited first. */
+  readonly ready: Promise<boolean>;
+  readonly exited: Promise<void>;
+  #settleReady!: (ready: boolean) => void;
+  #settleExited!: () => void;
+
+  constructor(worker: Worker, slot: Slot) {
+    this.worker = worker;
+    this.slot = slot;
+    this.ready = new Promise((resolve) => (this.#settleReady = resolve));
+    this.exited = new Promise((resolve) => (this.#settleExited = resolve));
+  }
+
+  /** Marks it ready; false if it was not starting (already ready, stopping or gone). */
+  markReady(): boolean {
+    if (this.state !== 'starting') return false;
+    this.state = 'ready';
+    this.#settleReady(true);
+    return true;
+  }
+
+  markExited(): void {
+    clearTimeout(this.killTimer);
+    this.#settleReady(false);
+    this.#settleExited();
+  }
+
+  get pid(): number | undefined {
+    return this.worker.process.pid;
+  }
+}
+
+/** One worker position: its current worker, a replacement during a rolling restart, and its restart history. */
 export class Slot {
   readonly index: number;
-  worker: Worker | undefined;
-  state: SlotState = 'exited';
-  code = 0;
+  /** The worker serving for this slot. */
+  current: WorkerHandle | undefined;
+  /** During a rolling restart: the new worker, until it is ready and takes over. */
+  replacement: WorkerHandle | undefined;
+  /** The state while there is no current worker. */
+  idle: 'exited' | 'given-up' = 'exited';
+  /** The last worker's status code, shown while there is no current worker. */
+  lastCode = 0;
   restarts = 0;
-  forkedAt = 0;
-  lastHeartbeat = 0;
   /** Exit times within the crash-loop window. */
   exits: number[] = [];
-  /** Set while the slot is being killed (so it is killed once). */
-  killing: NodeJS.Timeout | undefined;
   /** The slot is going away (scale down, or the supervisor stops): do not replace its worker. */
   retired = false;
   restartTimer: NodeJS.Timeout | undefined;
+  #readyWaiters: ((ready: boolean) => void)[] = [];
 
   constructor(index: number) {
     this.index = index;
   }
 
-  info(): SlotInfo {
-    const pid = this.worker?.process.pid;
+  /** Resolves true once a current worker of the slot is ready (through restarts), false once the slot is given up or retired. */
+  whenReady(): Promise<boolean> {
+    return new Promise((resolve) => this.#readyWaiters.push(resolve));
+  }
+
+  settleReady(ready: boolean): void {
+    for (const resolve of this.#readyWaiters.splice(0)) resolve(ready);
+  }
+
+  get state(): SlotState {
+    return this.current?.state ?? this.idle;
+  }
+
+  /** The slot as seen through one of its workers (by default the current one). */
+  info(handle: WorkerHandle | undefined = this.current): SlotInfo {
+    const pid = handle?.pid;
     return {
       index: this.index,
       pid,
-      state: this.state,
-      code: this.code,
+      state: handle?.state ?? this.idle,
+      code: handle?.code ?? this.lastCode,
       restarts: this.restarts,
-      uptime: this.worker ? Math.round(performance.now() - this.forkedAt) : 0,
+      uptime: handle ? Math.round(performance.now() - handle.forkedAt) : 0,
       rss: pid === undefined ? undefined : residentBytes(pid),
     };
   }

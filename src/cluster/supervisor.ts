@@ -6,7 +6,7 @@ import { ControlSocket } from './control-socket.js';
 import { type ResolvedSupervisorOptions, type SupervisorOptions, resolveSupervisorOptions } from './options.js';
 import { aggregate, loadPromClient } from '../status/metrics.js';
 import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
-import { Slot, type SlotInfo } from './slot.js';
+import { Slot, type SlotInfo, WorkerHandle } from './slot.js';
 
 const BOOTSTRAP = fileURLToPath(new URL('../worker/bootstrap.js', import.meta.url));
 
@@ -21,6 +21,13 @@ export interface SupervisorEvents {
   kill: (slot: SlotInfo, reason: KillReason) => void;
   /** Every worker of a rolling restart was replaced. */
   restarted: () => void;
+  /**
+   * A rolling restart stopped at a replacement that did not become ready
+   * (it exited or timed out at boot): the slot's old worker was kept, and
+   * the slots after it were not touched. Also reported as `error`
+   * (`BW_ERR_ROLLOUT_FAILED`) and in `rollout`.
+   */
+  rolloutFailed: (slot: SlotInfo, reason: string) => void;
   /** All workers exited after stop(). */
   stopped: () => void;
   /**
@@ -39,6 +46,15 @@ export interface SupervisorEvents {
 
 type State = 'latent' | 'running' | 'stopping' | 'stopped';
 
+/** The last rolling restart, for status: running, done, or where it stopped and why. */
+export interface RolloutStatus {
+  /** failed: a replacement did not become ready; aborted: the supervisor stopped meanwhile. */
+  state: 'running' | 'done' | 'failed' | 'aborted';
+  /** The slot whose replacement did not become ready. */
+  slot?: number;
+  reason?: string;
+}
+
 /**
  * A prefork primary over node:cluster (Node and Bun): N workers with stable
  * indexes, liveness by heartbeat, restarts with backoff and a crash-loop
@@ -47,14 +63,25 @@ type State = 'latent' | 'running' | 'stopping' | 'stopped';
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #options: ResolvedSupervisorOptions;
   readonly #slots: Slot[] = [];
-  /** Workers being replaced by a rolling restart: still serving until their successor is ready. */
-  readonly #retiring = new Set<Worker>();
+  /**
+   * Every live worker: current ones, replacements of a rolling restart, and
+   * retiring ones (rolled over or scaled away) until they exit. stop() waits
+   * for all of them.
+   */
+  readonly #workers = new Set<WorkerHandle>();
   #state: State = 'latent';
   #liveness: NodeJS.Timeout | undefined;
   #parentCheck: NodeJS.Timeout | undefined;
   #control: ControlSocket | undefined;
   #stopped: Promise<void> | undefined;
   #rolling: Promise<void> | undefined;
+  /** A SIGHUP (or call) during a rolling restart: one more round once it ends. */
+  #rollAgain = false;
+  #rollout: RolloutStatus | undefined;
+  #exhausted = false;
+  #started = false;
+  /** With stopWithParent: the parent to outlive never (taken at construction, or given). */
+  readonly #parent: number | undefined;
   readonly #signalHandlers: [NodeJS.Signals, () => void][] = [];
   readonly #metricsPending = new Map<string, (metrics: unknown[]) => void>();
 
@@ -62,30 +89,40 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   constructor(options: SupervisorOptions) {
     super();
     this.#options = resolveSupervisorOptions(options);
+    const { stopWithParent } = this.#options;
+    this.#parent = stopWithParent === true ? process.ppid : stopWithParent === false ? undefined : stopWithParent;
   }
 
   get state(): State {
     return this.#state;
   }
 
-  /** Forks the workers; resolves once every slot has a ready worker (or a slot was given up). */
+  /** Forks the workers; resolves once every slot has a ready worker (through restarts) or was given up. */
   async start(): Promise<void> {
-    if (this.#state !== 'latent') throw new BellwetherError(ErrorCodes.ALREADY_STARTED, 'Supervisor was already started');
+    if (this.#started || this.#state !== 'latent') throw new BellwetherError(ErrorCodes.ALREADY_STARTED, 'Supervisor was already started');
     if (!cluster.isPrimary) throw new BellwetherError(ErrorCodes.INVALID_OPTION, 'Supervisor runs in the primary process, not in a worker');
+    this.#started = true;
+    const stoppedMeanwhile = (): BellwetherError => new BellwetherError(ErrorCodes.CLOSED, 'Supervisor was stopped while starting');
     if (this.#options.controlSocket !== false) {
-      this.#control = new ControlSocket(this.#options.name, this.#options.controlSocket, () => this.status());
-      await this.#control.listen();
+      this.#control = new ControlSocket(this.#options.name, this.#options.controlSocket, () => ({ workers: this.status(), rollout: this.rollout }));
+      try {
+        await this.#control.listen();
+      } catch (err) {
+        throw this.#state === 'latent' ? err : stoppedMeanwhile();
+      }
     }
+    // stop() during listen(): nothing more may start.
+    if (this.#state !== 'latent') throw stoppedMeanwhile();
     this.#state = 'running';
     cluster.setupPrimary({ exec: BOOTSTRAP, args: this.#options.args });
     const tick = Math.max(10, Math.min(this.#options.heartbeat, 250));
     this.#liveness = setInterval(() => this.#checkLiveness(), tick);
     if (this.#options.signals) this.#installSignals();
-    if (this.#options.stopWithParent) this.#watchParent();
+    if (this.#parent !== undefined) this.#watchParent(this.#parent);
     const ready = Array.from({ length: this.#options.workers }, (_, index) => {
       const slot = new Slot(index);
       this.#slots.push(slot);
-      return this.#fork(slot);
+      return this.#forkReady(slot);
     });
     await Promise.all(ready);
   }
@@ -95,6 +132,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.#slots.map((slot) => slot.info());
   }
 
+  /** The last rolling restart (undefined before the first). */
+  get rollout(): RolloutStatus | undefined {
+    return this.#rollout && { ...this.#rollout };
+  }
+
   /**
    * Stops every worker. Graceful (the default): workers run their
    * onShutdown callbacks, stop accepting and finish in-flight requests; any
@@ -102,7 +144,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   stop(options: { graceful?: boolean } = {}): Promise<void> {
     const graceful = options.graceful ?? true;
-    if (!graceful) for (const worker of this.#allWorkers()) worker.process.kill('SIGKILL');
+    if (!graceful) for (const handle of this.#workers) handle.worker.process.kill('SIGKILL');
     if (this.#stopped) return this.#stopped;
     this.#state = 'stopping';
     clearInterval(this.#liveness);
@@ -110,9 +152,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const slot of this.#slots) {
       slot.retired = true;
       clearTimeout(slot.restartTimer);
+      slot.settleReady(false);
     }
     this.#stopped = (async () => {
-      await Promise.all(this.#allWorkers().map((worker) => this.#retire(worker, graceful)));
+      // Every live worker, also those already retiring (rolled over, scaled away).
+      await Promise.all([...this.#workers].map((handle) => this.#retire(handle, graceful)));
       await this.#control?.close();
       // Only now: until every worker is gone, a second SIGTERM must reach us (stop at once).
       this.#removeSignals();
@@ -122,22 +166,28 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.#stopped;
   }
 
-  /** Replaces every worker, one slot at a time: start the new one, wait until it is ready, then stop the old one gracefully. */
+  /**
+   * Replaces every worker, one slot at a time: start the new one, wait until
+   * it is ready, then stop the old one gracefully. Stops at the first
+   * replacement that does not become ready, keeping that slot's old worker
+   * (`rolloutFailed`). Asked again while running, it runs once more after
+   * the current round, so every slot ends on the newest code.
+   */
   rollingRestart(): Promise<void> {
-    if (this.#rolling) return this.#rolling;
+    if (this.#rolling) {
+      this.#rollAgain = true;
+      return this.#rolling;
+    }
     this.#rolling = (async () => {
       try {
-        for (const slot of [...this.#slots]) {
-          if (this.#state !== 'running' || slot.retired) continue;
-          const old = slot.worker;
-          if (old) this.#retiring.add(old);
-          const ready = await this.#fork(slot);
-          if (!ready) {
-            this.#report(new BellwetherError(ErrorCodes.CALLBACK_FAILED, `rolling restart: the new worker of slot ${slot.index} did not become ready; kept going`));
+        do {
+          this.#rollAgain = false;
+          this.#rollout = { state: 'running' };
+          if (await this.#rollOnce()) {
+            this.#rollout = { state: 'done' };
+            this.emit('restarted');
           }
-          if (old) await this.#retire(old, true);
-        }
-        this.emit('restarted');
+        } while (this.#rollAgain && this.#state === 'running');
       } finally {
         this.#rolling = undefined;
       }
@@ -145,8 +195,45 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.#rolling;
   }
 
+  async #rollOnce(): Promise<boolean> {
+    const aborted = (reason: string): false => {
+      this.#rollout = { state: 'aborted', reason };
+      return false;
+    };
+    for (const slot of [...this.#slots]) {
+      if (this.#state !== 'running') return aborted('the supervisor is stopping');
+      // No current worker: its pending restart forks the new code anyway.
+      if (slot.retired || !slot.current) continue;
+      const next = await this.#fork(slot, 'replacement');
+      if (this.#state !== 'running') return aborted('the supervisor is stopping');
+      if (!next) continue; // the slot was scaled away during beforeFork
+      const ready = await next.ready;
+      if (slot.replacement === next) slot.replacement = undefined;
+      if (this.#state !== 'running') return aborted('the supervisor is stopping');
+      if (slot.retired) continue;
+      if (!ready) {
+        const reason = `the replacement (pid ${next.pid}) did not become ready`;
+        this.#rollout = { state: 'failed', slot: slot.index, reason };
+        this.#report(new BellwetherError(ErrorCodes.ROLLOUT_FAILED, `rolling restart stopped at slot ${slot.index}: ${reason}; the old worker keeps serving`));
+        this.emit('rolloutFailed', slot.info(), reason);
+        return false;
+      }
+      // Whatever serves the slot now (the old worker, or one forked after it crashed) retires.
+      const previous = slot.current;
+      slot.current = next;
+      slot.settleReady(true);
+      if (previous) await this.#retire(previous, true);
+    }
+    return true;
+  }
+
   /** Changes the number of workers: new slots take the next indexes; removed slots are the highest and stop gracefully. */
   async scale(workers: number): Promise<void> {
+    if (this.#state !== 'running') {
+      throw this.#state === 'latent'
+        ? new BellwetherError(ErrorCodes.INVALID_OPTION, 'Supervisor is not started: call start() first')
+        : new BellwetherError(ErrorCodes.CLOSED, 'Supervisor is stopping');
+    }
     if (!Number.isInteger(workers) || workers < 1 || workers > 1024) {
       throw new BellwetherError(ErrorCodes.INVALID_OPTION, `workers must be an integer from 1 to 1024, got ${workers}`);
     }
@@ -154,14 +241,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     while (this.#slots.length < workers) {
       const slot = new Slot(this.#slots.length);
       this.#slots.push(slot);
-      forks.push(this.#fork(slot));
+      forks.push(this.#forkReady(slot));
     }
     const removed = this.#slots.splice(workers);
+    const retiring: Promise<void>[] = [];
     for (const slot of removed) {
       slot.retired = true;
       clearTimeout(slot.restartTimer);
+      slot.settleReady(false);
+      for (const handle of [slot.current, slot.replacement]) if (handle) retiring.push(this.#retire(handle, true));
     }
-    await Promise.all([...forks, ...removed.map((slot) => (slot.worker ? this.#retire(slot.worker, true) : undefined))]);
+    if (forks.length > 0) this.#exhausted = false;
+    // Scaling away the slots still serving leaves only given-up ones.
+    this.#checkExhausted();
+    await Promise.all([...forks, ...retiring]);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -170,10 +263,27 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   // ---- workers ----
 
-  /** Forks a worker for the slot; resolves true once it is ready, false if it exits or times out first. */
-  async #fork(slot: Slot): Promise<boolean> {
+  /** Forks the slot's worker; resolves true once it is ready, false if it exits or times out first. */
+  async #forkReady(slot: Slot): Promise<boolean> {
+    const ready = slot.whenReady();
+    // Not forked: stopping or scaled away (false), or a rolling restart's ready replacement took the slot over.
+    if (!(await this.#fork(slot, 'current'))) slot.settleReady(slot.current?.state === 'ready');
+    return ready;
+  }
+
+  /**
+   * Forks a worker for the slot, as its current worker or as the replacement
+   * of a rolling restart. Resolves once forked (undefined if the slot or the
+   * supervisor went away during `beforeFork`).
+   */
+  async #fork(slot: Slot, role: 'current' | 'replacement'): Promise<WorkerHandle | undefined> {
+    // Whoever forks for the slot now, a pending restart must not fork a second worker.
+    clearTimeout(slot.restartTimer);
+    slot.restartTimer = undefined;
     await this.#hook('beforeFork', slot, () => this.#options.beforeFork?.(slot.info()));
-    if (this.#state !== 'running' || slot.retired) return false;
+    if (this.#state !== 'running' || slot.retired) return undefined;
+    // During the hook a rolling restart's replacement may have taken the slot over.
+    if (role === 'current' && slot.current) return undefined;
     const env: Record<string, string> = {
       ...this.#options.env,
       [ENV.index]: String(slot.index),
@@ -191,51 +301,72 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } finally {
       for (const zk of this.#options.zk) zk.resume();
     }
-    slot.worker = worker;
-    slot.state = 'starting';
-    slot.code = 0;
-    slot.forkedAt = performance.now();
-    slot.lastHeartbeat = slot.forkedAt;
-    await this.#hook('afterFork', slot, () => this.#options.afterFork?.(slot.info()));
-    return new Promise<boolean>((resolve) => {
-      const markReady = (): void => {
-        if (slot.worker !== worker || slot.state !== 'starting') return;
-        slot.state = 'ready';
-        this.emit('ready', slot.info());
-        resolve(true);
-      };
-      worker.on('message', (message: unknown) => {
-        if (isMetricsMessage(message)) return this.#onMetricsMessage(worker, message);
-        if (!isWorkerMessage(message) || slot.worker !== worker) return;
-        if (message.bellwether === 'ready') markReady();
-        else {
-          slot.lastHeartbeat = performance.now();
-          // 0 clears a silent mark; a reported unhealthy code stays the highest seen.
-          if (message.code > 0) slot.code = Math.max(slot.code, message.code);
-          else if (slot.code < 0) slot.code = 0;
-        }
-      });
-      worker.on('listening', markReady);
-      worker.once('exit', (code: number | null, signal: string | null) => {
-        resolve(false);
-        this.#onExit(slot, worker, code, signal);
-      });
-    });
+    const handle = new WorkerHandle(worker, slot);
+    this.#workers.add(handle);
+    if (role === 'current') slot.current = handle;
+    else slot.replacement = handle;
+    // Listening before any hook runs: a fast worker's readiness or exit must not be missed.
+    this.#listen(handle);
+    await this.#hook('afterFork', slot, () => this.#options.afterFork?.(slot.info(handle)));
+    return handle;
   }
 
-  #onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
-    this.#retiring.delete(worker);
-    if (slot.worker !== worker) return; // an old worker of a rolling restart
-    clearTimeout(slot.killing);
-    slot.killing = undefined;
-    slot.worker = undefined;
+  #listen(handle: WorkerHandle): void {
+    const { worker, slot } = handle;
+    const markReady = (): void => {
+      if (!handle.markReady()) return;
+      if (slot.current === handle) slot.settleReady(true);
+      this.emit('ready', slot.info(handle));
+    };
+    // A send to a worker whose channel just closed is reported here, not thrown: never crash the primary.
+    worker.on('error', () => {});
+    worker.on('message', (message: unknown) => {
+      if (isMetricsMessage(message)) return this.#onMetricsMessage(worker, message);
+      if (!isWorkerMessage(message)) return;
+      if (!handle.heard) {
+        handle.heard = true;
+        if (handle.stopPending) this.#sendShutdown(handle);
+      }
+      if (message.bellwether === 'ready') markReady();
+      else {
+        handle.lastHeartbeat = performance.now();
+        // 0 clears a silent mark; a reported unhealthy code stays the highest seen.
+        if (message.code > 0) handle.code = Math.max(handle.code, message.code);
+        else if (handle.code < 0) handle.code = 0;
+      }
+    });
+    worker.on('listening', markReady);
+    worker.once('exit', (code: number | null, signal: string | null) => this.#onExit(handle, code, signal));
+  }
+
+  /** 'exhausted' once when no slot is left that serves or will be forked again. */
+  #checkExhausted(): void {
+    if (this.#exhausted || this.#state !== 'running' || !this.#slots.every((s) => s.state === 'given-up')) return;
+    this.#exhausted = true;
+    this.emit('exhausted', this.status());
+  }
+
+  #onExit(handle: WorkerHandle, code: number | null, signal: string | null): void {
+    this.#workers.delete(handle);
+    handle.markExited();
+    const { slot } = handle;
+    if (slot.replacement === handle) {
+      // A rolling restart's new worker died before taking over: the rollout sees it and stops.
+      slot.replacement = undefined;
+      this.emit('exit', slot.info(handle), { code, signal, replaced: false });
+      return;
+    }
+    if (slot.current !== handle) return; // retired: rolled over or scaled away
+    slot.current = undefined;
+    slot.lastCode = handle.code;
     const replace = this.#state === 'running' && !slot.retired;
     const now = performance.now();
     slot.exits = [...slot.exits.filter((t) => now - t < this.#options.restart.window), now];
     const givenUp = replace && slot.exits.length > this.#options.restart.maxRestarts;
-    slot.state = givenUp ? 'given-up' : 'exited';
+    slot.idle = givenUp ? 'given-up' : 'exited';
     void this.#hook('afterWorkerExit', slot, () => this.#options.afterWorkerExit?.(slot.info(), { code, signal }));
     this.emit('exit', slot.info(), { code, signal, replaced: replace && !givenUp });
+    if (givenUp || !replace) slot.settleReady(false);
     if (givenUp) {
       this.#report(
         new BellwetherError(
@@ -243,57 +374,71 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           `worker slot ${slot.index} exited ${slot.exits.length} times within ${this.#options.restart.window} ms; given up (the other workers keep serving)`,
         ),
       );
-      if (this.#slots.every((s) => s.state === 'given-up')) this.emit('exhausted', this.status());
+      this.#checkExhausted();
       return;
     }
     if (!replace) return;
     const { initialDelay, maxDelay } = this.#options.restart;
     const delay = Math.min(maxDelay, initialDelay * 2 ** (slot.exits.length - 1));
     slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = undefined;
+      // A rolling restart may have given the slot a worker meanwhile.
+      if (slot.current || slot.retired || this.#state !== 'running') return;
       slot.restarts += 1;
-      void this.#fork(slot);
+      void this.#fork(slot, 'current');
     }, delay);
   }
 
   /** Silent, unhealthy and never-ready workers: SIGTERM, then SIGKILL after killTimeout. */
   #checkLiveness(): void {
     const now = performance.now();
-    for (const slot of this.#slots) {
-      if (!slot.worker || slot.killing || slot.retired) continue;
+    for (const handle of this.#workers) {
+      if (handle.killing || handle.state === 'stopping' || handle.slot.retired) continue;
       let reason: KillReason | undefined;
-      if (slot.state === 'starting' && now - slot.forkedAt > this.#options.bootTimeout) reason = 'boot-timeout';
-      else if (slot.state === 'ready' && now - slot.lastHeartbeat > this.#options.timeout) {
-        slot.code = -1;
+      if (handle.state === 'starting') {
+        // A rolling restart's replacement too: one that never boots ends the rollout.
+        if (now - handle.forkedAt > this.#options.bootTimeout) reason = 'boot-timeout';
+      } else if (now - handle.lastHeartbeat > this.#options.timeout) {
+        handle.code = -1;
         reason = 'silent';
-      } else if (slot.state === 'ready' && slot.code > 0) reason = 'unhealthy';
-      if (reason) this.#kill(slot, reason);
+      } else if (handle.code > 0) reason = 'unhealthy';
+      if (reason) this.#kill(handle, reason);
     }
   }
 
-  #kill(slot: Slot, reason: KillReason): void {
-    const worker = slot.worker!;
-    this.emit('kill', slot.info(), reason);
-    worker.process.kill('SIGTERM');
-    slot.killing = setTimeout(() => worker.process.kill('SIGKILL'), this.#options.killTimeout);
+  #kill(handle: WorkerHandle, reason: KillReason): void {
+    handle.killing = true;
+    this.emit('kill', handle.slot.info(handle), reason);
+    handle.worker.process.kill('SIGTERM');
+    handle.killTimer = setTimeout(() => handle.worker.process.kill('SIGKILL'), this.#options.killTimeout);
   }
 
   /** Stops one worker: gracefully (shutdown message, SIGKILL after shutdownTimeout) or at once. Resolves when it exited. */
-  #retire(worker: Worker, graceful: boolean): Promise<void> {
-    if (worker.isDead()) return Promise.resolve();
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    const slot = this.#slots.find((s) => s.worker === worker);
-    if (slot) slot.state = 'stopping';
+  #retire(handle: WorkerHandle, graceful: boolean): Promise<void> {
+    if (handle.worker.isDead()) return Promise.resolve();
     if (!graceful) {
-      worker.process.kill('SIGKILL');
-      return exited;
+      handle.worker.process.kill('SIGKILL');
+      return handle.exited;
     }
+    if (handle.state === 'stopping') return handle.exited; // already asked
+    handle.state = 'stopping';
+    // A worker that has not spoken yet may not listen yet: the request waits for its first message.
+    if (handle.heard) this.#sendShutdown(handle);
+    else handle.stopPending = true;
+    // A liveness kill already under way keeps its (shorter) SIGKILL timer.
+    handle.killTimer ??= setTimeout(() => handle.worker.process.kill('SIGKILL'), this.#options.shutdownTimeout);
+    return handle.exited;
+  }
+
+  #sendShutdown(handle: WorkerHandle): void {
+    handle.stopPending = false;
+    // A worker that already disconnected is leaving: the SIGKILL timer still applies.
+    if (!handle.worker.isConnected()) return;
     try {
-      worker.send({ bellwether: 'shutdown' } satisfies PrimaryMessage);
+      handle.worker.send({ bellwether: 'shutdown' } satisfies PrimaryMessage, undefined, () => {});
     } catch {
-      // IPC already closed: the kill below still applies.
+      // closed in between
     }
-    const timer = setTimeout(() => worker.process.kill('SIGKILL'), this.#options.shutdownTimeout);
-    return exited.finally(() => clearTimeout(timer));
   }
 
   // ---- metrics: one scrape of any worker shows the whole cluster ----
@@ -307,7 +452,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const prom = await loadPromClient();
     let body: string | null = null;
     if (prom) {
-      const workers = this.#allWorkers().filter((w) => !w.isDead());
+      const workers = [...this.#workers].map((h) => h.worker).filter((w) => !w.isDead());
       const reports: unknown[][] = [];
       await new Promise<void>((resolve) => {
         const timer = setTimeout(finish, 1000); // a busy or metrics-less worker is left out
@@ -355,27 +500,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return (await registry.getMetricsAsJSON()) as unknown[];
   }
 
-  #allWorkers(): Worker[] {
-    const workers = new Set<Worker>(this.#retiring);
-    for (const slot of this.#slots) if (slot.worker) workers.add(slot.worker);
-    return [...workers];
-  }
-
   /**
    * Like a worker's orphan fencing, one level up: Linux re-parents an orphan,
    * so a changed ppid means whoever started this primary (a test, another
    * supervisor, a shell script) is gone, and nobody is left to stop it.
    */
-  #watchParent(): void {
-    const parent = process.ppid;
-    this.#parentCheck = setInterval(() => {
+  #watchParent(parent: number): void {
+    const check = (): void => {
       const ppid = process.ppid;
       if (ppid === parent || this.#state !== 'running') return;
       clearInterval(this.#parentCheck);
       this.emit('orphaned', { parent, ppid });
       void this.stop();
-    }, PARENT_CHECK_MS);
+    };
+    this.#parentCheck = setInterval(check, PARENT_CHECK_MS);
     this.#parentCheck.unref();
+    // The parent may be gone already (between construction and start()).
+    check();
   }
 
   // ---- signals ----

@@ -56,62 +56,86 @@ export function flockPrograms(): Programs {
   return programs;
 }
 
+/** The waiting helper, once the lock is ours. */
+export interface FlockWaiter {
+  /**
+   * Resolves once the helper process is gone, and with it its copy of the
+   * descriptor: only then does closing ours release the lock at once.
+   */
+  gone(): Promise<void>;
+}
+
 /**
  * Resolves once `fd` holds an exclusive flock(2) lock. Rejects with
- * `signal.reason` when the signal aborts first; the lock is then not held.
+ * `signal.reason` when the signal aborts first; the lock is then not held,
+ * and the helper is gone (so closing `fd` leaves nothing locked).
  *
  * `flock --verbose` prints "getting lock took ..." the moment flock(2)
  * returns: reading that line is faster than waiting for the child to exit
- * and be reaped (measured in bench/: about 0.6 ms on Node).
+ * and be reaped.
  */
-export function waitForExclusiveLock(fd: number, signal: AbortSignal): Promise<void> {
+export function waitForExclusiveLock(fd: number, signal: AbortSignal): Promise<FlockWaiter> {
   if (signal.aborted) return Promise.reject(signal.reason);
   const { flock, setpriv } = flockPrograms();
   const flockArgs = ['--verbose', '3'];
   const [command, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', flock, ...flockArgs]] : [flock, flockArgs];
-  return new Promise<void>((resolve, reject) => {
+  return new Promise<FlockWaiter>((resolve, reject) => {
     // Its own process group: a Ctrl-C meant for the app must not kill the waiter
     // (its parent decides; --pdeathsig still ends it if the parent dies).
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore', fd], detached: true });
     const stdout = child.stdout as Readable & { unref?: () => void };
-    // The waiter never keeps the process alive on its own (the singleton's
-    // keepAlive option does that, for the whole life of the singleton).
+    // While it waits, the waiter never keeps the process alive on its own
+    // (the singleton's keepAlive option does that, for its whole life).
     child.unref();
     stdout.unref?.();
+    let exited = false;
+    const exit = new Promise<void>((resolveExit) =>
+      child.once('exit', () => {
+        exited = true;
+        resolveExit();
+      }),
+    );
+    const waiter: FlockWaiter = {
+      gone: () => {
+        if (exited) return Promise.resolve();
+        // Ref'd from here on: whoever awaits this must see it settle. The
+        // child exits right after flock(2) returned, or was killed: bounded.
+        child.ref();
+        return exit;
+      },
+    };
     let settled = false;
     let output = '';
     const settle = (error?: unknown): void => {
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
-      if (error === undefined) resolve();
+      if (error === undefined) resolve(waiter);
       else reject(error);
     };
-    // Settled now, not at the child's exit: the child is unref'd, so with
-    // nothing else to do the process could exit first and leave the caller's
-    // promise (close(), say) unsettled. Rejecting before the child is gone is
-    // safe: should it have taken the lock meanwhile, the lock belongs to the
-    // open file description, which is released once the caller closes its
-    // descriptor and the killed child's copy is gone.
+    // Settled at the child's exit, not before: had it taken the lock just
+    // now, its copy of the descriptor would keep the lock held after the
+    // caller closed its own. Ref'd, so that the exit is seen even when
+    // nothing else keeps the process alive (close() must settle).
     const onAbort = (): void => {
       child.kill('SIGKILL');
-      settle(signal.reason);
+      child.ref();
     };
     signal.addEventListener('abort', onAbort, { once: true });
     stdout.setEncoding('utf8');
     stdout.on('data', (chunk: string) => {
       output += chunk;
-      // Taken, even if an abort raced it: the caller sees the resolution
-      // and, finding the signal aborted, releases at once.
-      if (output.includes('getting lock took')) settle();
+      // An aborted wait ends at the exit, whatever the child printed.
+      if (output.includes('getting lock took') && !signal.aborted) settle();
     });
     child.once('error', (err) => {
       settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `could not run ${command}: ${err.message}`, { cause: err }));
     });
-    child.once('exit', (code, exitSignal) => {
+    void exit.then(() => {
+      const { exitCode: code, signalCode: exitSignal } = child;
+      if (signal.aborted) settle(signal.reason);
       // flock(1) exits 0 only once the lock is taken.
-      if (code === 0) settle();
-      else if (signal.aborted) settle(signal.reason);
+      else if (code === 0) settle();
       else {
         settle(
           new BellwetherError(

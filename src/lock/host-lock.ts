@@ -40,9 +40,12 @@ export class HostLock implements LeaseSource {
     const file = this.#file as string;
     const fd = openLockFile(file);
     try {
-      await waitForExclusiveLock(fd, signal);
+      const waiter = await waitForExclusiveLock(fd, signal);
       // Acquired after close() asked us to stop: let go at once.
-      if (signal.aborted) throw signal.reason;
+      if (signal.aborted) {
+        await waiter.gone();
+        throw signal.reason;
+      }
       const token = advanceFencingToken(fd, file);
       let released = false;
       return {
@@ -51,8 +54,9 @@ export class HostLock implements LeaseSource {
         release: async () => {
           if (released) return;
           released = true;
-          // Our descriptor is the last reference to the locked open file
-          // description (the flock(1) child has exited): closing it unlocks.
+          // Once the flock(1) child is gone, our descriptor is the last
+          // reference to the locked open file description: closing it unlocks.
+          await waiter.gone();
           fs.closeSync(fd);
         },
       };

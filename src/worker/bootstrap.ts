@@ -22,6 +22,8 @@ function fail(message: string): never {
 }
 
 const entry = process.env[ENV.entry];
+// Not inherited by what the app forks (see worker.ts).
+delete process.env[ENV.entry];
 if (!entry) fail(`${ENV.entry} is not set: no entry script to run`);
 const file = path.resolve(entry);
 // The entry sees itself as the main script (`import.meta.url === pathToFileURL(process.argv[1])`).

@@ -7,7 +7,7 @@ import { type ZkSessionSettings, resolveZkOptions } from '../zk/options.js';
 
 /** The worker side of a supervised cluster: liveness, lifecycle hooks, settings from the primary. */
 export interface WorkerRuntime {
-  /** True in a worker forked by the supervisor (the worker env is set and there is an IPC channel). */
+  /** True in a worker forked by the supervisor (its env was set by the primary and there is an IPC channel); false in what that worker forks. */
   readonly isSupervised: boolean;
   /** The worker's stable index 0..N-1, or `undefined` outside a supervised worker. */
   readonly index: number | undefined;
@@ -47,6 +47,9 @@ class WorkerProcess implements WorkerRuntime {
   #code = 0;
   #readySent = false;
   #booted = false;
+  #markBooted!: () => void;
+  /** Resolves once the entry script has loaded. */
+  readonly #bootDone = new Promise<void>((resolve) => (this.#markBooted = resolve));
   readonly #afterFork: Callback[] = [];
   #runningAfterFork = false;
   readonly #onShutdown: Callback[] = [];
@@ -54,10 +57,25 @@ class WorkerProcess implements WorkerRuntime {
   /** Set once we disconnect on purpose: that 'disconnect' is not the primary going away. */
   #leaving = false;
 
+  readonly #primaryPid: number | undefined;
+  readonly #heartbeatMs: number;
+  readonly #zkSettings: string | undefined;
+
   constructor() {
     const index = process.env[ENV.index];
-    this.isSupervised = index !== undefined && typeof process.send === 'function';
-    this.index = index !== undefined && /^\d+$/.test(index) ? Number(index) : undefined;
+    const primaryPid = Number(process.env[ENV.primaryPid]);
+    this.#heartbeatMs = Number(process.env[ENV.heartbeat]);
+    this.#zkSettings = process.env[ENV.zkSettings];
+    // Read once, then gone from process.env: a child the app forks
+    // (child_process.fork) would inherit them, take itself for a supervised
+    // worker and fence itself off as an orphan; and the ZooKeeper settings
+    // (credentials) must not reach every grandchild. The index stays: it is
+    // documented for the app, and alone it makes no process a worker.
+    for (const key of [ENV.primaryPid, ENV.heartbeat, ENV.zkSettings]) delete process.env[key];
+    this.#primaryPid = Number.isInteger(primaryPid) && primaryPid > 0 ? primaryPid : undefined;
+    this.isSupervised = index !== undefined && this.#primaryPid !== undefined && typeof process.send === 'function';
+    // Only the supervised process has an index: a helper it forks inherits the variable, not the slot.
+    this.index = this.isSupervised && index !== undefined && /^\d+$/.test(index) ? Number(index) : undefined;
   }
 
   ready(): void {
@@ -89,7 +107,7 @@ class WorkerProcess implements WorkerRuntime {
   }
 
   zkSettings(): ZkSessionSettings | undefined {
-    const json = process.env[ENV.zkSettings];
+    const json = this.#zkSettings;
     if (json === undefined || json === '') return undefined;
     let parsed: unknown;
     try {
@@ -103,15 +121,20 @@ class WorkerProcess implements WorkerRuntime {
 
   /** Started once per process, at the first import in a supervised worker. */
   start(): void {
-    const every = Number(process.env[ENV.heartbeat]);
+    const every = this.#heartbeatMs;
     const heartbeatMs = Number.isInteger(every) && every > 0 ? every : DEFAULT_HEARTBEAT_MS;
+    // First the stop request's listener, then the first heartbeat: the
+    // primary holds a stop back until it has heard from the worker, because
+    // a message sent before this listener exists is lost.
+    process.on('message', (message: unknown) => {
+      if (isPrimaryMessage(message)) void this.#shutdown();
+    });
     // Sent from the event loop: a blocked loop sends nothing, which is the point.
     // Unref'd: liveness reporting alone must not keep a finished worker alive.
     setInterval(() => this.#heartbeat(), heartbeatMs).unref();
     this.#heartbeat();
 
-    const primaryPid = Number(process.env[ENV.primaryPid]);
-    const parent = Number.isInteger(primaryPid) && primaryPid > 0 ? primaryPid : process.ppid;
+    const parent = this.#primaryPid ?? process.ppid;
     // Prepended: Node's (and Bun's) cluster worker has its own 'disconnect'
     // listener that exits with 0; an orphan must exit with ORPHAN_EXIT_CODE.
     process.prependListener('disconnect', () => {
@@ -126,9 +149,6 @@ class WorkerProcess implements WorkerRuntime {
     setInterval(checkParent, PARENT_CHECK_MS).unref();
     checkParent();
 
-    process.on('message', (message: unknown) => {
-      if (isPrimaryMessage(message)) void this.#shutdown();
-    });
     process.on('SIGTERM', () => void this.#shutdown());
     // Ctrl-C reaches the whole process group: the primary decides how its workers stop.
     process.on('SIGINT', () => {});
@@ -138,6 +158,7 @@ class WorkerProcess implements WorkerRuntime {
   booted(): void {
     if (this.#booted || !this.isSupervised) return;
     this.#booted = true;
+    this.#markBooted();
     this.#runAfterFork();
   }
 
@@ -154,6 +175,9 @@ class WorkerProcess implements WorkerRuntime {
   async #shutdown(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    // A stop that arrives while the entry script still loads waits for it:
+    // its onShutdown callbacks (closing its servers) are not registered yet.
+    await this.#bootDone;
     // By index: a callback registered while others run still runs.
     for (let i = 0; i < this.#onShutdown.length; i++) await this.#isolated('onShutdown callback', this.#onShutdown[i]!);
     this.#leaving = true;
