@@ -212,6 +212,24 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(now.workers.map((w) => [w.index, w.state]), [[0, 'ready'], [1, 'ready']]);
     });
 
+    test("a restart whose beforeFork outlasts a rollout's replacement: the slot keeps one worker", async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const { primary } = await startPrimary(fixtures, runtime, { workers: 1, timeout: 3000, heartbeat: 100, restart: { initialDelay: 10 } }, { SLOW_BEFORE_FORK_WHEN_EMPTY_MS: '1500' });
+      const [old] = ((await bounded('started', primary.next('started'), 20_000))['workers'] as { pid: number }[]).map((w) => w.pid);
+      const seen = primary.events.length;
+      process.kill(primary.pid, 'SIGHUP');
+      // The rollout's replacement is being forked (its beforeFork is quick: the slot has a worker)...
+      await bounded('replacement forking', primary.next('hook', (e) => e['at'] === 'beforeFork' && e['workerPid'] === old, seen), 20_000);
+      process.kill(old!, 'SIGKILL'); // ...then the old worker dies: a restart starts, its beforeFork slow
+      await bounded('restarted', primary.next('restarted', () => true, seen), 20_000);
+      await bounded("the restart's beforeFork ended", primary.next('hook', (e) => e['at'] === 'beforeFork-done', seen), 20_000);
+      const deadline = Date.now() + 5000;
+      while (childrenOf(primary.pid).length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(childrenOf(primary.pid).length, 1, 'one worker for the one slot');
+      assert.equal((await status(primary)).workers.length, 1);
+    });
+
     test('a rolling restart while a liveness kill is pending: the new worker is still watched', async (t) => {
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());
