@@ -11,7 +11,7 @@ const NOT_RUNNING_EXIT_CODE = 3;
 import { Supervisor } from './cluster/supervisor.js';
 import { BellwetherError, ErrorCodes } from './errors.js';
 import { defaultLockDir } from './lock/lock-dir.js';
-import { inspectHostLock } from './lock/inspect.js';
+import { inspectHostLock, resetHostLock } from './lock/inspect.js';
 
 const HELP = `Usage: bellwether <command> [options]
 
@@ -47,10 +47,13 @@ Commands:
       Slots given up after a crash loop are listed as "given-up".
       Exit code 0, or 3 when no supervisor of that name is running.
 
-  lock <name> [--lock-dir DIR] [--json]
+  lock <name> [--lock-dir DIR] [--json] [--reset]
       Shows whether the host singleton <name> is running on this host (its
-      flock(2) lock is held) and the last holder's fencing token and pid.
-      Exit code 0 when held, 3 when nobody holds it.
+      flock(2) lock is held), how many processes wait for it, and the last
+      holder's fencing token and pid. Exit code 0 when held, 3 when nobody
+      holds it.
+      --reset restarts the fencing count (the next holder gets token 1),
+      only while nobody holds the lock (exit code 3 otherwise, nothing changed).
 
 Options:
   --lock-dir DIR   lock directory (default: ${defaultLockDir()})
@@ -92,6 +95,7 @@ async function main(argv: string[]): Promise<number> {
       name: { type: 'string' },
       socket: { type: 'string' },
       json: { type: 'boolean', default: false },
+      reset: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', short: 'v', default: false },
     },
@@ -189,11 +193,19 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const lockDir = values['lock-dir'];
+  if (values.reset) {
+    if (resetHostLock(name, lockDir ?? defaultLockDir(), lockDir === undefined)) {
+      process.stdout.write(`${name}: fencing count reset; the next holder gets token 1\n`);
+      return 0;
+    }
+    process.stderr.write(`bellwether: ${name} is running (lock held): not reset; stop it first\n`);
+    return 3;
+  }
   const report = inspectHostLock(name, lockDir ?? defaultLockDir(), lockDir === undefined);
   if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else {
     const last = report.lastToken === undefined ? 'never held' : `last holder pid ${report.lastPid}, fencing token ${report.lastToken}`;
-    process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${last}\n  ${report.file}\n`);
+    process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${report.waiting} waiting; ${last}\n  ${report.file}\n`);
   }
   return report.held ? 0 : 3;
 }

@@ -20,6 +20,8 @@ export const ErrorCodes = {
   LOCK_FILE_UNSAFE: 'BW_ERR_LOCK_FILE_UNSAFE',
   /** The lock file holds something that is not a bellwether fencing record. */
   LOCK_FILE_CORRUPT: 'BW_ERR_LOCK_FILE_CORRUPT',
+  /** The held lock file was deleted or replaced: the holder stopped (the singleton's `demoted` reason is `lost`). */
+  LOCK_LOST: 'BW_ERR_LOCK_LOST',
   /** The `flock(1)` program (util-linux) that waits for the lock could not be run. */
   FLOCK_UNAVAILABLE: 'BW_ERR_FLOCK_UNAVAILABLE',
   /** The object was closed: it cannot be started again. */

@@ -3,6 +3,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { test } from 'node:test';
+import { Fixtures, startFixture } from './helpers/child.js';
+import { waitForBlockedWaiters } from './helpers/proc-locks.js';
+import { bun, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
@@ -14,7 +17,7 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 
 test('bellwether lock <name>: free, then held by another process, with the stored token', async (t) => {
   const dir = tempDir(t);
-  assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false });
+  assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false, waiting: 0 });
   assert.equal(cli('lock', 'job', '--lock-dir', dir).status, 3);
 
   // A holder from outside: flock(1), as an operator pausing the job.
@@ -23,7 +26,32 @@ test('bellwether lock <name>: free, then held by another process, with the store
   await once(operator.stdout, 'data');
   const held = cli('lock', 'job', '--lock-dir', dir);
   assert.equal(held.status, 0);
-  assert.match(held.stdout, /^job: running \(lock held\); never held/);
+  assert.match(held.stdout, /^job: running \(lock held\); 0 waiting; never held/);
+  const reset = cli('lock', 'job', '--lock-dir', dir, '--reset');
+  assert.equal(reset.status, 3, 'never reset while held');
+  assert.match(reset.stderr, /job is running \(lock held\): not reset/);
+});
+
+test('bellwether lock <name>: a bellwether holder\'s pid and token, the waiters; --reset once it is free', async (t) => {
+  const dir = tempDir(t);
+  const fixtures = new Fixtures();
+  t.after(() => fixtures.killAll());
+  const logFile = path.join(dir, 'fence.log');
+  const holder = fixtures.add(startFixture(node, fixture('host-contender'), [dir, 'job', logFile]));
+  await holder.next('running');
+  const waiter = fixtures.add(startFixture(bun, fixture('host-contender'), [dir, 'job', logFile]));
+  await waiter.next('contending');
+  await waitForBlockedWaiters(path.join(dir, 'job.lock'), 1);
+  const held = cli('lock', 'job', '--lock-dir', dir);
+  assert.equal(held.status, 0);
+  assert.equal(held.stdout.split('\n')[0], `job: running (lock held); 1 waiting; last holder pid ${holder.pid}, fencing token 1`);
+  await holder.kill('SIGKILL');
+  await waiter.next('running');
+  await waiter.kill('SIGKILL');
+  assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false, waiting: 0, lastToken: 2, lastPid: waiter.pid });
+  const reset = cli('lock', 'job', '--lock-dir', dir, '--reset');
+  assert.equal(reset.status, 0, reset.stderr);
+  assert.equal(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout).lastToken, 0, 'the next holder gets token 1');
 });
 
 test('bellwether: help, version, bad input', () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Fixture, Fixtures } from './helpers/child.js';
 import { freePort, getJson, getText } from './helpers/http.js';
@@ -59,7 +60,7 @@ for (const example of ['express', 'fastify']) {
         const primary = fixtures.add(
           new Fixture(runtime.bin, [`${ROOT}dist/cli.js`, 'start', `${ROOT}examples/${example}/server.js`, '--workers', '4', '--shutdown-timeout', '5000'], `${example} example`, {
             PORT: String(port),
-            XDG_RUNTIME_DIR: tempDir(t),
+            BELLWETHER_LOCK_DIR: path.join(tempDir(t), 'locks'),
           }),
         );
         await primary.stderrMatches(/4 workers ready/);

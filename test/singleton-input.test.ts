@@ -138,10 +138,16 @@ describe('start(): bad lock directories and files fail before anything is locked
     assert.equal((await child.next('result'))['code'], 'BW_ERR_LOCK_ACCESS');
   });
 
-  test('flock(1) not on PATH', async (t) => {
+  test('BELLWETHER_FLOCK naming no trusted program: missing, relative, or writable by others', async (t) => {
+    const dir = tempDir(t);
+    const loose = path.join(dir, 'flock');
+    fs.copyFileSync('/usr/bin/flock', loose);
+    fs.chmodSync(loose, 0o777);
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
-    const child = fixtures.add(startFixture(node, fixture('start-singleton'), ['job', tempDir(t)], { PATH: '/nonexistent' }));
-    assert.equal((await child.next('result'))['code'], 'BW_ERR_FLOCK_UNAVAILABLE');
+    for (const value of ['/nonexistent/flock', 'flock', loose]) {
+      const child = fixtures.add(startFixture(node, fixture('start-singleton'), ['job', dir], { BELLWETHER_FLOCK: value }));
+      assert.equal((await child.next('result'))['code'], 'BW_ERR_FLOCK_UNAVAILABLE', value);
+    }
   });
 });

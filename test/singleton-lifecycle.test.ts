@@ -160,13 +160,13 @@ describe('singleton lifecycle (in one process)', () => {
     await assert.rejects(never.start(), { code: 'BW_ERR_CLOSED' });
   });
 
-  test('the default lock directory is created 0700 under XDG_RUNTIME_DIR, lock files are 0600', async (t) => {
+  test('the default lock directory ($BELLWETHER_LOCK_DIR here) is created 0700, lock files are 0600', async (t) => {
     const runtimeDir = tempDir(t);
-    const saved = process.env['XDG_RUNTIME_DIR'];
-    process.env['XDG_RUNTIME_DIR'] = runtimeDir;
+    const saved = process.env['BELLWETHER_LOCK_DIR'];
+    process.env['BELLWETHER_LOCK_DIR'] = path.join(runtimeDir, 'bellwether');
     t.after(() => {
-      if (saved === undefined) delete process.env['XDG_RUNTIME_DIR'];
-      else process.env['XDG_RUNTIME_DIR'] = saved;
+      if (saved === undefined) delete process.env['BELLWETHER_LOCK_DIR'];
+      else process.env['BELLWETHER_LOCK_DIR'] = saved;
     });
     const job = singleton({ name: 'default-dir' });
     closeAfter(t, job);

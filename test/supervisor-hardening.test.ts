@@ -108,7 +108,7 @@ describe('control socket paths', () => {
 
   test('a name that makes the socket path too long for a Unix socket fails before anything starts, leaving no file', async (t) => {
     const runtimeDir = tempDir(t);
-    const result = await bellwether(['start', HTTP_APP, '--workers', '1', '--name', 'n'.repeat(120)], { env: { XDG_RUNTIME_DIR: runtimeDir } });
+    const result = await bellwether(['start', HTTP_APP, '--workers', '1', '--name', 'n'.repeat(120)], { env: { BELLWETHER_LOCK_DIR: path.join(runtimeDir, 'bellwether') } });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /BW_ERR_CONTROL_SOCKET_UNSAFE: control socket path .* is \d+ bytes; a Unix socket path holds at most 107/);
     assert.deepEqual(fs.existsSync(path.join(runtimeDir, 'bellwether')) ? fs.readdirSync(path.join(runtimeDir, 'bellwether')) : [], []);

@@ -28,16 +28,45 @@ interface Programs {
 
 let programs: Programs | undefined;
 
-function findProgram(name: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const candidate = path.join(dir, name);
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
+/**
+ * Where the helpers are looked for: system directories only, never PATH.
+ * `npm run` and `npx` put node_modules/.bin first on PATH, where any
+ * dependency's bin can land: a fake `flock` there could report a lock it
+ * never took. BELLWETHER_FLOCK and BELLWETHER_SETPRIV name other absolute
+ * paths, checked the same way.
+ */
+const SYSTEM_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin'];
+const OVERRIDES = { flock: 'BELLWETHER_FLOCK', setpriv: 'BELLWETHER_SETPRIV' } as const;
+
+/** A program we may run: an absolute path to a regular executable file owned by root or us, that nobody else can change. */
+function trusted(file: string): string | undefined {
+  try {
+    const real = fs.realpathSync(file);
+    const stat = fs.statSync(real);
+    const uid = process.getuid?.();
+    if (!stat.isFile() || (stat.mode & 0o022) !== 0 || (stat.mode & 0o111) === 0) return undefined;
+    if (stat.uid !== 0 && stat.uid !== uid) return undefined;
+    return real;
+  } catch {
+    return undefined;
+  }
+}
+
+function findProgram(name: keyof typeof OVERRIDES): string | undefined {
+  const override = process.env[OVERRIDES[name]];
+  if (override) {
+    const program = path.isAbsolute(override) ? trusted(override) : undefined;
+    if (!program) {
+      throw new BellwetherError(
+        ErrorCodes.FLOCK_UNAVAILABLE,
+        `${OVERRIDES[name]}=${override} is not an absolute path to an executable regular file owned by root or this user and writable by nobody else`,
+      );
     }
+    return program;
+  }
+  for (const dir of SYSTEM_DIRS) {
+    const program = trusted(path.join(dir, name));
+    if (program) return program;
   }
   return undefined;
 }
@@ -49,7 +78,7 @@ export function flockPrograms(): Programs {
   if (!flock) {
     throw new BellwetherError(
       ErrorCodes.FLOCK_UNAVAILABLE,
-      'the flock(1) program (util-linux) was not found on PATH; install util-linux',
+      `the flock(1) program (util-linux) was not found in ${SYSTEM_DIRS.join(', ')}; install util-linux, or set BELLWETHER_FLOCK to its absolute path`,
     );
   }
   programs = { flock, setpriv: findProgram('setpriv') };

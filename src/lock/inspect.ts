@@ -1,32 +1,91 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { BellwetherError, ErrorCodes } from '../errors.js';
 import { checkName } from '../validate.js';
 import { flockPrograms } from './flock-wait.js';
 import { prepareLockDir } from './lock-dir.js';
-import { openLockFile, readFencingRecord } from './lock-file.js';
+import { openLockFile, readFencingRecord, writeFencingRecord } from './lock-file.js';
 
 export interface LockReport {
   file: string;
   /** Whether some process holds the lock right now (bellwether, flock(1), anything using flock(2)). */
   held: boolean;
+  /** Processes queued for the lock (blocked in flock(2)). */
+  waiting: number;
   /** The last holder's fencing token and pid, as stored in the file; absent before the first holder. */
   lastToken?: number;
   lastPid?: number;
 }
 
-/** What an operator wants to know about a host job: is it running, who ran it last. */
-export function inspectHostLock(name: string, lockDir: string, createDir: boolean): LockReport {
-  checkName(name, 'singleton name');
-  const file = path.join(prepareLockDir(lockDir, createDir), `${name}.lock`);
+/** What an operator wants to know about a host job: is it running, who ran it last, who waits. */
+export function inspectHostLock(name: string, lockDir: string, isDefaultDir: boolean): LockReport {
+  const file = lockFileOf(name, lockDir, isDefaultDir);
   const fd = openLockFile(file);
   try {
     const record = readFencingRecord(fd, file);
-    // flock -n -E 75: exit 75 when held by someone else, 0 when free (released at once).
-    const probe = spawnSync(flockPrograms().flock, ['-n', '-E', '75', file, 'true']);
-    if (probe.status !== 0 && probe.status !== 75) throw new Error(`flock(1) probe failed with status ${probe.status}`);
-    return { file, held: probe.status === 75, ...(record ? { lastToken: record.token, lastPid: record.pid } : {}) };
+    const { held, waiting } = flockState(fs.fstatSync(fd));
+    return { file, held, waiting, ...(record ? { lastToken: record.token, lastPid: record.pid } : {}) };
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Restarts the fencing count (the next holder gets token 1): a deliberate
+ * operation, done only while nobody holds the lock, holding it meanwhile.
+ * Returns false, changing nothing, when the lock is held.
+ */
+export function resetHostLock(name: string, lockDir: string, isDefaultDir: boolean): boolean {
+  const file = lockFileOf(name, lockDir, isDefaultDir);
+  const fd = openLockFile(file);
+  try {
+    // flock -n on our descriptor: the lock then belongs to our open file description until we close it.
+    const probe = spawnSync(flockPrograms().flock, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] });
+    if (probe.status === 75) return false;
+    if (probe.status !== 0) throw new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(1) could not take the lock (status ${probe.status})`);
+    writeFencingRecord(fd, 0);
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function lockFileOf(name: string, lockDir: string, isDefaultDir: boolean): string {
+  checkName(name, 'singleton name');
+  return path.join(prepareLockDir(lockDir, isDefaultDir), `${name}.lock`);
+}
+
+/**
+ * The kernel's view (/proc/locks) of flock(2) locks on one file, found by
+ * device and inode: the holder, and the requests blocked behind it (lines
+ * with "->"). Nothing is locked to find out.
+ */
+function flockState(stat: fs.Stats): { held: boolean; waiting: number } {
+  const wanted = `${hex2(major(stat.dev))}:${hex2(minor(stat.dev))}:${stat.ino}`;
+  let held = false;
+  let waiting = 0;
+  for (const line of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    const blocked = fields[1] === '->';
+    const rest = blocked ? fields.slice(2) : fields.slice(1);
+    // rest: FLOCK ADVISORY WRITE <pid> <maj:min:inode> <start> <end>
+    if (rest[0] !== 'FLOCK' || rest[4] !== wanted) continue;
+    if (blocked) waiting += 1;
+    else held = true;
+  }
+  return { held, waiting };
+}
+
+/** Linux's encoding of dev_t (as glibc's major()/minor()). */
+function major(dev: number): number {
+  return Number(((BigInt(dev) >> 8n) & 0xfffn) | ((BigInt(dev) >> 32n) & ~0xfffn));
+}
+
+function minor(dev: number): number {
+  return Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & ~0xffn));
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, '0');
 }

@@ -1,12 +1,41 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { BellwetherError, ErrorCodes } from '../errors.js';
-import { errnoOf } from './lock-dir.js';
+import { checkDirectory, errnoOf } from './lock-dir.js';
 
 /**
  * Opens (creating 0600) the lock file without following a symlink, and checks
- * it is a regular file of ours. The descriptor is what flock(2) locks.
+ * it is a regular file of ours, readable and writable by us alone (a file
+ * others could open could be locked by them: mode bits of group and others
+ * are removed). Checked once more after the open: the file is still the one
+ * at `file`, in a directory still safe. The descriptor is what flock(2) locks.
  */
 export function openLockFile(file: string): number {
+  const fd = openChecked(file);
+  try {
+    checkDirectory(path.dirname(file));
+    if (!isLockedPath(fd, file)) throw new BellwetherError(ErrorCodes.LOCK_FILE_UNSAFE, `lock file ${file} was replaced while it was opened`);
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+  return fd;
+}
+
+/** Whether `fd` is (still) the file at `file`: same device and inode, not deleted, not replaced. */
+export function isLockedPath(fd: number, file: string): boolean {
+  try {
+    const open = fs.fstatSync(fd);
+    const now = fs.lstatSync(file);
+    return open.dev === now.dev && open.ino === now.ino;
+  } catch {
+    return false;
+  }
+}
+
+function openChecked(file: string): number {
   let fd: number;
   try {
     const { O_RDWR, O_CREAT, O_NOFOLLOW } = fs.constants;
@@ -32,6 +61,19 @@ export function openLockFile(file: string): number {
   if (problem) {
     fs.closeSync(fd);
     throw new BellwetherError(ErrorCodes.LOCK_FILE_UNSAFE, `lock file ${file} ${problem}`);
+  }
+  // Created by flock(1) under a loose umask, say: ours, so made ours alone.
+  if ((stat.mode & 0o077) !== 0) {
+    try {
+      fs.fchmodSync(fd, 0o600);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw new BellwetherError(
+        ErrorCodes.LOCK_FILE_UNSAFE,
+        `lock file ${file} is open to other users (mode ${(stat.mode & 0o777).toString(8)}) and cannot be made 0600 here: ${String(err)}`,
+        { cause: err },
+      );
+    }
   }
   return fd;
 }
@@ -63,15 +105,55 @@ export function readFencingRecord(fd: number, file: string): FencingRecord | und
   }
   throw new BellwetherError(
     ErrorCodes.LOCK_FILE_CORRUPT,
-    `lock file ${file} does not hold a bellwether fencing record (${JSON.stringify(text.slice(0, 80))}); delete it to reset the token`,
+    `lock file ${file} does not hold a bellwether fencing record (${JSON.stringify(text.slice(0, 80))}); \`bellwether lock <name> --reset\` rewrites it once nobody holds it`,
   );
 }
 
-/** Called only while holding the lock: the next token is the stored one plus one. */
-export function advanceFencingToken(fd: number, file: string): number {
-  const token = (readFencingRecord(fd, file)?.token ?? 0) + 1;
+/**
+ * Called only while holding the lock: the next token is the stored one plus
+ * one, and never below `floor` (the highest this process has seen: a file
+ * deleted or truncated under it must not make its count go back).
+ */
+export function advanceFencingToken(fd: number, file: string, floor = 0): number {
+  const token = Math.max(readFencingRecord(fd, file)?.token ?? 0, floor) + 1;
+  writeFencingRecord(fd, token);
+  return token;
+}
+
+export function writeFencingRecord(fd: number, token: number): void {
   const line = JSON.stringify({ token, pid: process.pid } satisfies FencingRecord);
   const record = Buffer.from(line.padEnd(RECORD_BYTES - 1, ' ') + '\n', 'utf8');
   fs.writeSync(fd, record, 0, record.length, 0);
-  return token;
+}
+
+/**
+ * Puts a lock file holding `token` back at `file` after it was deleted, so
+ * that the count goes on, and locked, so that a newcomer waits until the
+ * holder has let go. The file is made under an unpredictable temporary
+ * name, locked and written there, then linked into place: it appears with
+ * its record in it and its lock taken, and never replaces a file someone
+ * else created meanwhile. Returns its descriptor (holding the lock), or
+ * undefined when it could not be put back.
+ */
+export function republishLockFile(file: string, token: number, flock: string): number | undefined {
+  const temporary = `${file}.${randomBytes(8).toString('hex')}.tmp`;
+  let fd: number | undefined;
+  let created = false;
+  try {
+    const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+    fd = fs.openSync(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    created = true;
+    // flock -n on our descriptor: the lock is then our open file description's. Nobody else can know the name yet.
+    if (spawnSync(flock, ['-n', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }).status !== 0) throw new Error('not locked');
+    writeFencingRecord(fd, token);
+    fs.linkSync(temporary, file);
+    const kept = fd;
+    fd = undefined;
+    return kept;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+    if (created) fs.rmSync(temporary, { force: true });
+  }
 }

@@ -1,6 +1,7 @@
 import { Candidate, type CandidateOptions } from '../election/candidate.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import type { ZkSession } from '../zk/session.js';
+import { anySignal } from './abort.js';
 import type { Lease, LeaseSource } from './lease.js';
 
 /**
@@ -100,14 +101,16 @@ export class HostClusterLease implements LeaseSource {
     const host = await this.#host.acquire(signal);
     let fleet: Lease;
     try {
-      fleet = await this.#cluster.acquire(signal);
+      // Waiting in the fleet election ends too if the host lock is lost meanwhile (its file deleted).
+      fleet = await this.#cluster.acquire(anySignal([signal, host.lost]));
     } catch (err) {
       await host.release();
       throw err;
     }
     return {
       token: fleet.token,
-      lost: fleet.lost,
+      // Lost with either: the fleet's leadership, or the host lock's file.
+      lost: anySignal([fleet.lost, host.lost]),
       release: async () => {
         await fleet.release();
         // The host lock goes to another worker, which votes anew: this ballot must go too.

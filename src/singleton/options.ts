@@ -13,9 +13,10 @@ export interface HostSingletonOptions {
   /** `'host'` (the default): one runner per host, with flock(2). */
   scope?: 'host';
   /**
-   * Directory of the lock files. Default: `$XDG_RUNTIME_DIR/bellwether`, else
-   * `<os.tmpdir()>/bellwether-<uid>` (created 0700). An explicit directory
-   * must exist, be owned by this user and not be writable by others unless sticky.
+   * Directory of the lock files. Default: `$BELLWETHER_LOCK_DIR`, else
+   * `/tmp/bellwether-<uid>` (created 0700, never a symlink). An explicit
+   * directory must exist, be owned by this user and not be writable by
+   * others unless sticky; a symlink to it is resolved once, at start().
    */
   lockDir?: string;
   /** The job. Runs only in the holder; must stop when `signal` aborts. */
