@@ -35,6 +35,35 @@ async function startCode(t: TestContext, options: Parameters<typeof singleton>[0
   }
 }
 
+/** A singleton whose first term runs `duringFirstTerm` and then fails, so that it locks again: the tokens of both terms. */
+async function twoTerms(t: TestContext, lockDir: string, duringFirstTerm: () => void): Promise<number[]> {
+  let terms = 0;
+  const job = singleton({
+    name: 'job',
+    lockDir,
+    backoff: { initial: 10, max: 10 },
+    run: () => {
+      terms += 1;
+      if (terms === 1) {
+        duringFirstTerm();
+        throw new Error('first term ends');
+      }
+    },
+  });
+  job.on('error', () => {});
+  t.after(() => job.close());
+  const tokens: number[] = [];
+  const second = new Promise<void>((resolve) =>
+    job.on('elected', ({ token }) => {
+      tokens.push(token);
+      if (tokens.length === 2) resolve();
+    }),
+  );
+  await job.start();
+  await bounded('second term', second, 5000);
+  return tokens;
+}
+
 function withEnv(t: TestContext, name: string, value: string | undefined): void {
   const saved = process.env[name];
   if (value === undefined) delete process.env[name];
@@ -132,30 +161,7 @@ describe('lock directory and file checks', () => {
     const dir = tempDir(t);
     const file = path.join(dir, 'job.lock');
     fs.writeFileSync(file, `${JSON.stringify({ token: 4, pid: 1 }).padEnd(63)}\n`, { mode: 0o600 });
-    let terms = 0;
-    const job = singleton({
-      name: 'job',
-      lockDir: dir,
-      backoff: { initial: 10, max: 10 },
-      run: () => {
-        terms += 1;
-        if (terms === 1) {
-          fs.truncateSync(file, 0); // by hand, or a faulty tool: the stored count is gone
-          throw new Error('first term ends');
-        }
-      },
-    });
-    job.on('error', () => {});
-    t.after(() => job.close());
-    const tokens: number[] = [];
-    const second = new Promise<void>((resolve) =>
-      job.on('elected', ({ token }) => {
-        tokens.push(token);
-        if (tokens.length === 2) resolve();
-      }),
-    );
-    await job.start();
-    await bounded('second term', second, 5000);
+    const tokens = await twoTerms(t, dir, () => fs.truncateSync(file, 0)); // by hand, or a faulty tool: the stored count is gone
     assert.deepEqual(tokens, [5, 6]);
   });
 
@@ -178,26 +184,14 @@ describe('lock directory and file checks', () => {
     fs.mkdirSync(other, { mode: 0o700 });
     const link = path.join(dir, 'link');
     fs.symlinkSync(real, link);
-    let terms = 0;
-    const job = singleton({
-      name: 'job',
-      lockDir: link,
-      backoff: { initial: 10, max: 10 },
-      run: () => {
-        terms += 1;
-        // The first term swaps the link (as another user owning it could), then fails: the next term locks again.
-        if (terms === 1) {
-          fs.rmSync(link);
-          fs.symlinkSync(other, link);
-          throw new Error('first term ends');
-        }
-      },
-    });
-    job.on('error', () => {});
-    t.after(() => job.close());
-    const second = new Promise<{ token: number }>((resolve) => job.on('elected', (e) => e.token === 2 && resolve(e)));
-    await job.start();
-    await bounded('second term', second, 5000);
+    // The first term swaps the link (as another user owning it could); the second term locks again.
+    assert.deepEqual(
+      await twoTerms(t, link, () => {
+        fs.rmSync(link);
+        fs.symlinkSync(other, link);
+      }),
+      [1, 2],
+    );
     assert.match(fs.readFileSync(path.join(real, 'job.lock'), 'utf8'), /"token":2/, 'the second term locked the same file');
     assert.equal(fs.existsSync(path.join(other, 'job.lock')), false, 'nothing was opened through the swapped link');
   });
