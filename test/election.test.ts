@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type TestContext, describe, test } from 'node:test';
-import { Candidate, Observer, ZkSession } from 'bellwether';
+import { Candidate, Observer, ZkSession, singleton } from 'bellwether';
+import { bounded } from './helpers/bounded.js';
 import { useZooKeeper } from './helpers/zookeeper.js';
 
 function openSession(t: TestContext, connect: string, sessionTimeout = 2000): ZkSession {
@@ -119,6 +120,86 @@ describe('election in one process', () => {
       assert.equal(zk.notifications - before, 1, 'one watch notification: the next candidate\'s predecessor watch');
       const woken = candidates.filter((c, i) => c.lost.length !== lostBefore[i]);
       assert.deepEqual(woken, [], 'no loser was told again');
+    }
+  });
+});
+
+describe('never none: a leader that stepped down leads again; nothing is left behind', () => {
+  // A server of its own: these tests stop it.
+  const zk1 = useZooKeeper();
+
+  test('stepped down on silence, with no suspension to follow: it leads again once the server answers', async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString(), 2000);
+    await zk.start();
+    const candidate = new Candidate(zk, 'silence');
+    t.after(() => candidate.close());
+    candidate.on('error', (err) => t.diagnostic(`candidate error: ${err.code}`));
+    const won = once<number>((resolve) => candidate.once('won', ({ token }) => resolve(token)));
+    await candidate.vote();
+    const token = await won;
+    const demoted = once<string>((resolve) => candidate.once('demoted', ({ reason }) => resolve(reason)));
+    const [server] = zk1.ensemble.servers;
+    // Silent for longer than the default step-down deadline (half the timeout), shorter than the
+    // session's own suspension (two thirds): the session reports nothing at all.
+    server!.pause();
+    assert.equal(await bounded('step-down', demoted, 5000), 'suspended');
+    const again = once<number>((resolve) => candidate.once('won', ({ token: t2 }) => resolve(t2)));
+    server!.resume();
+    assert.equal(await bounded('leads again', again, 5000), token, 'the same ballot leads again');
+    assert.equal(candidate.isLeader, true);
+  });
+
+  test('a stepDownAfter at or below the idle ping interval is raised to a sound value, and said once', async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString(), 2000);
+    await zk.start();
+    const candidate = new Candidate(zk, 'too-short', { stepDownAfter: 300 });
+    t.after(() => candidate.close());
+    const errors: string[] = [];
+    candidate.on('error', (err) => void errors.push(`${err.code}: ${err.message}`));
+    const demotions: string[] = [];
+    candidate.on('demoted', ({ reason }) => void demotions.push(reason));
+    const won = once<number>((resolve) => candidate.once('won', ({ token }) => resolve(token)));
+    await candidate.vote();
+    await won;
+    // Idle for more than two ping intervals (a third of the timeout each): no fault, so no step-down.
+    // An absence has no event to await: this is an observation window.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(demotions, [], 'no step-down without a fault');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!, /^BW_ERR_INVALID_OPTION: stepDownAfter 300 ms does not fit the negotiated session timeout 2000 ms/);
+  });
+
+  test("a waiting cluster singleton's close() resolves only once its ballot is gone", async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString());
+    await zk.start();
+    const leader = new Candidate(zk, 'waiting-close');
+    t.after(() => leader.close());
+    const won = once<void>((resolve) => leader.once('won', () => resolve()));
+    await leader.vote();
+    await won;
+    for (let round = 0; round < 10; round++) {
+      const job = singleton({ scope: 'cluster', zk, name: 'waiting-close', run: () => assert.fail('never leads') });
+      job.on('error', (err) => t.diagnostic(`job error: ${err.code}`));
+      await job.start();
+      if (round % 2) while ((await zk.children(leader.paths.dir)).length < 2) await new Promise((r) => setImmediate(r));
+      await job.close();
+      assert.deepEqual((await zk.children(leader.paths.dir)).filter((c) => c.startsWith('ballot-')).length, 1, `round ${round}: its ballot outlived close()`);
+    }
+  });
+
+  test('close() right after vote(): never leader afterwards, ballot and ack gone', async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString());
+    await zk.start();
+    for (let round = 0; round < 20; round++) {
+      const candidate = new Candidate(zk, 'quick-close');
+      candidate.on('error', () => {});
+      const voting = candidate.vote();
+      // Anywhere in the first check: before the ballot, before or after the won/ack.
+      if (round % 2) await new Promise((r) => setImmediate(r));
+      await candidate.close();
+      await voting.catch(() => undefined);
+      assert.equal(candidate.isLeader, false, `round ${round}: leader after close()`);
+      assert.deepEqual(await zk.children(candidate.paths.dir), [], `round ${round}: left ${JSON.stringify(await zk.children(candidate.paths.dir))}`);
     }
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type TestContext, describe, test } from 'node:test';
 import { type BellwetherError, type NodeEvent, SESSION_EXPIRED_EXIT_CODE, ZkSession, type ZkSessionOptions } from 'bellwether';
 import { Fixtures, startFixture } from './helpers/child.js';
+import { bounded } from './helpers/bounded.js';
 import { nextZk } from './helpers/emitter.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
 import { expireSession, fourLetterWord, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
@@ -324,6 +325,30 @@ describe('ZkSession on one server', () => {
       assert.equal(child.count('onConnected'), 1, 'no second session');
     });
   }
+});
+
+describe('ZkSession: declared ephemerals that another session still holds', () => {
+  const zk1 = useZooKeeper();
+
+  test('a worker restarted before its old session expired: its ephemeral is made again once the old node goes', async (t) => {
+    const old = openSession(t, zk1.ensemble.connectString(), { sessionTimeout: 2000 });
+    await old.start();
+    await old.ephemeral('/restarted/worker-0', 'old');
+    const fresh = openSession(t, zk1.ensemble.connectString(), { sessionTimeout: 2000 });
+    const errors: string[] = [];
+    fresh.on('error', (err) => void errors.push(err.code));
+    await fresh.start();
+    await fresh.ephemeral('/restarted/worker-0', 'new'); // held by the old session: not ours yet
+    const gone = collector<NodeEvent>(2);
+    fresh.watch('/restarted/worker-0', gone.handler);
+    await old.close(); // the old session ends (as its expiry would)
+    const events = await bounded('deleted, then created again', gone.done, 5000);
+    assert.deepEqual(events.map((e) => e.type), ['deleted', 'created']);
+    const { data, stat } = await fresh.get('/restarted/worker-0');
+    assert.equal(data.toString(), 'new');
+    assert.equal(stat.ephemeralOwner, fresh.sessionId);
+    assert.deepEqual(errors, [], 'waiting for the old node is not an error');
+  });
 });
 
 describe('ZkSession on a 3-server ensemble', () => {

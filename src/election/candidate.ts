@@ -57,6 +57,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #checking: Promise<void> | undefined;
   #checkAgain = false;
   #monitor: NodeJS.Timeout | undefined;
+  #warnedDeadline: string | undefined;
   readonly #unsubscribe: (() => void)[] = [];
 
   constructor(zk: ZkSession, name: string, options: CandidateOptions = {}) {
@@ -127,6 +128,9 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#demote('resigned');
     if (!voting) return;
     await this.#checking?.catch(() => undefined);
+    // A check that was running may not lead any more (it checks the state),
+    // but one that had passed that point is undone here: never leader after close().
+    this.#demote('resigned');
     const ballot = this.#ballot;
     this.#ballot = undefined;
     // Queued in the session if it is away: they are sent when it is back, so no phantom ballot stays behind.
@@ -172,8 +176,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (this.#state !== 'voting' || this.#zk.state !== 'connected') return;
     const session = this.#zk.sessionId!;
     if (!this.#ballot || this.#ballotSession !== session) await this.#castBallot(session);
+    const ballot = this.#ballot;
+    // The session expired meanwhile (its handler cleared the ballot): the new session checks again.
+    if (!ballot || this.#zk.sessionId !== session) return;
     const ballots = sortedBallots(await this.#zk.children(this.paths.dir));
-    const ours = ballots.indexOf(this.#ballot!.slice(this.paths.dir.length + 1));
+    if (this.#ballot !== ballot || this.#zk.sessionId !== session) return;
+    const ours = ballots.indexOf(ballot.slice(this.paths.dir.length + 1));
     if (ours < 0) {
       // Our ballot is gone (deleted by hand, or the session changed under us): vote again.
       this.#demote('superseded');
@@ -181,7 +189,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#checkAgain = true;
       return;
     }
-    if (ours === 0) return this.#lead(session);
+    if (ours === 0) return this.#lead(session, ballot);
     if (this.isLeader) this.#demote('superseded');
     await this.#follow(joinPath(this.paths.dir, ballots[ours - 1]!));
   }
@@ -190,14 +198,27 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   async #castBallot(session: string): Promise<void> {
     await this.#zk.mkdirp(this.paths.dir);
     const prefix = ballotPrefix(this.#marker);
+    const sameSession = (): void => {
+      // A retry must not carry into a new session: that session votes by itself (onConnected).
+      if (this.#zk.sessionId !== session) throw new BellwetherError(ErrorCodes.ZK_SESSION_EXPIRED, `session ${session} ended while voting`);
+    };
     for (;;) {
+      sameSession();
       try {
-        this.#ballot = await this.#zk.create(joinPath(this.paths.dir, prefix), this.#data, { mode: 'ephemeral-sequential' });
+        const created = await this.#zk.create(joinPath(this.paths.dir, prefix), this.#data, { mode: 'ephemeral-sequential' });
+        if (this.#zk.sessionId !== session) {
+          // Sent again after a reconnect that turned out to be a new session: not this round's ballot.
+          await this.#deleteIfOurs(created);
+          sameSession();
+        }
+        this.#ballot = created;
         this.#ballotSession = session;
         return;
       } catch (err) {
         if ((err as BellwetherError).code !== ErrorCodes.ZK_CONNECTION_LOSS) throw err;
+        sameSession();
         await this.#zk.sync(this.paths.dir);
+        sameSession();
         for (const child of (await this.#zk.children(this.paths.dir)).filter((c) => c.startsWith(prefix))) {
           const stat = await this.#zk.exists(joinPath(this.paths.dir, child));
           if (stat?.ephemeralOwner === session) {
@@ -210,16 +231,17 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
   }
 
-  async #lead(session: string): Promise<void> {
+  async #lead(session: string, ballot: string): Promise<void> {
     // Before claiming: the lowest ballot must belong to the session we are in now.
-    const stat = await this.#zk.exists(this.#ballot!);
+    const stat = await this.#zk.exists(ballot);
+    if (this.#state !== 'voting' || this.#ballot !== ballot) return; // closed, or the session changed, meanwhile
     if (!stat || stat.ephemeralOwner !== session) {
       this.#ballot = undefined;
       this.#checkAgain = true;
       return;
     }
     if (!this.isLeader) {
-      if (this.#zk.state !== 'connected') return;
+      if (this.#zk.state !== 'connected' || this.#zk.sessionId !== session) return;
       const token = Number(stat.czxid);
       this.#leaderToken = token;
       this.#startMonitor();
@@ -237,12 +259,22 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     try {
       await this.#zk.create(this.paths.ack, this.#data, { mode: 'ephemeral' });
       this.#acked = true;
+      // Closed or demoted while the create was in flight: the ack must not outlive the leadership.
+      if (!this.isLeader) {
+        this.#acked = false;
+        await this.#deleteIfOurs(this.paths.ack);
+      }
     } catch (err) {
       if ((err as BellwetherError).code !== ErrorCodes.ZK_NODE_EXISTS) throw err;
       const stat = await this.#zk.existsWatch(this.paths.ack, () => void this.#check());
+      // Ours already: a create applied whose answer was lost. It is ours to delete on close.
+      if (stat && stat.ephemeralOwner === session) {
+        this.#acked = true;
+        return;
+      }
       // Someone else's ack still there (its session not yet gone): try again when it goes.
-      if (stat && stat.ephemeralOwner !== session) return;
-      if (!stat) this.#checkAgain = true;
+      if (stat) return;
+      this.#checkAgain = true;
     }
   }
 
@@ -290,22 +322,65 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
   }
 
-  /** While leader: step down once the server has been silent for too long, before it could expire us. */
+  /**
+   * While leader: step down once the server has been silent for too long,
+   * before it could expire us. After such a step-down the session may never
+   * report anything (the server answers again before it counts as
+   * suspended), so the monitor goes on and checks again as soon as the
+   * server answers: the ballot is still ours and lowest, we lead again.
+   */
   #startMonitor(): void {
     clearInterval(this.#monitor);
     const timeout = this.#zk.timeout ?? 10_000;
-    const deadline = this.#stepDownAfter ?? Math.floor(timeout / 2);
+    const deadline = this.#stepDownDeadline(timeout);
     this.#monitor = setInterval(() => {
-      if (this.#zk.state !== 'connected' || this.#zk.silence() > deadline) this.#demote('suspended');
+      const silent = this.#zk.state !== 'connected' || this.#zk.silence() > deadline;
+      if (this.isLeader) {
+        if (silent) this.#demote('suspended');
+      } else if (!silent) {
+        clearInterval(this.#monitor);
+        this.#monitor = undefined;
+        void this.#check();
+      }
     }, Math.max(5, Math.floor(Math.min(deadline, timeout) / 10)));
     this.#monitor.unref();
+  }
+
+  /**
+   * Idle pings come every third of the timeout, so silence of that long is
+   * normal: a deadline at or below it would step down with no fault at all.
+   * And it must stay below the timeout, or another candidate could lead
+   * first. Outside (timeout/3, timeout) the nearest sound value is used, and
+   * that is reported once per session.
+   */
+  #stepDownDeadline(timeout: number): number {
+    const given = this.#stepDownAfter;
+    if (given === undefined) return Math.floor(timeout / 2);
+    const low = Math.ceil(timeout / 3) + Math.max(10, Math.floor(timeout / 20));
+    const high = Math.floor(timeout * 0.9);
+    if (given >= low && given <= high) return given;
+    const used = Math.min(Math.max(given, low), high);
+    if (this.#warnedDeadline !== this.#zk.sessionId) {
+      this.#warnedDeadline = this.#zk.sessionId;
+      this.#report(
+        new BellwetherError(
+          ErrorCodes.INVALID_OPTION,
+          `stepDownAfter ${given} ms does not fit the negotiated session timeout ${timeout} ms (it must be between ${low} and ${high} ms: above the idle ping interval, below the timeout); ${used} ms is used`,
+        ),
+      );
+    }
+    return used;
   }
 
   #demote(reason: CandidateDemotion): void {
     const token = this.#leaderToken;
     if (token === undefined) return;
     this.#leaderToken = undefined;
-    clearInterval(this.#monitor);
+    // After a step-down for silence the monitor stays, to check again once the server answers.
+    if (reason !== 'suspended' || this.#state !== 'voting') {
+      clearInterval(this.#monitor);
+      this.#monitor = undefined;
+    }
     try {
       this.emit('demoted', { token, reason });
     } catch (err) {
@@ -313,13 +388,30 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
   }
 
+  /**
+   * Deletes a node of this session. A connection lost meanwhile does not
+   * leave it behind (nobody else could lead while it stays): it is tried
+   * again once the session is back, until it is gone or the session ends
+   * (its ephemerals go with it).
+   */
   async #deleteIfOurs(path: string): Promise<void> {
-    try {
-      const stat = await this.#zk.exists(path);
-      if (stat && stat.ephemeralOwner === this.#zk.sessionId) await this.#zk.delete(path, stat.version);
-    } catch (err) {
-      const code = (err as BellwetherError).code;
-      if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED) this.#report(err as BellwetherError);
+    const session = this.#zk.sessionId;
+    for (;;) {
+      try {
+        const stat = await this.#zk.exists(path);
+        if (stat && stat.ephemeralOwner === session) await this.#zk.delete(path, stat.version);
+        return;
+      } catch (err) {
+        const code = (err as BellwetherError).code;
+        if (code === ErrorCodes.ZK_CONNECTION_LOSS && this.#zk.sessionId === session && this.#zk.state !== 'closed') {
+          await this.#zk.whenConnected();
+          continue;
+        }
+        if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED && code !== ErrorCodes.ZK_SESSION_EXPIRED) {
+          this.#report(err as BellwetherError);
+        }
+        return;
+      }
     }
   }
 

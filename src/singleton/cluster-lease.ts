@@ -38,8 +38,8 @@ export class ClusterLease implements LeaseSource {
       };
       const onAbort = (): void => {
         candidate.off('won', onWon);
-        void this.resign();
-        reject(signal.reason);
+        // Rejected once the ballot is gone: close() must not resolve while it still stands in the election.
+        void this.resign().finally(() => reject(signal.reason));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       if (candidate.isLeader) onWon({ token: candidate.token! });

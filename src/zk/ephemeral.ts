@@ -18,6 +18,7 @@ interface Hooks {
 interface Operations {
   create(path: string, data: Buffer, options: { mode: 'ephemeral' }): Promise<string>;
   exists(path: string): Promise<Stat | null>;
+  existsWatch(path: string, callback: () => unknown): Promise<Stat | null>;
   delete(path: string, version?: number): Promise<void>;
   mkdirp(path: string): Promise<void>;
 }
@@ -52,10 +53,13 @@ export class Ephemeral implements EphemeralHandle {
     } catch (err) {
       const error = err as BellwetherError;
       if (error.code === ErrorCodes.ZK_NODE_EXISTS) {
-        // Ours already (a create whose answer was lost), or someone else's.
-        const stat = await this.#ops.exists(this.path).catch(() => null);
-        if (stat && stat.ephemeralOwner === this.#hooks.sessionId()) return;
-        this.#hooks.report(error);
+        // Ours already (a create whose answer was lost), or another session's: often our own
+        // previous one (a worker restarted before its old session expired). Then it is made
+        // again as soon as that node goes.
+        const session = this.#hooks.sessionId();
+        const stat = await this.#ops.existsWatch(this.path, () => void (this.#hooks.sessionId() === session ? this.ensure() : undefined)).catch(() => null);
+        if (stat && stat.ephemeralOwner === session) return;
+        if (!stat) return this.ensure(); // gone meanwhile
         return;
       }
       // Connection trouble: the session ensures it again when it is back.

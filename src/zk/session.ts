@@ -362,6 +362,16 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   }
 
   /**
+   * @internal Resolves once a connection to a server is up (at once when it
+   * is), or the session is closed: for a caller that must try a write again
+   * after a connection loss, in the same session if it is still alive.
+   */
+  whenConnected(): Promise<void> {
+    if (this.#state === 'closed' || this.#transport?.connected) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#transportUp.push(resolve));
+  }
+
+  /**
    * Waits `ms`, then until a connection is up again (bounded). It waits for
    * the transport, not for the `connected` event: a retry inside the
    * restoring of a new session must not wait for that restore to finish.
@@ -586,12 +596,16 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
 
   /** Reads with a watch; for a missing node, sets an existence watch instead (reading it if it appeared meanwhile). */
   async #readOrAwaitCreation<T>(path: string, watcher: () => void, read: (path: string, watcher: () => void) => Promise<T>): Promise<T | null> {
-    try {
-      return await read(path, watcher);
-    } catch (err) {
-      if ((err as BellwetherError).code !== ErrorCodes.ZK_NO_NODE) throw err;
-      const stat = await this.#call<RawStat | null>('exists', path, true, (c, done) => c.exists(path, watcher, (e, s) => done(e, s ?? null)));
-      return stat ? read(path, watcher) : null;
+    // A node created and deleted again between the reads is read again, as often as it takes:
+    // an error here would stop the watch for good (and leave its `ready` unsettled).
+    for (;;) {
+      try {
+        return await read(path, watcher);
+      } catch (err) {
+        if ((err as BellwetherError).code !== ErrorCodes.ZK_NO_NODE) throw err;
+        const stat = await this.#call<RawStat | null>('exists', path, true, (c, done) => c.exists(path, watcher, (e, s) => done(e, s ?? null)));
+        if (!stat) return null;
+      }
     }
   }
 
