@@ -4,6 +4,7 @@ import path from 'node:path';
 import { type TestContext, describe, test } from 'node:test';
 import { Observer, ZkSession } from 'bellwether';
 import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
+import { bounded } from './helpers/bounded.js';
 import { checkFenceLog } from './helpers/fence-log.js';
 import { type Runtime, bun, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
@@ -11,11 +12,35 @@ import { type ZkEnsemble, expireSession, idBuffer, useZooKeeper } from './helper
 
 const CONTENDER = fixture('cluster-contender');
 const ELECTION = '/_zkelection/fleet-job';
+/**
+ * The contenders' session timeout, ms: with 9 Node and Bun processes and a
+ * JVM on 2 cores, 400 ms (a step-down after 200 ms of silence) made spurious,
+ * correct step-downs common enough to break exact term counts.
+ */
+const SESSION_MS = '1000';
 
-/** The first fixture (of `among`) to report `event`: from now on, or (`sinceStart`) counting what was already reported. */
-function firstTo(among: Fixture[], event: string, sinceStart = false): Promise<Fixture> {
+/** The first fixture (of `among`) to report `event`: from now on, or (`sinceStart`) counting what was already reported. Bounded: a failure says what each fixture last reported. */
+function firstTo(among: Fixture[], event: string, sinceStart = false, ms = 20_000): Promise<Fixture> {
   const seen = new Map(among.map((f) => [f, sinceStart ? 0 : f.events.length]));
-  return Promise.any(among.map((f) => f.next(event, () => true, seen.get(f)).then(() => f)));
+  return bounded(`first to report "${event}"`, Promise.any(among.map((f) => f.next(event, () => true, seen.get(f)).then(() => f))), ms).catch((err: Error) => {
+    const last = among.map((f) => `${f.label} (pid ${f.pid}): ${f.events.slice(-6).map((e) => JSON.stringify(e)).join(' ')}`);
+    throw new Error(`${err.message}\n${last.join('\n')}`);
+  });
+}
+
+/**
+ * The fixture whose job runs now (more 'running' than 'stopped' reports).
+ * Between two terms there is none for a moment: a condition wait, bounded.
+ */
+async function currentRunner(among: Fixture[], ms = 20_000): Promise<Fixture> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const running = among.filter((f) => f.count('running') > f.count('stopped'));
+    if (running.length > 1) throw new Error(`two runners: ${running.map((f) => f.pid).join(', ')}`);
+    if (running.length === 1) return running[0]!;
+    if (Date.now() > deadline) throw new Error(`nobody runs the job within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** Resolves once the election holds exactly `count` ballots (a children watch, no polling). */
@@ -23,12 +48,20 @@ async function ballotsReach(ensemble: ZkEnsemble, t: TestContext, count: number)
   const zk = new ZkSession({ connect: ensemble.connectString() });
   t.after(() => zk.close());
   await zk.start();
-  await new Promise<void>((resolve) => {
-    const check = (children: readonly string[] | undefined): void => {
-      if ((children ?? []).filter((c) => c.startsWith('ballot')).length === count) resolve();
-    };
-    const subscription = zk.watchChildren(ELECTION, (event) => check(event.type === 'deleted' ? [] : event.children));
-    void subscription.ready.then((snapshot) => check(snapshot?.children));
+  let last: readonly string[] | undefined;
+  await bounded(
+    `${count} ballots`,
+    new Promise<void>((resolve) => {
+      const check = (children: readonly string[] | undefined): void => {
+        last = children;
+        if ((children ?? []).filter((c) => c.startsWith('ballot')).length === count) resolve();
+      };
+      const subscription = zk.watchChildren(ELECTION, (event) => check(event.type === 'deleted' ? [] : event.children));
+      void subscription.ready.then((snapshot) => check(snapshot?.children));
+    }),
+    20_000,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; last seen: ${JSON.stringify(last)}`);
   });
   await zk.close();
 }
@@ -44,7 +77,7 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     const runtimes: Runtime[] = [node, bun, node, bun, node];
     let spawned = 0;
     const spawn = (): Fixture =>
-      fixtures.add(startFixture(runtimes[spawned++ % runtimes.length]!, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, '400']));
+      fixtures.add(startFixture(runtimes[spawned++ % runtimes.length]!, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS]));
     // An observer in this process: the ack holds the leader's pid.
     const zk = new ZkSession({ connect: zk1.ensemble.connectString() });
     t.after(() => zk.close());
@@ -87,15 +120,15 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     assert.equal(fixtures.all.reduce((n, f) => n + f.count('running'), 0), 5, 'one term per leader, no more');
   });
 
-  test("the leader's session expires (injected): it stops before the next leader starts, then rejoins as a follower", async (t) => {
+  test("the leader's session expires (injected): it stops, the next leads with a higher token, it rejoins as a follower", async (t) => {
     const dir = tempDir(t);
     const logFile = path.join(dir, 'fence.log');
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
-    const first = fixtures.add(startFixture(node, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, '400']));
+    const first = fixtures.add(startFixture(node, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS]));
     const session = await first.next('session');
     await first.next('running');
-    const others = [bun, node].map((r) => fixtures.add(startFixture(r, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, '400'])));
+    const others = [bun, node].map((r) => fixtures.add(startFixture(r, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS])));
     await Promise.all(others.map((f) => f.next('contending')));
     const next = firstTo(others, 'running');
     await expireSession(zk1.ensemble.servers[0]!.clientPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex'));
@@ -107,7 +140,11 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     // The expired leader votes again in its new session: three ballots again.
     await ballotsReach(zk1.ensemble, t, 3);
     assert.equal(first.count('running'), 1);
-    const tokens = checkFenceLog(logFile);
+    // The injection closes the session at once, with no timeout for the leader to step down in
+    // (a server expires a session only after the timeout, and the step-down comes at half of it):
+    // so here a loaded machine may let the next leader start before the old one has stopped.
+    // The order under a real expiry is the ensemble test's (the leader's server SIGSTOPped).
+    const tokens = checkFenceLog(logFile, { overlap: 'allowed' });
     assert.equal(tokens.length, 2);
   });
 
@@ -123,16 +160,18 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     });
     const workers = new Map<Fixture, number>();
     const spawn = (host: number, runtime: Runtime): Fixture => {
-      const f = fixtures.add(startFixture(runtime, CONTENDER, [zk1.ensemble.connectString(), 'host+cluster', logFile, '400', hosts[host]!]));
+      const f = fixtures.add(startFixture(runtime, CONTENDER, [zk1.ensemble.connectString(), 'host+cluster', logFile, SESSION_MS, hosts[host]!]));
       workers.set(f, host);
       return f;
     };
     for (const host of [0, 1, 2]) for (const runtime of [node, bun, node]) spawn(host, runtime);
     await Promise.all([...workers.keys()].map((f) => f.next('contending')));
-    let leader = await firstTo([...workers.keys()], 'running', true);
+    await firstTo([...workers.keys()], 'running', true);
     const alive = (): Fixture[] => [...workers.keys()].filter((f) => f.child.exitCode === null && f.child.signalCode === null);
     // One ballot per host: wait until each host's lock holder has voted.
     await ballotsReach(zk1.ensemble, t, 3);
+    // The one running now (the first to have run may have stepped down meanwhile on a loaded machine).
+    let leader = await currentRunner(alive());
 
     // Kill the leading worker twice: its host's next worker takes the host lock; the fleet moves on once.
     for (let round = 0; round < 2; round++) {
@@ -148,7 +187,8 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     leader = await next;
     assert.notEqual(workers.get(leader), leadingHost);
     await ballotsReach(zk1.ensemble, t, 2); // two hosts left, two ballots
-    assert.equal(checkFenceLog(logFile).length, 4);
+    // Four terms at least (the first, two worker kills, the host); a spurious but correct step-down may add one.
+    assert.ok(checkFenceLog(logFile).length >= 4);
   });
 });
 

@@ -276,14 +276,21 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     void (async () => {
       await Promise.all([...this.#ephemerals].map((ephemeral) => ephemeral.ensure()));
       await Promise.all([...this.#watches].map((watch) => watch.rearm()));
-      // A later restore (the connection came back again meanwhile) announces instead.
+      // A later restore (the connection came back again meanwhile) announces instead; so does
+      // the one that runs when a connection lost during this restore comes back.
       if (!newSession || generation !== this.#restoreGeneration || transport !== this.#transport || this.#state === 'closed') return;
+      if (!transport?.connected) return;
       this.#state = 'connected';
       const timeout = transport!.negotiatedTimeout;
       this.#queue.push(() => this.emit('connected', { sessionId, timeout }));
       for (const callback of this.#onConnected) this.#queue.push(() => callback({ sessionId }));
       for (const resolve of this.#connectedWaiters.splice(0)) resolve();
     })();
+  }
+
+  /** A session exists (announced, being restored, or suspended): declarations act on it now. */
+  #hasSession(): boolean {
+    return this.#sessionId !== undefined && this.#state !== 'closed' && this.#state !== 'latent';
   }
 
   #suspend(reason: 'disconnected' | 'silent'): void {
@@ -299,7 +306,9 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     if (!transport || this.#state === 'closed') return;
     const timeout = transport.negotiatedTimeout;
     const now = performance.now();
-    if (this.#state === 'connected' && now - transport.lastHeard > (2 * timeout) / 3) {
+    // Connected: announced, or still being restored (a new session): a silent server is left either way.
+    const established = transport.connected && (this.#state === 'connected' || this.#state === 'connecting');
+    if (established && now - transport.lastHeard > (2 * timeout) / 3) {
       this.#suspend('silent');
       transport.reconnect();
     } else if (
@@ -431,12 +440,13 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
    */
   async existsWatch(path: string, callback: () => unknown): Promise<Stat | null> {
     checkPath(path);
-    let callbacks = this.#oneShot.get(path);
-    if (!callbacks) this.#oneShot.set(path, (callbacks = new Set()));
-    callbacks.add(callback);
-    const raw = await this.#call<RawStat | null>('exists', path, true, (c, done) =>
-      c.exists(path, this.#oneShotWatcher(path), (e, s) => done(e, s ?? null)),
-    );
+    const raw = await this.#call<RawStat | null>('exists', path, true, (c, done) => {
+      // Registered with each attempt: a retry after an expiry (which drops every one-shot watch) keeps it.
+      let callbacks = this.#oneShot.get(path);
+      if (!callbacks) this.#oneShot.set(path, (callbacks = new Set()));
+      callbacks.add(callback);
+      c.exists(path, this.#oneShotWatcher(path), (e, s) => done(e, s ?? null));
+    });
     return raw ? toStat(raw) : null;
   }
 
@@ -569,7 +579,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
       forget: (e: Ephemeral) => this.#ephemerals.delete(e),
     });
     this.#ephemerals.add(ephemeral);
-    if (this.#state === 'connected') await ephemeral.ensure();
+    // Also while a new session is being restored: that restore has already taken its list.
+    if (this.#hasSession()) await ephemeral.ensure();
     return ephemeral;
   }
 
@@ -631,8 +642,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
       onClose: () => this.#watches.delete(watch as PersistentWatch<unknown, unknown>),
     });
     this.#watches.add(watch as PersistentWatch<unknown, unknown>);
-    // Before start(), the first session arms it.
-    if (this.#state === 'connected' || this.#state === 'suspended') void watch.rearm();
+    // Before start(), the first session arms it; during a restore, it is armed now (the restore has its list).
+    if (this.#hasSession()) void watch.rearm();
     return watch;
   }
 }
