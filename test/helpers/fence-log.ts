@@ -11,7 +11,8 @@ interface LogRecord {
  * fencing tokens strictly increase from one start to the next, and once a
  * term has started no record of an earlier term follows (no overlap; with
  * `overlap: 'allowed'`, only the tokens are checked).
- * Returns the tokens in the order their terms started.
+ * Returns the tokens in the order their terms started (a leader that leads
+ * again with the same token after a step-down counts once).
  */
 export function checkFenceLog(file: string, options: { overlap?: 'refused' | 'allowed' } = {}): number[] {
   const records = fs
@@ -23,11 +24,13 @@ export function checkFenceLog(file: string, options: { overlap?: 'refused' | 'al
   let current: LogRecord | undefined;
   for (const [index, r] of records.entries()) {
     if (r.kind === 'start') {
-      if (current && r.token <= current.token) {
+      // The same leader leading again after a step-down (its ballot still the lowest) keeps its token.
+      const again = current !== undefined && r.token === current.token && r.pid === current.pid;
+      if (current && r.token <= current.token && !again) {
         throw new Error(`record ${index}: token ${r.token} started after token ${current.token} (not increasing)`);
       }
       current = r;
-      terms.push(r.token);
+      if (!again) terms.push(r.token);
     } else if (options.overlap !== 'allowed' && (!current || r.token !== current.token || r.pid !== current.pid)) {
       throw new Error(
         `record ${index}: ${r.kind} of token ${r.token} (pid ${r.pid}) while token ${current?.token} (pid ${current?.pid}) runs: two runners overlapped\n` +
