@@ -340,7 +340,8 @@ describe('ZkSession: declared ephemerals that another session still holds', () =
     await fresh.start();
     await fresh.ephemeral('/restarted/worker-0', 'new'); // held by the old session: not ours yet
     const gone = collector<NodeEvent>(2);
-    fresh.watch('/restarted/worker-0', gone.handler);
+    const before = await fresh.watch('/restarted/worker-0', gone.handler).ready;
+    assert.equal(before?.stat.ephemeralOwner, old.sessionId, 'held by the old session');
     await old.close(); // the old session ends (as its expiry would)
     const events = await bounded('deleted, then created again', gone.done, 5000);
     assert.deepEqual(events.map((e) => e.type), ['deleted', 'created']);
