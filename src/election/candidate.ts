@@ -51,6 +51,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #leaderToken: number | undefined;
   /** This candidate created the current leader_ack (several candidates may share one session). */
   #acked = false;
+  /** The session the ack was created in: an ack of an expired session is gone with it. */
+  #ackedIn: string | undefined;
   #reportedLeader: bigint | undefined;
   #watchedPredecessor: string | undefined;
   #watchingAck = false;
@@ -101,7 +103,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const schedule = (): void => void this.#check();
     this.#unsubscribe.push(this.#zk.onConnected(schedule));
     const onSuspended = (): void => this.#demote('suspended');
-    const onExpired = (): void => {
+    const onExpired = ({ sessionId }: { sessionId: string }): void => {
+      // Delivered late (the session's queue may be held by a slow handler or a fork): a check
+      // may already have voted in the new session. Only what belonged to the expired one goes.
+      if (this.#ballotSession !== undefined && this.#ballotSession !== sessionId) return;
       this.#demote('expired');
       this.#acked = false;
       this.#ballot = undefined;
@@ -126,6 +131,9 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#state = 'closed';
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
     this.#demote('resigned');
+    // Also when it was not leading (a monitor left by a step-down for silence).
+    clearInterval(this.#monitor);
+    this.#monitor = undefined;
     if (!voting) return;
     await this.#checking?.catch(() => undefined);
     // A check that was running may not lead any more (it checks the state),
@@ -251,7 +259,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         this.#report(callbackFailed(`won listener of election ${this.name}`, err));
       }
     }
-    if (!this.#acked) await this.#acknowledge(session);
+    if (!this.#acked || this.#ackedIn !== session) await this.#acknowledge(session);
   }
 
   /** The leader_ack tells observers and losers that the leader has taken over. */
@@ -259,6 +267,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     try {
       await this.#zk.create(this.paths.ack, this.#data, { mode: 'ephemeral' });
       this.#acked = true;
+      this.#ackedIn = session;
       // Closed or demoted while the create was in flight: the ack must not outlive the leadership.
       if (!this.isLeader) {
         this.#acked = false;
@@ -270,6 +279,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       // Ours already: a create applied whose answer was lost. It is ours to delete on close.
       if (stat && stat.ephemeralOwner === session) {
         this.#acked = true;
+        this.#ackedIn = session;
         return;
       }
       // Someone else's ack still there (its session not yet gone): try again when it goes.
@@ -404,7 +414,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       } catch (err) {
         const code = (err as BellwetherError).code;
         if (code === ErrorCodes.ZK_CONNECTION_LOSS && this.#zk.sessionId === session && this.#zk.state !== 'closed') {
-          await this.#zk.whenConnected();
+          // Not back within the session timeout: the server has expired the session, and the node with it.
+          if (!(await this.#backWithin(this.#zk.timeout ?? 10_000))) return;
           continue;
         }
         if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED && code !== ErrorCodes.ZK_SESSION_EXPIRED) {
@@ -412,6 +423,17 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         }
         return;
       }
+    }
+  }
+
+  /** Whether a connection is up again within `ms` (a ref'd bound: close() waits on it, and must settle). */
+  async #backWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    try {
+      return await Promise.race([this.#zk.whenConnected().then(() => true as const), expired]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
