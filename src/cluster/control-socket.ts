@@ -242,6 +242,9 @@ export function printable(text: string): string {
  * connection (nobody listens). A listener that says nothing (an ssh agent,
  * an HTTP server, a busy supervisor) is 'other', never taken for stale.
  */
+/** How a supervisor's status line starts (see the connection handler above). */
+const STATUS_LINE = /^\{"pid":\d+,"name":/;
+
 function probe(socketPath: string): Promise<'stale' | 'supervisor' | 'other'> {
   return new Promise((resolve) => {
     const socket = net.connect(socketPath);
@@ -255,9 +258,9 @@ function probe(socketPath: string): Promise<'stale' | 'supervisor' | 'other'> {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       text += chunk;
-      if (text.includes('\n')) done(/^\{"pid":\d+,"name":/.test(text) ? 'supervisor' : 'other');
+      if (text.includes('\n')) done(STATUS_LINE.test(text) ? 'supervisor' : 'other');
     });
-    socket.on('end', () => done(/^\{"pid":\d+,"name":/.test(text) ? 'supervisor' : 'other'));
+    socket.on('end', () => done(STATUS_LINE.test(text) ? 'supervisor' : 'other'));
     socket.on('error', (err) => done(errnoOf(err) === 'ECONNREFUSED' ? 'stale' : 'other'));
   });
 }

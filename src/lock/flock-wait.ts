@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -83,6 +83,20 @@ export function flockPrograms(): Programs {
   }
   programs = { flock, setpriv: findProgram('setpriv') };
   return programs;
+}
+
+/**
+ * Takes the lock on `fd` now if nobody holds it (flock -n on our
+ * descriptor: the lock then belongs to our open file description until we
+ * close it). Returns false when someone holds it; throws when flock(1)
+ * cannot run. Synchronous: it never waits for the lock.
+ */
+export function lockNowIfFree(fd: number): boolean {
+  const { flock } = flockPrograms();
+  const status = spawnSync(flock, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }).status;
+  if (status === 75) return false;
+  if (status !== 0) throw new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(1) could not take the lock (status ${status})`);
+  return true;
 }
 
 /** The waiting helper, once the lock is ours. */

@@ -93,7 +93,7 @@ export class HostLock implements LeaseSource {
     const check = (): void => {
       if (lost.signal.aborted || isLockedPath(fd, file)) return;
       try {
-        if (!fs.existsSync(file)) putBack = republishLockFile(file, token, flockPrograms().flock);
+        if (!fs.existsSync(file)) putBack = republishLockFile(file, token);
       } catch {
         // not put back: the holder stops all the same
       }

@@ -1,9 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BellwetherError, ErrorCodes } from '../errors.js';
 import { checkName } from '../validate.js';
-import { flockPrograms } from './flock-wait.js';
+import { lockNowIfFree } from './flock-wait.js';
 import { prepareLockDir } from './lock-dir.js';
 import { openLockFile, readFencingRecord, writeFencingRecord } from './lock-file.js';
 
@@ -40,10 +38,7 @@ export function resetHostLock(name: string, lockDir: string, isDefaultDir: boole
   const file = lockFileOf(name, lockDir, isDefaultDir);
   const fd = openLockFile(file);
   try {
-    // flock -n on our descriptor: the lock then belongs to our open file description until we close it.
-    const probe = spawnSync(flockPrograms().flock, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] });
-    if (probe.status === 75) return false;
-    if (probe.status !== 0) throw new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(1) could not take the lock (status ${probe.status})`);
+    if (!lockNowIfFree(fd)) return false;
     writeFencingRecord(fd, 0);
     return true;
   } finally {

@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BellwetherError, ErrorCodes } from '../errors.js';
+import { lockNowIfFree } from './flock-wait.js';
 import { checkDirectory, errnoOf } from './lock-dir.js';
 
 /**
@@ -135,7 +135,7 @@ export function writeFencingRecord(fd: number, token: number): void {
  * else created meanwhile. Returns its descriptor (holding the lock), or
  * undefined when it could not be put back.
  */
-export function republishLockFile(file: string, token: number, flock: string): number | undefined {
+export function republishLockFile(file: string, token: number): number | undefined {
   const temporary = `${file}.${randomBytes(8).toString('hex')}.tmp`;
   let fd: number | undefined;
   let created = false;
@@ -143,8 +143,8 @@ export function republishLockFile(file: string, token: number, flock: string): n
     const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
     fd = fs.openSync(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     created = true;
-    // flock -n on our descriptor: the lock is then our open file description's. Nobody else can know the name yet.
-    if (spawnSync(flock, ['-n', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }).status !== 0) throw new Error('not locked');
+    // Nobody else can know the name yet: the lock is free, and ours once taken.
+    if (!lockNowIfFree(fd)) throw new Error('not locked');
     writeFencingRecord(fd, token);
     fs.linkSync(temporary, file);
     const kept = fd;
