@@ -53,6 +53,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #acked = false;
   /** The session the ack was created in: an ack of an expired session is gone with it. */
   #ackedIn: string | undefined;
+  /** The session in which an ack create lost its answer: it may have been applied, and then it is ours. */
+  #ackUnsureIn: string | undefined;
   #reportedLeader: bigint | undefined;
   #watchedPredecessor: string | undefined;
   #watchingAck = false;
@@ -102,11 +104,14 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#state = 'voting';
     const schedule = (): void => void this.#check();
     this.#unsubscribe.push(this.#zk.onConnected(schedule));
-    const onSuspended = (): void => this.#demote('suspended');
+    // A late event of an earlier session (the queue held by a slow handler or a fork) says nothing of this one.
+    const ofOtherSession = (sessionId: string): boolean => this.#ballotSession !== undefined && this.#ballotSession !== sessionId;
+    const onSuspended = ({ sessionId }: { sessionId: string }): void => {
+      if (!ofOtherSession(sessionId)) this.#demote('suspended');
+    };
     const onExpired = ({ sessionId }: { sessionId: string }): void => {
-      // Delivered late (the session's queue may be held by a slow handler or a fork): a check
-      // may already have voted in the new session. Only what belonged to the expired one goes.
-      if (this.#ballotSession !== undefined && this.#ballotSession !== sessionId) return;
+      // Delivered late: a check may already have voted in the new session. Only what belonged to the expired one goes.
+      if (ofOtherSession(sessionId)) return;
       this.#demote('expired');
       this.#acked = false;
       this.#ballot = undefined;
@@ -142,11 +147,18 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const ballot = this.#ballot;
     this.#ballot = undefined;
     // Queued in the session if it is away: they are sent when it is back, so no phantom ballot stays behind.
-    const acked = this.#acked;
+    // Also an ack whose create lost its answer in this session: applied, it would stay while the session lives.
+    const acked = this.#acked || (this.#ackUnsureIn !== undefined && this.#ackUnsureIn === this.#zk.sessionId);
     this.#acked = false;
-    // The ack first: observers see the leader go before the next one acknowledges.
-    if (acked) await this.#deleteIfOurs(this.paths.ack);
-    if (ballot) await this.#deleteIfOurs(ballot);
+    this.#ackUnsureIn = undefined;
+    const resign = (async () => {
+      // The ack first: observers see the leader go before the next one acknowledges.
+      if (acked) await this.#deleteIfOurs(this.paths.ack);
+      if (ballot) await this.#deleteIfOurs(ballot);
+    })();
+    // With the server unreachable, it expires the session (and these nodes) within one timeout:
+    // close() does not wait longer. The deletes stay queued, in case it answers sooner.
+    await this.#within(this.#zk.timeout ?? 10_000, resign);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -265,9 +277,13 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   /** The leader_ack tells observers and losers that the leader has taken over. */
   async #acknowledge(session: string): Promise<void> {
     try {
-      await this.#zk.create(this.paths.ack, this.#data, { mode: 'ephemeral' });
+      await this.#zk.create(this.paths.ack, this.#data, { mode: 'ephemeral' }).catch((err: unknown) => {
+        if ((err as BellwetherError).code === ErrorCodes.ZK_CONNECTION_LOSS) this.#ackUnsureIn = session;
+        throw err;
+      });
       this.#acked = true;
       this.#ackedIn = session;
+      this.#ackUnsureIn = undefined;
       // Closed or demoted while the create was in flight: the ack must not outlive the leadership.
       if (!this.isLeader) {
         this.#acked = false;
@@ -276,6 +292,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     } catch (err) {
       if ((err as BellwetherError).code !== ErrorCodes.ZK_NODE_EXISTS) throw err;
       const stat = await this.#zk.existsWatch(this.paths.ack, () => void this.#check());
+      this.#ackUnsureIn = undefined;
       // Ours already: a create applied whose answer was lost. It is ours to delete on close.
       if (stat && stat.ephemeralOwner === session) {
         this.#acked = true;
@@ -413,9 +430,11 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         return;
       } catch (err) {
         const code = (err as BellwetherError).code;
-        if (code === ErrorCodes.ZK_CONNECTION_LOSS && this.#zk.sessionId === session && this.#zk.state !== 'closed') {
+        // Closed meanwhile: the session's end removes its nodes.
+        if (this.#zk.state === 'closed') return;
+        if (code === ErrorCodes.ZK_CONNECTION_LOSS && this.#zk.sessionId === session) {
           // Not back within the session timeout: the server has expired the session, and the node with it.
-          if (!(await this.#backWithin(this.#zk.timeout ?? 10_000))) return;
+          if (!(await this.#within(this.#zk.timeout ?? 10_000, this.#zk.whenConnected()))) return;
           continue;
         }
         if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED && code !== ErrorCodes.ZK_SESSION_EXPIRED) {
@@ -426,12 +445,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
   }
 
-  /** Whether a connection is up again within `ms` (a ref'd bound: close() waits on it, and must settle). */
-  async #backWithin(ms: number): Promise<boolean> {
+  /** Whether `promise` settled within `ms` (a ref'd bound: close() waits on it, and must settle). */
+  async #within(ms: number, promise: Promise<unknown>): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
     try {
-      return await Promise.race([this.#zk.whenConnected().then(() => true as const), expired]);
+      return await Promise.race([promise.then(() => true as const), expired]);
     } finally {
       clearTimeout(timer);
     }

@@ -61,6 +61,10 @@ export class ClusterLease implements LeaseSource {
     };
   }
 
+  async close(): Promise<void> {
+    await this.resign();
+  }
+
   /** Leaves the election: the next candidate leads at once. */
   async resign(): Promise<void> {
     const candidate = this.#candidate;
@@ -95,6 +99,10 @@ export class HostClusterLease implements LeaseSource {
   prepare(): void {
     this.#host.prepare();
     this.#cluster.prepare();
+  }
+
+  async close(): Promise<void> {
+    await this.#cluster.resign();
   }
 
   async acquire(signal: AbortSignal): Promise<Lease> {

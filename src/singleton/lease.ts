@@ -16,4 +16,10 @@ export interface LeaseSource {
   prepare(): void;
   /** Resolves once leadership is granted; rejects with `signal.reason` if aborted first. */
   acquire(signal: AbortSignal): Promise<Lease>;
+  /**
+   * Leaves for good, once the singleton is closed and its loop has ended: a
+   * lease lost without release (a fleet ballot kept to lead again) must not
+   * stay behind when no acquire() follows.
+   */
+  close?(): Promise<void>;
 }

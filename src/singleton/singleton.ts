@@ -104,6 +104,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     try {
       await this.#loop;
+      await this.#source.close?.();
     } finally {
       // Only once the lease is released: until then close() itself holds the process.
       clearInterval(this.#keepAlive);

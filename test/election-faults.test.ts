@@ -1,0 +1,265 @@
+/**
+ * The election under faults placed at an exact request (a TCP proxy that
+ * sees every chunk between a candidate's session and the server): a ballot
+ * whose create is lost while the session expires, a resign whose delete is
+ * cut, an ack whose create is applied but whose answer is lost, an expiry in
+ * the middle of a check, an expiry delivered late. Each must end with one
+ * leader, its ack, and nothing left behind.
+ */
+import assert from 'node:assert/strict';
+import { type TestContext, describe, test } from 'node:test';
+import { Candidate, Observer, type ZkSession, singleton } from 'bellwether';
+import { bounded } from './helpers/bounded.js';
+import { proxiedAndDirect } from './helpers/sessions.js';
+import type { ChunkAction, TcpProxy } from './helpers/tcp-proxy.js';
+import { expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
+
+const OP = { create: 1, delete: 2, getChildren: 8, getChildren2: 12 } as const;
+
+/** The operation of a client request (after the connect request), from its header: length, xid, type. */
+function requestType(data: Buffer): number | undefined {
+  return data.length >= 12 ? data.readInt32BE(8) : undefined;
+}
+
+
+
+/** A candidate whose errors are collected (none is expected). */
+function candidateOn(t: TestContext, zk: ZkSession, name: string, data: string): { candidate: Candidate; errors: string[] } {
+  const candidate = new Candidate(zk, name, { data });
+  const errors: string[] = [];
+  candidate.on('error', (err) => void errors.push(`${err.code}: ${err.message}`));
+  t.after(() => candidate.close());
+  return { candidate, errors };
+}
+
+function nextWon(candidate: Candidate): Promise<number> {
+  return new Promise((resolve) => candidate.once('won', ({ token }) => resolve(token)));
+}
+
+/** Acts once on the first client request that `matches`; resolves then. */
+function onRequest(proxy: TcpProxy, matches: (data: Buffer) => boolean, action: () => ChunkAction): Promise<void> {
+  return new Promise((resolve) => {
+    let done = false;
+    proxy.tap = ({ from, data }) => {
+      if (done || from !== 'client' || !matches(data)) return 'forward';
+      done = true;
+      resolve();
+      return action();
+    };
+  });
+}
+
+const mentions = (data: Buffer, text: string): boolean => data.includes(Buffer.from(text));
+
+/** Expires the session on the server now, then lets its client reconnect (and learn of it). */
+async function expireThroughProxy(proxy: TcpProxy, serverPort: number, sessionId: string, password: Buffer): Promise<void> {
+  await expireSession(serverPort, idBuffer(sessionId), password);
+  proxy.mode = 'pass';
+  proxy.drop();
+}
+
+/** The ballots under an election directory, with the sessions that own them. */
+async function ballotOwners(zk: ZkSession, dir: string): Promise<string[]> {
+  const ballots = (await zk.children(dir)).filter((c) => c.startsWith('ballot-'));
+  return Promise.all(ballots.map(async (b) => (await zk.exists(`${dir}/${b}`))?.ephemeralOwner ?? 'gone'));
+}
+
+describe('election under faults at an exact request', () => {
+  const zk1 = useZooKeeper();
+  const serverPort = (): number => zk1.ensemble.servers[0]!.clientPort;
+
+  test('the ballot create is lost while the session expires: no ballot of the new session is left behind; it leads there', async (t) => {
+    const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+    const { candidate, errors } = candidateOn(t, zk, 'cast-expiry', 'c1');
+    const old = { id: zk.sessionId!, password: zk.sessionPassword! };
+    const lost = onRequest(proxy, (d) => requestType(d) === OP.create && mentions(d, 'ballot-'), () => {
+      proxy.mode = 'blackhole';
+      return 'discard';
+    });
+    const won = nextWon(candidate);
+    const voting = candidate.vote();
+    await lost;
+    await expireThroughProxy(proxy, serverPort(), old.id, old.password);
+    await bounded('leads in the new session', won, 10_000);
+    await voting;
+    assert.notEqual(zk.sessionId, old.id);
+    assert.deepEqual(await ballotOwners(other, candidate.paths.dir), [zk.sessionId], 'one ballot, of the new session');
+    await candidate.close();
+    assert.deepEqual(await other.children(candidate.paths.dir), [], 'close() leaves nothing');
+    assert.deepEqual(errors, []);
+  });
+
+  test("the resign's delete is cut with its connection: close() still deletes the ballot (the session lives on)", async (t) => {
+    const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+    const { candidate, errors } = candidateOn(t, zk, 'cut-delete', 'c1');
+    const won = nextWon(candidate);
+    await candidate.vote();
+    await won;
+    const ballot = candidate.ballot!;
+    const cut = onRequest(proxy, (d) => requestType(d) === OP.delete && mentions(d, ballot.slice(ballot.lastIndexOf('/') + 1)), () => 'cut');
+    const session = zk.sessionId;
+    await candidate.close();
+    await cut;
+    assert.equal(zk.sessionId, session, 'the same session');
+    assert.equal(await other.exists(ballot), null, 'the ballot outlived close()');
+    assert.deepEqual(await other.children(candidate.paths.dir), []);
+    assert.deepEqual(errors, []);
+  });
+
+  for (const moment of ['right after the lost answer', 'after it led again'] as const) {
+    test(`the ack create is applied but its answer is lost; close() ${moment}: the ack goes, the next leader acknowledges`, async (t) => {
+      const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+      const name = moment === 'after it led again' ? 'lost-ack-led' : 'lost-ack';
+      const first = candidateOn(t, zk, name, 'c1');
+      // Forward the ack's create; cut the connection at the server's next chunk (its answer).
+      let answerCut!: () => void;
+      const cut = new Promise<void>((r) => (answerCut = r));
+      let cutAnswer = false;
+      proxy.tap = ({ from, data }) => {
+        if (from === 'client' && requestType(data) === OP.create && mentions(data, 'leader_ack')) {
+          cutAnswer = true;
+          return 'forward';
+        }
+        if (from === 'server' && cutAnswer) {
+          proxy.tap = undefined;
+          answerCut();
+          return 'cut';
+        }
+        return 'forward';
+      };
+      const observer = new Observer(other, name);
+      t.after(() => observer.close());
+      const leaders: string[] = [];
+      let secondAcked!: () => void;
+      const acked = new Promise<void>((r) => (secondAcked = r));
+      observer.on('leader', ({ leaderData }) => {
+        leaders.push(leaderData.toString());
+        if (leaderData.toString() === 'c2') secondAcked();
+      });
+      await observer.observe();
+      const second = candidateOn(t, other, name, 'c2');
+      let wins = 0;
+      let ledAgain!: () => void;
+      const wonAgain = new Promise<void>((r) => (ledAgain = r));
+      first.candidate.on('won', () => void (++wins === 2 && ledAgain()));
+      // What happened, in order, for a failure's report.
+      for (const event of ['suspended', 'reconnected', 'expired', 'connected'] as const) zk.on(event, () => t.diagnostic(`session ${event}`));
+      first.candidate.on('demoted', ({ reason }) => t.diagnostic(`demoted (${reason})`));
+      first.candidate.on('won', () => t.diagnostic('won'));
+      const firstVote = first.candidate.vote();
+      await bounded('the answer is cut', cut, 5000);
+      if (moment === 'after it led again') {
+        // The disconnect stepped it down; back in the same session, its ballot leads again and it finds its own ack.
+        await bounded('leads again', wonAgain, 5000);
+        await zk.sync();
+      }
+      // Else at once: the client has not even seen the disconnect yet.
+      await first.candidate.close();
+      await firstVote;
+      await second.candidate.vote();
+      await bounded('the next leader acknowledges', acked, 10_000);
+      assert.equal(second.candidate.isLeader, true);
+      assert.deepEqual(leaders, ['c1', 'c2']);
+      assert.deepEqual([...first.errors, ...second.errors], []);
+    });
+  }
+
+  test('the session expires while a check waits for its answer: no spurious error, it leads in the new session, one ballot', async (t) => {
+    const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+    const leader = candidateOn(t, other, 'check-expiry', 'c0');
+    const leaderWon = nextWon(leader.candidate);
+    await leader.candidate.vote();
+    await leaderWon;
+    const follower = candidateOn(t, zk, 'check-expiry', 'c1');
+    await follower.candidate.vote();
+    const old = { id: zk.sessionId!, password: zk.sessionPassword! };
+    // The follower's next check (woken by the leader's resign) lists the ballots: that request is lost.
+    const listing = onRequest(proxy, (d) => requestType(d) === OP.getChildren2 || requestType(d) === OP.getChildren, () => {
+      proxy.mode = 'blackhole';
+      return 'discard';
+    });
+    const won = nextWon(follower.candidate);
+    await leader.candidate.close();
+    await bounded('the check lists the ballots', listing, 5000);
+    await expireThroughProxy(proxy, serverPort(), old.id, old.password);
+    await bounded('leads in the new session', won, 10_000);
+    assert.notEqual(zk.sessionId, old.id);
+    assert.deepEqual(await ballotOwners(other, follower.candidate.paths.dir), [zk.sessionId]);
+    assert.deepEqual([...leader.errors, ...follower.errors], []);
+  });
+
+  test("an expiry delivered late (events held) does not take away a ballot cast in the new session", async (t) => {
+    const server = zk1.ensemble.servers[0]!;
+    const { zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+    const { candidate, errors } = candidateOn(t, zk, 'late-expired', 'c1');
+    const old = zk.sessionId!;
+    // Held as by a slow handler or a fork: the new session is up before 'expired' is delivered.
+    zk.pause();
+    await expireSession(server.clientPort, idBuffer(old), zk.sessionPassword!);
+    // Events are held on purpose, so there is none to await: the state is polled (bounded).
+    await bounded(
+      'new session',
+      (async () => {
+        while (zk.state !== 'connected' || zk.sessionId === old) await new Promise((r) => setTimeout(r, 5));
+      })(),
+      10_000,
+    );
+    const won = nextWon(candidate);
+    await candidate.vote(); // votes in the new session now
+    await bounded('leads', won, 10_000);
+    zk.resume(); // 'expired' of the old session, then the new session's onConnected
+    await zk.sync();
+    await zk.sync();
+    assert.equal(candidate.isLeader, true, 'still the leader once the late expiry was delivered');
+    assert.deepEqual(await ballotOwners(other, candidate.paths.dir), [zk.sessionId], 'one ballot');
+    await candidate.close();
+    assert.deepEqual(await other.children(candidate.paths.dir), []);
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe('a cluster singleton closed while its leadership is lost or ZooKeeper is unreachable', () => {
+  const zk1 = useZooKeeper();
+
+  /** A cluster singleton on a session through a proxy, leading; and a rival candidate on another session. */
+  async function leaderAndRival(t: TestContext, name: string) {
+    const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+    const errors: string[] = [];
+    const job = singleton({ scope: 'cluster', zk, name, data: 'job', run: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', resolve)) });
+    job.on('error', (err) => void errors.push(`${err.code}: ${err.message}`));
+    t.after(() => job.close());
+    const elected = new Promise<void>((resolve) => job.once('elected', () => resolve()));
+    await job.start();
+    await bounded('elected', elected, 5000);
+    const rival = candidateOn(t, other, name, 'rival');
+    const rivalWon = nextWon(rival.candidate);
+    await rival.candidate.vote();
+    return { proxy, zk, other, job, errors, rival, rivalWon };
+  }
+
+  test('closed from its demoted listener after a step-down for silence: it leaves the election, the rival leads', async (t) => {
+    const { proxy, zk, other, job, errors, rival, rivalWon } = await leaderAndRival(t, 'closed-when-lost');
+    const closed = new Promise<void>((resolve) => job.once('demoted', () => void job.close().then(resolve)));
+    proxy.mode = 'blackhole'; // silent past the step-down deadline: leadership lost, the ballot kept
+    await bounded('demoted', new Promise((resolve) => job.once('demoted', resolve)), 5000);
+    proxy.mode = 'pass';
+    await bounded('close()', closed, 5000);
+    await bounded('the rival leads', rivalWon, 5000);
+    assert.deepEqual(await ballotOwners(other, rival.candidate.paths.dir), [other.sessionId], "the closed singleton's ballot is gone");
+    assert.equal((await other.get(rival.candidate.paths.ack)).data.toString(), 'rival');
+    assert.notEqual(zk.state, 'closed', 'its session lives on');
+    assert.deepEqual([...errors, ...rival.errors], []);
+  });
+
+  test('close() with ZooKeeper unreachable settles within about a session timeout; the rival leads once the session expires', async (t) => {
+    const { proxy, zk, job, errors, rival, rivalWon } = await leaderAndRival(t, 'closed-unreachable');
+    proxy.mode = 'blackhole';
+    const timeout = zk.timeout!;
+    const started = performance.now();
+    await bounded('close()', job.close(), 2 * timeout + 1000);
+    t.diagnostic(`close() took ${Math.round(performance.now() - started)} ms with a ${timeout} ms session`);
+    await bounded('the rival leads once the session expired', rivalWon, 3 * timeout);
+    assert.equal(rival.candidate.isLeader, true);
+    assert.deepEqual([...errors, ...rival.errors], []);
+  });
+});
