@@ -1,9 +1,10 @@
 /**
- * The short chaos run of `npm test` (the long one: `npm run chaos -- --minutes N`):
- * 10 s of random faults (connections dropped or blackholed, the server
- * paused, followers' sessions expired, contenders SIGKILLed) against Node and
- * Bun contenders in `cluster` and `host+cluster` scope. Never two runs at
- * once, tokens increasing; once the faults end, one runner that leader_ack names.
+ * The short chaos run of `npm test` (the long one: `npm run chaos -- --minutes N [--servers 3]`):
+ * 10 s of random faults (connections dropped, blackholed or delayed, the
+ * server paused, followers' sessions expired, contenders SIGKILLed) against
+ * Node and Bun contenders in `cluster` and `host+cluster` scope. Never two
+ * runs at once, tokens increasing; once the faults end, one runner that
+ * leader_ack and both observers name.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

@@ -1,15 +1,16 @@
 /**
  * The chaos run: fleet-singleton contenders (Node and Bun; `cluster` and
  * `host+cluster`) under a random, seeded schedule of faults, each contender
- * reaching ZooKeeper through a proxy of its own. Checks:
+ * reaching ZooKeeper through proxies of its own (one per server), and two
+ * observers (one behind faulty proxies too, one direct). Checks:
  * - safety: never two runs at once, tokens strictly increasing (the shared fence log);
  * - liveness: once the faults end, within the session timeout and a bound,
- *   exactly one contender runs and leader_ack names it.
+ *   exactly one contender runs, leader_ack names it, and every observer agrees.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ZkSession } from 'bellwether';
+import { Observer, ZkSession } from 'bellwether';
 import { type Fixture, Fixtures, startFixture } from '../helpers/child.js';
 import { checkFenceLog } from '../helpers/fence-log.js';
 import { type Runtime, bun, fixture, node } from '../helpers/runtimes.js';
@@ -21,6 +22,8 @@ export interface ChaosOptions {
   faultMs: number;
   seed: number;
   sessionMs?: number;
+  /** 1 (default) or an ensemble of 3, whose members are also killed and paused. */
+  servers?: 1 | 3;
   /** Progress lines (the long run prints them). */
   log?: (line: string) => void;
 }
@@ -49,13 +52,35 @@ function random(seed: number): () => number {
 const CONTENDER = fixture('cluster-contender');
 const RECOVERY_BOUND_MS = 5000;
 
+/** A client's way to the ensemble: one proxy per server, faulted together. */
+class Route {
+  readonly proxies: TcpProxy[];
+  constructor(proxies: TcpProxy[]) {
+    this.proxies = proxies;
+  }
+  get connect(): string {
+    return this.proxies.map((p) => `127.0.0.1:${p.port}`).join(',');
+  }
+  drop(): void {
+    for (const p of this.proxies) p.drop();
+  }
+  set mode(mode: 'pass' | 'blackhole') {
+    for (const p of this.proxies) p.mode = mode;
+  }
+  set delayMs(ms: number) {
+    for (const p of this.proxies) p.delayMs = ms;
+  }
+}
+
 interface Slot {
   runtime: Runtime;
   scope: 'cluster' | 'host+cluster';
   lockDir: string | undefined;
-  proxy: TcpProxy;
+  route: Route;
   fixture: Fixture;
 }
+
+const ELECTION = 'fleet-job';
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const sessionMs = options.sessionMs ?? 1000;
@@ -66,23 +91,39 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const hostDir = path.join(dir, 'host-a');
   fs.mkdirSync(hostDir, { mode: 0o700 });
   const logFile = path.join(dir, 'fence.log');
-  const ensemble = await ZkEnsemble.start();
+  const ensemble = await ZkEnsemble.start({ servers: options.servers ?? 1 });
   const fixtures = new Fixtures();
   const proxies: TcpProxy[] = [];
+  const sessions: ZkSession[] = [];
   const faults: Record<string, number> = {};
   const count = (kind: string): void => void (faults[kind] = (faults[kind] ?? 0) + 1);
   try {
-    const [server] = ensemble.servers;
-    const spawn = async (slot: Omit<Slot, 'fixture' | 'proxy'> & { proxy?: TcpProxy }): Promise<Slot> => {
-      const proxy = slot.proxy ?? new TcpProxy(server!.clientPort);
-      if (!slot.proxy) {
-        await proxy.start();
-        proxies.push(proxy);
-      }
-      const args = [`127.0.0.1:${proxy.port}`, slot.scope, logFile, String(sessionMs), ...(slot.lockDir ? [slot.lockDir] : [])];
-      const f = fixtures.add(startFixture(slot.runtime, CONTENDER, args));
-      return { ...slot, proxy, fixture: f };
+    const { servers } = ensemble;
+    const newRoute = async (): Promise<Route> => {
+      const route = new Route(servers.map((server) => new TcpProxy(server.clientPort)));
+      await Promise.all(route.proxies.map((p) => p.start()));
+      proxies.push(...route.proxies);
+      return route;
     };
+    const spawn = async (slot: Omit<Slot, 'fixture' | 'route'> & { route?: Route }): Promise<Slot> => {
+      const route = slot.route ?? (await newRoute());
+      const args = [route.connect, slot.scope, logFile, String(sessionMs), ...(slot.lockDir ? [slot.lockDir] : [])];
+      const f = fixtures.add(startFixture(slot.runtime, CONTENDER, args));
+      return { ...slot, route, fixture: f };
+    };
+    // Observers: one behind faulty proxies of its own, one direct. Both must name the runner in the end.
+    const observerErrors: string[] = [];
+    const observe = async (connect: string): Promise<Observer> => {
+      const zk = new ZkSession({ connect, sessionTimeout: sessionMs });
+      sessions.push(zk);
+      await zk.start();
+      const observer = new Observer(zk, ELECTION);
+      observer.on('error', (err) => void observerErrors.push(`${err.code}: ${err.message}`));
+      await observer.observe();
+      return observer;
+    };
+    const observerRoute = await newRoute();
+    const observers = [await observe(observerRoute.connect), await observe(ensemble.connectString())];
     const slots: Slot[] = [];
     for (const [runtime, scope] of [
       [node, 'cluster'],
@@ -96,64 +137,77 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const running = (s: Slot): boolean => s.fixture.count('running') > s.fixture.count('stopped');
     const until = Date.now() + options.faultMs;
     const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+    const kinds = ['drop', 'blackhole', 'delay', 'server-pause', 'expire-follower', 'kill', ...(servers.length > 1 ? ['kill-member'] : [])];
     while (Date.now() < until) {
       await sleep(200 + next() * 800);
-      const slot = pick(slots);
-      const kind = pick(['drop', 'blackhole', 'server-pause', 'expire-follower', 'kill']);
+      const kind = pick(kinds);
       count(kind);
-      log(`fault ${kind} on ${slot.fixture.label} (pid ${slot.fixture.pid})`);
-      if (kind === 'drop') slot.proxy.drop();
+      // Network faults hit the faulty observer's route now and then too.
+      const slot = pick(slots);
+      const route = ['drop', 'blackhole', 'delay'].includes(kind) && next() < 0.2 ? observerRoute : slot.route;
+      const member = pick(servers);
+      log(`fault ${kind} on ${route === observerRoute ? 'the observer' : `${slot.fixture.label} (pid ${slot.fixture.pid})`}${kind.includes('member') || kind === 'server-pause' ? ` / server ${member.id}` : ''}`);
+      if (kind === 'drop') route.drop();
       else if (kind === 'blackhole') {
-        slot.proxy.mode = 'blackhole';
+        route.mode = 'blackhole';
         await sleep(200 + next() * 1.6 * sessionMs);
-        slot.proxy.mode = 'pass';
+        route.mode = 'pass';
+      } else if (kind === 'delay') {
+        // Slow, not silent: below the step-down deadline it is latency; above, silence.
+        route.delayMs = Math.round(20 + next() * 0.8 * sessionMs);
+        await sleep(200 + next() * 1.6 * sessionMs);
+        route.delayMs = 0;
       } else if (kind === 'server-pause') {
-        server!.pause();
+        member.pause();
         await sleep(100 + next() * 0.6 * sessionMs);
-        server!.resume();
+        member.resume();
+      } else if (kind === 'kill-member') {
+        // One member at a time: the other two keep the quorum.
+        await member.kill();
+        await sleep(200 + next() * 1.5 * sessionMs);
+        await member.start();
       } else if (kind === 'expire-follower') {
         // An instant expiry gives a leader no time to step down (nothing real does that): followers only.
         const session = slot.fixture.events.findLast((e) => e.event === 'session');
         if (!running(slot) && session) {
-          await expireSession(server!.clientPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex')).catch(() => undefined);
+          const port = servers.find((s) => s.running)!.clientPort;
+          await expireSession(port, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex')).catch(() => undefined);
         }
       } else {
         await slot.fixture.kill('SIGKILL');
-        const replaced = await spawn({ runtime: slot.runtime, scope: slot.scope, lockDir: slot.lockDir, proxy: slot.proxy });
+        const replaced = await spawn({ runtime: slot.runtime, scope: slot.scope, lockDir: slot.lockDir, route: slot.route });
         slots[slots.indexOf(slot)] = replaced;
         await replaced.fixture.next('contending');
       }
     }
-    // Faults over: every proxy passes, the server runs.
-    for (const proxy of proxies) proxy.mode = 'pass';
-    server!.resume();
-    const ended = performance.now();
-    const observer = new ZkSession({ connect: ensemble.connectString(), sessionTimeout: sessionMs });
-    await observer.start();
-    let recoveryMs = -1;
-    try {
-      const deadline = ended + sessionMs + RECOVERY_BOUND_MS;
-      for (;;) {
-        const runners = slots.filter(running);
-        const ack = await observer.get('/_zkelection/fleet-job/leader_ack').then(
-          (node) => node.data.toString(),
-          () => undefined,
-        );
-        if (runners.length === 1 && ack === String(runners[0]!.fixture.pid)) {
-          recoveryMs = performance.now() - ended;
-          break;
-        }
-        if (performance.now() > deadline) {
-          throw new Error(
-            `liveness (seed ${options.seed}): ${runners.length} runners and leader_ack ${ack ?? 'absent'} ${Math.round(performance.now() - ended)} ms after the faults ended\n` +
-              slots.map((s) => `${s.fixture.label} (pid ${s.fixture.pid}): ${s.fixture.events.slice(-6).map((e) => JSON.stringify(e)).join(' ')}`).join('\n'),
-          );
-        }
-        await sleep(20);
-      }
-    } finally {
-      await observer.close();
+    // Faults over: every proxy passes at once, every server runs.
+    for (const proxy of proxies) {
+      proxy.mode = 'pass';
+      proxy.delayMs = 0;
     }
+    const ended = performance.now();
+    let recoveryMs = -1;
+    const deadline = ended + sessionMs + RECOVERY_BOUND_MS;
+    for (;;) {
+      const runners = slots.filter(running);
+      const ack = await sessions[1]!.get(`/_zkelection/${ELECTION}/leader_ack`).then(
+        (node) => node.data.toString(),
+        () => undefined,
+      );
+      const seen = observers.map((o) => o.leaderData?.toString());
+      if (runners.length === 1 && ack === String(runners[0]!.fixture.pid) && seen.every((data) => data === ack)) {
+        recoveryMs = performance.now() - ended;
+        break;
+      }
+      if (performance.now() > deadline) {
+        throw new Error(
+          `liveness (seed ${options.seed}): ${runners.length} runners, leader_ack ${ack ?? 'absent'}, observers ${JSON.stringify(seen)}, ${Math.round(performance.now() - ended)} ms after the faults ended\n` +
+            slots.map((s) => `${s.fixture.label} (pid ${s.fixture.pid}): ${s.fixture.events.slice(-6).map((e) => JSON.stringify(e)).join(' ')}`).join('\n'),
+        );
+      }
+      await sleep(20);
+    }
+    if (observerErrors.length > 0) throw new Error(`observers reported errors (seed ${options.seed}): ${observerErrors.join('; ')}`);
     let terms: number;
     try {
       terms = checkFenceLog(logFile).length;
@@ -163,6 +217,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     return { seed: options.seed, faults, terms, recoveryMs: Math.round(recoveryMs) };
   } finally {
     await fixtures.killAll();
+    await Promise.all(sessions.map((zk) => zk.close()));
     await Promise.all(proxies.map((p) => p.close()));
     await ensemble.close();
     fs.rmSync(dir, { recursive: true, force: true });
