@@ -51,22 +51,25 @@ export class Ephemeral implements EphemeralHandle {
         await this.#ops.create(this.path, this.#data, { mode: 'ephemeral' });
       }
     } catch (err) {
-      const error = err as BellwetherError;
-      if (error.code === ErrorCodes.ZK_NODE_EXISTS) {
-        // Ours already (a create whose answer was lost), or another session's: often our own
-        // previous one (a worker restarted before its old session expired). Then it is made
-        // again as soon as that node goes.
-        const session = this.#hooks.sessionId();
-        const stat = await this.#ops.existsWatch(this.path, () => void (this.#hooks.sessionId() === session ? this.ensure() : undefined)).catch(() => null);
-        if (stat && stat.ephemeralOwner === session) return;
-        if (!stat) return this.ensure(); // gone meanwhile
-        return;
+      if ((err as BellwetherError).code !== ErrorCodes.ZK_NODE_EXISTS) return this.#report(err as BellwetherError);
+      // Ours already (a create whose answer was lost), or another session's: often our own
+      // previous one (a worker restarted before its old session expired). Then it is made
+      // again as soon as that node goes.
+      const session = this.#hooks.sessionId();
+      let stat: Stat | null;
+      try {
+        stat = await this.#ops.existsWatch(this.path, () => void (this.#hooks.sessionId() === session ? this.ensure() : undefined));
+      } catch (checkErr) {
+        return this.#report(checkErr as BellwetherError);
       }
-      // Connection trouble: the session ensures it again when it is back.
-      if (error.code !== ErrorCodes.ZK_CONNECTION_LOSS && error.code !== ErrorCodes.ZK_SESSION_EXPIRED && error.code !== ErrorCodes.CLOSED) {
-        this.#hooks.report(error);
-      }
+      if (!stat) return this.ensure(); // gone meanwhile
     }
+  }
+
+  /** Connection trouble is not reported: the session ensures the node again when it is back. */
+  #report(error: BellwetherError): void {
+    const code = error.code;
+    if (code !== ErrorCodes.ZK_CONNECTION_LOSS && code !== ErrorCodes.ZK_SESSION_EXPIRED && code !== ErrorCodes.CLOSED) this.#hooks.report(error);
   }
 
   async close(): Promise<void> {
