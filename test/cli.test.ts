@@ -15,7 +15,7 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('bellwether lock <name>: free, then held by another process, with the stored token', async (t) => {
+test('bellwether lock <name>: free, then held by a process outside bellwether (flock(1): no token stored), never reset while held', async (t) => {
   const dir = tempDir(t);
   assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false, waiting: 0 });
   assert.equal(cli('lock', 'job', '--lock-dir', dir).status, 3);

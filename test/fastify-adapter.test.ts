@@ -92,7 +92,7 @@ describe('bellwether/fastify', () => {
     assert.deepEqual(status.json, {
       // No index outside a supervised worker (undefined: not in the JSON).
       worker: { pid: process.pid, supervised: false, ready: true },
-      singletons: [{ name: 'reporter', state: job.state, leader: true, token: 1, leaderChanges: 1 }],
+      singletons: [{ name: 'reporter', state: 'started', leader: true, token: 1, leaderChanges: 1 }],
       zk: null,
     });
 

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, describe, test } from 'node:test';
 import { singleton } from 'bellwether';
+import { bounded } from './helpers/bounded.js';
 import { Fixtures, startFixture } from './helpers/child.js';
 import { keepLoopAlive } from './helpers/emitter.js';
 import { fixture, node } from './helpers/runtimes.js';
@@ -110,15 +111,28 @@ describe('start(): bad lock directories and files fail before anything is locked
     assert.equal(await startCode(t, dir), 'BW_ERR_LOCK_FILE_UNSAFE');
   });
 
-  test('lock file with foreign content: error event with BW_ERR_LOCK_FILE_CORRUPT, never a reset token', async (t) => {
+  test('lock file with foreign content: BW_ERR_LOCK_FILE_CORRUPT at every retry, never a reset token, never elected', async (t) => {
     const dir = tempDir(t);
-    fs.writeFileSync(path.join(dir, 'job.lock'), 'not a record\n');
-    const job = singleton({ name: 'job', lockDir: dir, backoff: { initial: 60_000 } });
+    const file = path.join(dir, 'job.lock');
+    fs.writeFileSync(file, 'not a record\n');
+    // A short backoff, so that the retries are seen: each must refuse the file again, not start over at token 1.
+    const job = singleton({ name: 'job', lockDir: dir, backoff: { initial: 20, max: 40 } });
     t.after(() => job.close());
-    const error = new Promise<{ code: string }>((resolve) => job.once('error', resolve));
+    let elected = false;
+    job.on('elected', () => void (elected = true));
+    const codes: string[] = [];
+    const threeErrors = new Promise<void>((resolve) =>
+      job.on('error', ({ code }) => {
+        codes.push(code);
+        if (codes.length === 3) resolve();
+      }),
+    );
     await job.start();
-    assert.equal((await error).code, 'BW_ERR_LOCK_FILE_CORRUPT');
-    assert.equal(job.isLeader, false);
+    await bounded('three attempts', threeErrors, 5000);
+    await job.close();
+    assert.deepEqual(codes, ['BW_ERR_LOCK_FILE_CORRUPT', 'BW_ERR_LOCK_FILE_CORRUPT', 'BW_ERR_LOCK_FILE_CORRUPT']);
+    assert.equal(elected, false);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'not a record\n', 'the file is left as it was');
   });
 
   test('no permission to create the lock file (as another user when root)', async (t) => {

@@ -116,7 +116,8 @@ describe('singleton lifecycle (in one process)', () => {
     const lockDir = tempDir(t);
     const lockFile = path.join(lockDir, 'job.lock');
     const holder = singleton({ name: 'job', lockDir });
-    const waiter = singleton({ name: 'job', lockDir, run: () => assert.fail('a closed waiter must never run') });
+    let waiterRan = false;
+    const waiter = singleton({ name: 'job', lockDir, run: () => void (waiterRan = true) });
     closeAfter(t, holder, waiter);
     await holder.start();
     await elected(holder);
@@ -132,6 +133,7 @@ describe('singleton lifecycle (in one process)', () => {
     closeAfter(t, third);
     await third.start();
     assert.equal(await elected(third), 2);
+    assert.equal(waiterRan, false, 'a closed waiter never runs');
   });
 
   test('once close() resolved the lock is free, whatever moment of the wait it came at (100 rounds)', async (t) => {

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { bounded } from './helpers/bounded.js';
 import { Fixtures, startFixture } from './helpers/child.js';
 import { flockState, waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { RUNTIMES, type Runtime, fixture, node } from './helpers/runtimes.js';
@@ -42,7 +43,7 @@ describe('waiting singletons hold no threadpool thread', () => {
   for (const runtime of RUNTIMES) {
     test(`${runtime.name}: 4 waiting singletons, 4 concurrent pbkdf2 complete while the lock is still held`, async (t) => {
       const { file, proc } = await waitersAskedForPbkdf2(t, runtime, 'bellwether');
-      await proc.next('pbkdf2-done');
+      await bounded('pbkdf2 done beside the waiters', proc.next('pbkdf2-done'), 10_000);
       assert.deepEqual(flockState(file), { held: 1, blocked: 4 }, 'the lock never moved: pbkdf2 ran beside the waiters');
     });
   }
@@ -56,6 +57,6 @@ describe('waiting singletons hold no threadpool thread', () => {
     const first = await Promise.race([done.then(() => 'done'), sleep(1500).then(() => 'stalled')]);
     assert.equal(first, 'stalled');
     operator.stdin.end();
-    await done;
+    await bounded('pbkdf2 done once the lock is released', done, 10_000);
   });
 });

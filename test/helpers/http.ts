@@ -1,17 +1,6 @@
 import http from 'node:http';
-import net from 'node:net';
 
-/** A free TCP port on 127.0.0.1 (listen on 0, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports.js';
 
 /** GET on 127.0.0.1 with a bound; resolves with the status, content type and body, whatever the status. */
 export function getText(port: number, path: string, timeoutMs = 5000): Promise<{ status: number; type: string; body: string }> {

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { freePorts } from './ports.js';
 
 export interface ZkServer {
   readonly id: number;
@@ -272,7 +273,7 @@ export class ZkEnsemble {
     const servers: ServerProcess[] = [];
     const ensemble = new ZkEnsemble(root, servers);
     try {
-      const ports = await freePorts(count * 3);
+      const ports = await freePorts(count * 3, LOOPBACK);
       const port = (i: number): number => ports[i]!;
       const common = [
         `tickTime=${options.tickTime ?? 50}`,
@@ -345,24 +346,6 @@ export class ZkEnsemble {
 /** The Mode line of a srvr answer: leader, follower, standalone, ... */
 function parseMode(srvr: string): string | undefined {
   return /^Mode: (\S+)/m.exec(srvr)?.[1];
-}
-
-/** Ports free right now: listen on port 0, all at once so they differ, then close. */
-async function freePorts(count: number): Promise<number[]> {
-  const listeners = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const server = net.createServer();
-          server.once('error', reject);
-          server.listen(0, LOOPBACK, () => resolve(server));
-        }),
-    ),
-  );
-  const ports = listeners.map((l) => (l.address() as net.AddressInfo).port);
-  await Promise.all(listeners.map((l) => new Promise((resolve) => l.close(resolve))));
-  return ports;
 }
 
 // ---------------------------------------------------------------------------
