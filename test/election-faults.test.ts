@@ -89,6 +89,33 @@ describe('election under faults at an exact request', () => {
     assert.deepEqual(errors, []);
   });
 
+  test("the ballot's create is applied but its answer is lost: the candidate finds it by its marker, no second ballot, it leads", async (t) => {
+    const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+    const { candidate, errors } = candidateOn(t, zk, 'lost-ballot-answer', 'c1');
+    let cutAnswer = false;
+    let answerCut!: () => void;
+    const cut = new Promise<void>((r) => (answerCut = r));
+    proxy.tap = ({ from, data }) => {
+      if (from === 'client' && requestType(data) === OP.create && mentions(data, 'ballot-')) cutAnswer = true;
+      else if (from === 'server' && cutAnswer) {
+        proxy.tap = undefined;
+        answerCut();
+        return 'cut';
+      }
+      return 'forward';
+    };
+    const session = zk.sessionId;
+    const won = nextWon(candidate);
+    const voting = candidate.vote();
+    await bounded('the answer is cut', cut, 5000);
+    await bounded('leads', won, 10_000);
+    await voting;
+    assert.equal(zk.sessionId, session, 'the same session');
+    assert.deepEqual(await ballotOwners(other, candidate.paths.dir), [session], 'one ballot');
+    assert.equal(candidate.ballot, `${candidate.paths.dir}/${(await other.children(candidate.paths.dir)).find((c) => c.startsWith('ballot-'))}`);
+    assert.deepEqual(errors, []);
+  });
+
   test("the resign's delete is cut with its connection: close() still deletes the ballot (the session lives on)", async (t) => {
     const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
     const { candidate, errors } = candidateOn(t, zk, 'cut-delete', 'c1');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type TestContext, describe, test } from 'node:test';
 import { Candidate, Observer, ZkSession, singleton } from 'bellwether';
 import { bounded } from './helpers/bounded.js';
+import { tempDir } from './helpers/temp.js';
 import { useZooKeeper } from './helpers/zookeeper.js';
 
 function openSession(t: TestContext, connect: string, sessionTimeout = 2000): ZkSession {
@@ -207,5 +208,76 @@ describe('never none: a leader that stepped down leads again; nothing is left be
       assert.equal(candidate.isLeader, false, `round ${round}: leader after close()`);
       assert.deepEqual(await zk.children(candidate.paths.dir), [], `round ${round}: left ${JSON.stringify(await zk.children(candidate.paths.dir))}`);
     }
+  });
+});
+
+describe('listeners that throw; host+cluster hands over without waiting for an expiry', () => {
+  const zk1 = useZooKeeper();
+
+  test('a won listener and a lost listener that throw: reported as BW_ERR_CALLBACK_FAILED; leader and ack stand, the loser follows', async (t) => {
+    const [a, b] = [openSession(t, zk1.ensemble.connectString()), openSession(t, zk1.ensemble.connectString())];
+    await Promise.all([a.start(), b.start()]);
+    const leader = new Candidate(a, 'throwing', { data: 'a' });
+    const loser = new Candidate(b, 'throwing', { data: 'b' });
+    t.after(() => Promise.all([leader.close(), loser.close()]));
+    const errors: { who: string; code: string; cause: unknown }[] = [];
+    const failed = (who: string, count: number) =>
+      new Promise<void>((resolve) => {
+        const candidate = who === 'leader' ? leader : loser;
+        candidate.on('error', (err) => {
+          errors.push({ who, code: err.code, cause: err.cause });
+          if (errors.filter((e) => e.who === who).length === count) resolve();
+        });
+      });
+    const boom = new Error('listener boom');
+    leader.on('won', () => {
+      throw boom;
+    });
+    loser.on('lost', () => {
+      throw boom;
+    });
+    const reported = Promise.all([failed('leader', 1), failed('loser', 1)]);
+    await leader.vote();
+    await loser.vote();
+    await bounded('both reported', reported, 5000);
+    assert.deepEqual(errors.map(({ who, code, cause }) => [who, code, cause]).sort(), [
+      ['leader', 'BW_ERR_CALLBACK_FAILED', boom],
+      ['loser', 'BW_ERR_CALLBACK_FAILED', boom],
+    ]);
+    assert.equal(leader.isLeader, true);
+    assert.equal((await b.get(leader.paths.ack)).data.toString(), 'a', 'the ack was created after the throwing listener');
+    // The loser still follows: when the leader resigns, it leads.
+    const loserWon = new Promise<void>((resolve) => loser.once('won', () => resolve()));
+    await leader.close();
+    await bounded('the loser leads after the resign', loserWon, 5000);
+  });
+
+  test('host+cluster: a leader closed gracefully hands over to the next host at once (sessions of 30 s: no expiry waited for)', async (t) => {
+    const sessions = [openSession(t, zk1.ensemble.connectString(), 30_000), openSession(t, zk1.ensemble.connectString(), 30_000)];
+    await Promise.all(sessions.map((zk) => zk.start()));
+    const jobs = sessions.map((zk, host) => {
+      const job = singleton({ scope: 'host+cluster', zk, name: 'handover', lockDir: tempDir(t), data: `host-${host}` });
+      job.on('error', (err) => t.diagnostic(`job error: ${err.code} ${err.message}`));
+      t.after(() => job.close());
+      return job;
+    });
+    const firstElected = Promise.race(jobs.map((job, i) => new Promise<number>((resolve) => job.once('elected', () => resolve(i)))));
+    await Promise.all(jobs.map((job) => job.start()));
+    const first = await bounded('first elected', firstElected, 5000);
+    const other = jobs[1 - first]!;
+    const handedOver = new Promise<number>((resolve) => other.once('elected', ({ token }) => resolve(token)));
+    const observer = new Observer(sessions[first]!, 'handover');
+    t.after(() => observer.close());
+    await observer.observe();
+    const acked = new Promise<void>((resolve) => observer.on('leader', ({ leaderData }) => void (leaderData.toString() === `host-${1 - first}` && resolve())));
+    const firstToken = jobs[first]!.token!;
+    const closedAt = performance.now();
+    await jobs[first]!.close();
+    // Its session lives on (30 s timeout): only the resign can let the other host lead this soon.
+    const token = await bounded('the other host leads', handedOver, 5000);
+    t.diagnostic(`handover ${Math.round(performance.now() - closedAt)} ms after close()`);
+    assert.ok(token > firstToken);
+    assert.equal(sessions[first]!.state, 'connected');
+    await bounded('the new leader acknowledges', acked, 5000);
   });
 });

@@ -10,7 +10,7 @@ import { bounded } from './helpers/bounded.js';
 import { CLI, bellwether } from './helpers/cli.js';
 import { Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { freePort } from './helpers/http.js';
-import { gone } from './helpers/processes.js';
+import { gone, killAtEnd } from './helpers/processes.js';
 import { RUNTIMES, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -54,6 +54,7 @@ for (const runtime of RUNTIMES) {
       const status = await bellwether(['status', '--socket', socket, '--json']);
       const workers = (JSON.parse(status.stdout) as { workers: { pid: number }[] }).workers.map((w) => w.pid);
       assert.equal(workers.length, 2);
+      killAtEnd(t, [primaryPid, ...workers]);
       process.kill(parent.pid, 'SIGKILL');
       assert.deepEqual(await gone([primaryPid, ...workers], 5000), [], 'primary and workers gone after their parent');
       await bounded('primary output closed', parent.exited, 5000);
@@ -69,6 +70,7 @@ for (const runtime of RUNTIMES) {
         new Fixture('sh', ['-c', `"$0" "$1" start "$2" --workers 2 --heartbeat 100 --timeout 3000 --socket "$3" --parent-pid "$$" & echo "primary $!"`, runtime.bin, CLI, HTTP_APP, path.join(tempDir(t), 'control.sock')], 'parent sh', { PORT: String(port) }),
       );
       const primaryPid = Number(String((await bounded('primary pid', parent.next('output'), 10_000))['line']).split(' ')[1]);
+      killAtEnd(t, [primaryPid]);
       // The output pipe closes once the primary and every worker it forked are gone.
       await bounded('primary and workers gone', parent.exited, 10_000);
       assert.deepEqual(await gone([primaryPid], 5000), []);

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { Supervisor } from 'bellwether';
 import { Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { freePort, getJson } from './helpers/http.js';
-import { gone } from './helpers/processes.js';
+import { gone, killAtEnd } from './helpers/processes.js';
 import { RUNTIMES, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -80,6 +80,7 @@ for (const runtime of RUNTIMES) {
       t.after(() => fixtures.killAll());
       const { primary } = await startPrimary(fixtures, runtime, { workers: 3, timeout: 3000, heartbeat: 100 });
       const pids = ((await primary.next('started'))['workers'] as { pid: number }[]).map((w) => w.pid);
+      killAtEnd(t, pids);
       await primary.kill('SIGKILL');
       // Fencing notices within about 250 ms (IPC disconnect, or the parent pid poll); 5 s is margin for a loaded machine.
       assert.deepEqual(await gone(pids, 5000), [], 'a worker outlived its primary');

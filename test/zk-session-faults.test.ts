@@ -195,3 +195,73 @@ describe('ZkSession: a one-shot watch across an expiry; a watch on a flickering 
     assert.ok(last.every((e) => e?.type === 'created'));
   });
 });
+
+describe('ZkSession: what the README promises of calls, watches and errors', () => {
+  const zk1 = useZooKeeper();
+  const port = (): number => zk1.ensemble.servers[0]!.clientPort;
+
+  test('reads made while suspended wait and are answered once the session is back; with retry.attempts 0 a lost read fails with BW_ERR_ZK_CONNECTION_LOSS', async (t) => {
+    const proxy = await startProxy(t, port());
+    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const strict = openSession(t, `127.0.0.1:${proxy.port}`, { retry: { attempts: 0 } });
+    const other = openSession(t, zk1.ensemble.connectString());
+    await Promise.all([zk.start(), strict.start(), other.start()]);
+    await other.create('/queued', 'v');
+    const suspended = nextZk(zk, 'suspended');
+    proxy.mode = 'blackhole';
+    await bounded('suspended', suspended, 5000);
+    const read = zk.get('/queued');
+    const exists = zk.exists('/queued');
+    const lost = strict.get('/queued').then(
+      () => 'answered',
+      (err: { code: string }) => err.code,
+    );
+    const reconnected = nextZk(zk, 'reconnected');
+    proxy.mode = 'pass';
+    proxy.drop();
+    await bounded('reconnected', reconnected, 10_000);
+    assert.equal((await bounded('the queued read', read, 10_000)).data.toString(), 'v');
+    assert.notEqual(await exists, null);
+    // The strict session's read was sent on a connection that got no answer, then cut: not retried.
+    assert.equal(await lost, 'BW_ERR_ZK_CONNECTION_LOSS');
+  });
+
+  test('a server that accepts TCP but never answers the handshake is left after the liveness delay', async (t) => {
+    const proxy = await startProxy(t, port());
+    // Connection 1 is accepted and then says nothing at all.
+    proxy.tap = ({ connection }) => (connection === 1 ? 'discard' : 'forward');
+    const zk = openSession(t, `127.0.0.1:${proxy.port}`, { sessionTimeout: 1500, connectTimeout: 10_000 });
+    await zk.start();
+    assert.ok(proxy.connections >= 2);
+    assert.equal(zk.state, 'connected');
+  });
+
+  test('watchChildren: a child deleted and created again under the same name in one transaction is a children event (pzxid)', async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString());
+    const other = openSession(t, zk1.ensemble.connectString());
+    await Promise.all([zk.start(), other.start()]);
+    await other.mkdirp('/kids/a');
+    const events: { type: string; children?: string[] }[] = [];
+    let seen!: () => void;
+    const delivered = new Promise<void>((resolve) => (seen = resolve));
+    const sub = zk.watchChildren('/kids', (event) => {
+      events.push(event.type === 'deleted' ? event : { type: event.type, children: event.children });
+      seen();
+    });
+    t.after(() => sub.close());
+    assert.deepEqual((await sub.ready)?.children, ['a']);
+    await other.transaction().delete('/kids/a').create('/kids/a').commit();
+    await bounded('children event', delivered, 5000);
+    assert.deepEqual(events, [{ type: 'children', children: ['a'] }]);
+  });
+
+  test("error codes: a read-only node refuses writes (BW_ERR_ZK_NO_AUTH); an ephemeral has no children (BW_ERR_ZK_NO_CHILDREN_FOR_EPHEMERALS)", async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString());
+    await zk.start();
+    await zk.create('/frozen', 'v', { acl: 'read-only' });
+    assert.equal((await zk.get('/frozen')).data.toString(), 'v');
+    await assert.rejects(zk.set('/frozen', 'w'), { name: 'BellwetherError', code: 'BW_ERR_ZK_NO_AUTH' });
+    await zk.ephemeral('/leaf');
+    await assert.rejects(zk.create('/leaf/child'), { name: 'BellwetherError', code: 'BW_ERR_ZK_NO_CHILDREN_FOR_EPHEMERALS' });
+  });
+});

@@ -411,6 +411,20 @@ describe('ZkSession: declared ephemerals that another session still holds', () =
 describe('ZkSession on a 3-server ensemble', () => {
   const zk3 = useZooKeeper({ servers: 3 });
 
+  test('sync() across servers: a read on another server after sync() sees every write committed before it (50 rounds)', async (t) => {
+    const [one, two] = zk3.ensemble.servers;
+    const writer = openSession(t, `127.0.0.1:${one!.clientPort}`, { sessionTimeout: 4000 });
+    const reader = openSession(t, `127.0.0.1:${two!.clientPort}`, { sessionTimeout: 4000 });
+    await Promise.all([writer.start(), reader.start()]);
+    await writer.create('/synced', 'v0');
+    for (let round = 1; round <= 50; round++) {
+      await writer.set('/synced', `v${round}`);
+      await reader.sync();
+      assert.equal((await reader.get('/synced')).data.toString(), `v${round}`, `round ${round}`);
+    }
+    await writer.delete('/synced');
+  });
+
   test('killing the server the client is on: suspended, then reconnected to the same session; watches still fire', async (t) => {
     const zk = openSession(t, zk3.ensemble.connectString(), { sessionTimeout: 4000 });
     const seen = recordEvents(zk);

@@ -66,16 +66,30 @@ export class Fixture {
     return this.#stderr;
   }
 
-  /** Resolves with the first event (already seen or future) named `name` that matches. */
-  next(name: string, match: (e: FixtureEvent) => boolean = () => true, seen = 0): Promise<FixtureEvent> {
+  /**
+   * Resolves with the first event (already seen or future) named `name` that
+   * matches. Bounded (60 s unless given): a failure says what the fixture
+   * last reported instead of running into the test's own timeout.
+   */
+  next(name: string, match: (e: FixtureEvent) => boolean = () => true, seen = 0, ms = 60_000): Promise<FixtureEvent> {
     const wanted = (e: FixtureEvent): boolean => e.event === name && match(e);
     const found = this.events.slice(seen).find(wanted);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
-      this.#waiters.push({ match: wanted, resolve, from: seen });
-      void this.exited.then(({ code, signal }) =>
-        reject(new Error(`${this.label} exited (${code ?? signal}) before "${name}"; stderr: ${this.#stderr.slice(-2000)}`)),
-      );
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.resolve !== settle);
+        reject(new Error(`${this.label}: no "${name}" within ${ms} ms; last reported: ${this.events.slice(-6).map((e) => JSON.stringify(e)).join(' ')}`));
+      }, ms);
+      timer.unref();
+      const settle = (event: FixtureEvent): void => {
+        clearTimeout(timer);
+        resolve(event);
+      };
+      this.#waiters.push({ match: wanted, resolve: settle, from: seen });
+      void this.exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`${this.label} exited (${code ?? signal}) before "${name}"; stderr: ${this.#stderr.slice(-2000)}`));
+      });
     });
   }
 

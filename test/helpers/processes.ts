@@ -29,3 +29,20 @@ export async function gone(pids: number[], ms: number): Promise<number[]> {
   }
   return left;
 }
+
+/**
+ * SIGKILLs these pids when the test ends, whatever its outcome: for
+ * processes a test only knows by pid (workers of a primary it killed), so
+ * that a failure of the fencing under test does not leave them running.
+ */
+export function killAtEnd(t: { after(fn: () => unknown): void }, pids: number[]): void {
+  t.after(() => {
+    for (const pid of pids) {
+      try {
+        if (!isGone(pid)) process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  });
+}
