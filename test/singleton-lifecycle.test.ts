@@ -298,3 +298,84 @@ describe('ZkSession: a call waiting to be retried settles when the session close
     });
   }
 });
+
+describe('host singleton: failures, warnings, the kernel queue, the default directory', () => {
+  test('a run that rejects each time: error with cause, demoted failed, contends again after a backoff that doubles up to max', async (t) => {
+    const lockDir = tempDir(t);
+    const boom = new Error('async boom');
+    const electedAt: number[] = [];
+    const job = singleton({
+      name: 'job',
+      lockDir,
+      backoff: { initial: 40, max: 80 },
+      run: async () => {
+        electedAt.push(performance.now());
+        await new Promise((resolve) => setImmediate(resolve));
+        throw boom;
+      },
+    });
+    closeAfter(t, job);
+    const errors: unknown[] = [];
+    const demotions: string[] = [];
+    job.on('demoted', ({ reason }) => void demotions.push(reason));
+    const sixRuns = new Promise<void>((resolve) =>
+      job.on('error', (err) => {
+        errors.push(err.cause);
+        assert.equal(err.code, 'BW_ERR_CALLBACK_FAILED');
+        if (errors.length === 6) resolve();
+      }),
+    );
+    await job.start();
+    await bounded('six failed runs', sixRuns, 10_000);
+    await job.close();
+    assert.ok(errors.every((cause) => cause === boom));
+    assert.deepEqual(demotions.slice(0, 6), Array(6).fill('failed'));
+    const gaps = electedAt.slice(1).map((at, i) => at - electedAt[i]!);
+    t.diagnostic(`gaps between runs: ${gaps.map((g) => Math.round(g)).join(', ')} ms`);
+    // Never sooner than the backoff: 40, then 80 (doubled), then 80 (the cap).
+    [40, 80, 80, 80, 80].forEach((floor, i) => assert.ok(gaps[i]! >= floor - 2, `gap ${i}: ${gaps[i]} ms < ${floor} ms`));
+    // Without the cap the fifth would be 640 ms: far above anything a loaded machine adds to 80 ms.
+    assert.ok(gaps[4]! < 400, `the backoff kept doubling past max: ${gaps[4]} ms`);
+  });
+
+  test('an error with no listener goes to process.emitWarning', async (t) => {
+    const lockDir = tempDir(t);
+    const boom = new Error('nobody listens');
+    const job = singleton({ name: 'job', lockDir, backoff: { initial: 60_000, max: 60_000 }, run: () => Promise.reject(boom) });
+    closeAfter(t, job);
+    const warned = new Promise<Error>((resolve) => {
+      const onWarning = (warning: Error): void => {
+        if ((warning as { code?: string }).code !== 'BW_ERR_CALLBACK_FAILED') return;
+        process.off('warning', onWarning);
+        resolve(warning);
+      };
+      process.on('warning', onWarning);
+    });
+    await job.start();
+    const warning = await bounded('warning', warned, 5000);
+    assert.equal(warning.name, 'BellwetherError');
+    assert.equal(warning.cause, boom);
+  });
+
+  for (const runtime of RUNTIMES) {
+    test(`${runtime.name}: a waiting process SIGKILLed leaves the kernel's queue at once; the holder hands over to the next waiter`, async (t) => {
+      const lockDir = tempDir(t);
+      const lockFile = path.join(lockDir, 'job.lock');
+      const holder = await holdLock(t, lockDir);
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const logFile = path.join(lockDir, 'fence.log');
+      const doomed = fixtures.add(startFixture(runtime, fixture('host-contender'), [lockDir, 'job', logFile]));
+      await doomed.next('contending');
+      await waitForBlockedWaiters(lockFile, 1);
+      await doomed.kill('SIGKILL');
+      // Its flock(1) waiter dies with it (pdeathsig): nothing is left queued on the lock.
+      await waitForBlockedWaiters(lockFile, 0);
+      const heir = fixtures.add(startFixture(runtime, fixture('host-contender'), [lockDir, 'job', logFile]));
+      await heir.next('contending');
+      await waitForBlockedWaiters(lockFile, 1);
+      await holder.close();
+      assert.equal((await bounded('the next waiter runs', heir.next('elected'), 10_000))['token'], 2);
+    });
+  }
+});

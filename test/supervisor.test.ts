@@ -59,7 +59,7 @@ for (const runtime of RUNTIMES) {
       await primary.next('ready', (e) => e['index'] === unhealthy!['index'] && Number(e['restarts']) >= 1, seen);
     });
 
-    test('a worker that exits at boot every time hits the crash-loop cap; the others keep serving', async (t) => {
+    test('a worker that exits at boot every time is restarted maxRestarts times, then given up; the others keep serving', async (t) => {
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());
       const port = await freePort();
@@ -71,6 +71,9 @@ for (const runtime of RUNTIMES) {
       primary.send('status');
       const status = (await primary.next('status'))['workers'] as { index: number; state: string }[];
       assert.deepEqual(status.map((w) => w.state), ['ready', 'given-up']);
+      // maxRestarts 3: restarted three times; the fourth exit within the window gives the slot up.
+      const exits = primary.events.filter((e) => e.event === 'exit' && e['index'] === 1).map((e) => e['replaced']);
+      assert.deepEqual(exits, [true, true, true, false]);
       const answers = await Promise.all(Array.from({ length: 10 }, () => getJson<{ index: number }>(port)));
       assert.ok(answers.every((a) => a.index === 0));
     });
