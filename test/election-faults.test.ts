@@ -12,7 +12,7 @@ import { Candidate, Observer, type ZkSession, singleton } from 'bellwether';
 import { bounded } from './helpers/bounded.js';
 import { proxiedAndDirect } from './helpers/sessions.js';
 import type { ChunkAction, TcpProxy } from './helpers/tcp-proxy.js';
-import { expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
+import { type ZkEnsemble, expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 const OP = { create: 1, delete: 2, getChildren: 8, getChildren2: 12 } as const;
 
@@ -54,14 +54,50 @@ const mentions = (data: Buffer, text: string): boolean => data.includes(Buffer.f
 /** Expires the session on the server now, then lets its client reconnect (and learn of it). */
 async function expireThroughProxy(proxy: TcpProxy, serverPort: number, sessionId: string, password: Buffer): Promise<void> {
   await expireSession(serverPort, idBuffer(sessionId), password);
-  proxy.mode = 'pass';
   proxy.drop();
+  proxy.mode = 'pass'; // after the drop: what the partition held is lost with its connections
 }
 
 /** The ballots under an election directory, with the sessions that own them. */
 async function ballotOwners(zk: ZkSession, dir: string): Promise<string[]> {
   const ballots = (await zk.children(dir)).filter((c) => c.startsWith('ballot-'));
   return Promise.all(ballots.map(async (b) => (await zk.exists(`${dir}/${b}`))?.ephemeralOwner ?? 'gone'));
+}
+
+/**
+ * A leader on a direct session, a follower through a proxy. The follower's
+ * next check (woken by the leader's resign) lists the ballots: that request
+ * is lost, and the server is unreachable for the follower from then on.
+ */
+async function followerCutOffAtItsNextCheck(t: TestContext, ensemble: ZkEnsemble, name: string) {
+  const { proxy, zk, other } = await proxiedAndDirect(t, ensemble);
+  const leader = candidateOn(t, other, name, 'c0');
+  const leaderWon = nextWon(leader.candidate);
+  await leader.candidate.vote();
+  await leaderWon;
+  const follower = candidateOn(t, zk, name, 'c1');
+  await follower.candidate.vote();
+  const listing = onRequest(proxy, (d) => requestType(d) === OP.getChildren2 || requestType(d) === OP.getChildren, () => {
+    proxy.mode = 'blackhole';
+    return 'discard';
+  });
+  return { proxy, zk, other, leader, follower, listing };
+}
+
+/** A cluster singleton on a session through a proxy, leading; and a rival candidate on another session. */
+async function leaderAndRival(t: TestContext, ensemble: ZkEnsemble, name: string, withRival = true) {
+  const { proxy, zk, other } = await proxiedAndDirect(t, ensemble);
+  const errors: string[] = [];
+  const job = singleton({ scope: 'cluster', zk, name, data: 'job', run: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', resolve)) });
+  job.on('error', (err) => void errors.push(`${err.code}: ${err.message}`));
+  t.after(() => job.close());
+  const elected = new Promise<void>((resolve) => job.once('elected', () => resolve()));
+  await job.start();
+  await bounded('elected', elected, 5000);
+  const rival = candidateOn(t, other, name, 'rival');
+  const rivalWon = nextWon(rival.candidate);
+  if (withRival) await rival.candidate.vote();
+  return { proxy, zk, other, job, errors, rival, rivalWon };
 }
 
 describe('election under faults at an exact request', () => {
@@ -192,19 +228,8 @@ describe('election under faults at an exact request', () => {
   }
 
   test('the session expires while a check waits for its answer: no spurious error, it leads in the new session, one ballot', async (t) => {
-    const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
-    const leader = candidateOn(t, other, 'check-expiry', 'c0');
-    const leaderWon = nextWon(leader.candidate);
-    await leader.candidate.vote();
-    await leaderWon;
-    const follower = candidateOn(t, zk, 'check-expiry', 'c1');
-    await follower.candidate.vote();
+    const { proxy, zk, other, leader, follower, listing } = await followerCutOffAtItsNextCheck(t, zk1.ensemble, 'check-expiry');
     const old = { id: zk.sessionId!, password: zk.sessionPassword! };
-    // The follower's next check (woken by the leader's resign) lists the ballots: that request is lost.
-    const listing = onRequest(proxy, (d) => requestType(d) === OP.getChildren2 || requestType(d) === OP.getChildren, () => {
-      proxy.mode = 'blackhole';
-      return 'discard';
-    });
     const won = nextWon(follower.candidate);
     await leader.candidate.close();
     await bounded('the check lists the ballots', listing, 5000);
@@ -248,24 +273,8 @@ describe('election under faults at an exact request', () => {
 describe('a cluster singleton closed while its leadership is lost or ZooKeeper is unreachable', () => {
   const zk1 = useZooKeeper();
 
-  /** A cluster singleton on a session through a proxy, leading; and a rival candidate on another session. */
-  async function leaderAndRival(t: TestContext, name: string) {
-    const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
-    const errors: string[] = [];
-    const job = singleton({ scope: 'cluster', zk, name, data: 'job', run: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', resolve)) });
-    job.on('error', (err) => void errors.push(`${err.code}: ${err.message}`));
-    t.after(() => job.close());
-    const elected = new Promise<void>((resolve) => job.once('elected', () => resolve()));
-    await job.start();
-    await bounded('elected', elected, 5000);
-    const rival = candidateOn(t, other, name, 'rival');
-    const rivalWon = nextWon(rival.candidate);
-    await rival.candidate.vote();
-    return { proxy, zk, other, job, errors, rival, rivalWon };
-  }
-
   test('closed from its demoted listener after a step-down for silence: it leaves the election, the rival leads', async (t) => {
-    const { proxy, zk, other, job, errors, rival, rivalWon } = await leaderAndRival(t, 'closed-when-lost');
+    const { proxy, zk, other, job, errors, rival, rivalWon } = await leaderAndRival(t, zk1.ensemble, 'closed-when-lost');
     const closed = new Promise<void>((resolve) => job.once('demoted', () => void job.close().then(resolve)));
     proxy.mode = 'blackhole'; // silent past the step-down deadline: leadership lost, the ballot kept
     await bounded('demoted', new Promise((resolve) => job.once('demoted', resolve)), 5000);
@@ -279,7 +288,7 @@ describe('a cluster singleton closed while its leadership is lost or ZooKeeper i
   });
 
   test('close() with ZooKeeper unreachable settles within about a session timeout; the rival leads once the session expires', async (t) => {
-    const { proxy, zk, job, errors, rival, rivalWon } = await leaderAndRival(t, 'closed-unreachable');
+    const { proxy, zk, job, errors, rival, rivalWon } = await leaderAndRival(t, zk1.ensemble, 'closed-unreachable');
     proxy.mode = 'blackhole';
     const timeout = zk.timeout!;
     const started = performance.now();
@@ -289,4 +298,79 @@ describe('a cluster singleton closed while its leadership is lost or ZooKeeper i
     assert.equal(rival.candidate.isLeader, true);
     assert.deepEqual([...errors, ...rival.errors], []);
   });
+});
+
+describe('a resign that the connection cuts short, or a close() while a check waits', () => {
+  const zk1 = useZooKeeper();
+
+  test('two close() calls of a singleton whose fleet leadership was lost: neither resolves before its ballot is gone', async (t) => {
+    const { job, proxy, other, errors } = await leaderAndRival(t, zk1.ensemble, 'closed-twice', false);
+    let closes!: Promise<string[]>;
+    const order: string[] = [];
+    const demoted = new Promise<void>((resolve) =>
+      job.once('demoted', () => {
+        const first = job.close().then(() => void order.push('first'));
+        const second = job.close().then(() => void order.push('second'));
+        closes = Promise.all([first, second]).then(() => order);
+        resolve();
+      }),
+    );
+    proxy.mode = 'blackhole'; // silent past the step-down deadline: leadership lost, the ballot kept
+    await bounded('demoted', demoted, 5000);
+    const ballotGone = new Promise<void>((resolve) => {
+      const sub = other.watchChildren('/_zkelection/closed-twice', (event) => {
+        if (event.type !== 'deleted' && !event.children.some((c) => c.startsWith('ballot-'))) resolve();
+      });
+      t.after(() => sub.close());
+    });
+    // The partition heals well within the bound: the resign goes through, then both close() calls resolve.
+    const second = closes.then(async (seen) => [...seen, (await other.children('/_zkelection/closed-twice')).some((c) => c.startsWith('ballot-')) ? 'ballot left' : 'ballot gone']);
+    proxy.mode = 'pass';
+    assert.deepEqual(await bounded('both close() calls', second, 5000), ['first', 'second', 'ballot gone']);
+    await ballotGone;
+    assert.deepEqual(errors, []);
+  });
+
+  test('close() while a check waits for an answer from an unreachable server settles within about a session timeout', async (t) => {
+    const { zk, leader, follower, listing } = await followerCutOffAtItsNextCheck(t, zk1.ensemble, 'check-unreachable');
+    await leader.candidate.close();
+    await bounded('the check lists the ballots', listing, 5000);
+    const timeout = zk.timeout!;
+    const started = performance.now();
+    await bounded('close()', follower.candidate.close(), 2 * timeout + 1000);
+    t.diagnostic(`close() took ${Math.round(performance.now() - started)} ms with a ${timeout} ms session`);
+    assert.equal(follower.candidate.isLeader, false);
+  });
+
+  for (const node of ['ballot', 'ack'] as const) {
+    test(`the ${node}'s delete is lost with a server that restarts: the same session comes back, the ${node} is deleted then, the rival leads and acknowledges`, async (t) => {
+      const server = zk1.ensemble.servers[0]!;
+      const { proxy, zk, other } = await proxiedAndDirect(t, zk1.ensemble);
+      const first = candidateOn(t, zk, `restart-${node}`, 'c1');
+      const won = nextWon(first.candidate);
+      await first.candidate.vote();
+      await won;
+      const rival = candidateOn(t, other, `restart-${node}`, 'c2');
+      await rival.candidate.vote();
+      const observer = new Observer(other, `restart-${node}`);
+      t.after(() => observer.close());
+      const rivalAcked = new Promise<void>((resolve) => observer.on('leader', ({ leaderData }) => void (leaderData.toString() === 'c2' && resolve())));
+      await observer.observe();
+      const ballot = first.candidate.ballot!;
+      const target = node === 'ack' ? 'leader_ack' : ballot.slice(ballot.lastIndexOf('/') + 1);
+      const lost = onRequest(proxy, (d) => requestType(d) === OP.delete && mentions(d, target), () => 'discard');
+      const session = zk.sessionId;
+      const closing = first.candidate.close();
+      await bounded('the delete is sent', lost, 5000);
+      await server.kill(); // the delete dies with the server
+      // close() gives up waiting after a session timeout; the server is still down then.
+      await bounded('close()', closing, 2 * 2000 + 1000);
+      // A restarted server loads its sessions again with fresh timeouts: the same session comes back.
+      await server.start();
+      await bounded('the rival leads and acknowledges', rivalAcked, 15_000);
+      assert.equal(zk.sessionId, session, 'the same session came back (else this test proves nothing)');
+      assert.equal(await other.exists(node === 'ack' ? first.candidate.paths.ack : ballot).then((s) => s?.ephemeralOwner === session), false);
+      assert.deepEqual([...first.errors, ...rival.errors], []);
+    });
+  }
 });

@@ -107,7 +107,7 @@ describe('ZkSession: faults while a new session is being restored', () => {
     await zk.ephemeral('/during/first');
     // The restore's first request is held: the session exists, and is being restored.
     const holding = firstRequest(proxy, () => {
-      proxy.mode = 'hold';
+      proxy.mode = 'blackhole';
       return 'forward';
     });
     const other = openSession(t, zk1.ensemble.connectString());
@@ -151,8 +151,8 @@ describe('ZkSession: a one-shot watch across an expiry; a watch on a flickering 
     const pending = zk.existsWatch('/across/n', () => fired());
     await expireSession(server.clientPort, idBuffer(old), zk.sessionPassword!);
     const connected = nextZk(zk, 'connected');
-    proxy.mode = 'pass';
     proxy.drop(); // the request in flight is lost: retried once a connection is up (in the new session)
+    proxy.mode = 'pass'; // after the drop: what the partition held is lost with its connections
     await bounded('new session', connected, 10_000);
     assert.notEqual(zk.sessionId, old);
     assert.equal(await bounded('existsWatch', pending, 10_000), null);
@@ -209,20 +209,21 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
     await other.create('/queued', 'v');
     const suspended = nextZk(zk, 'suspended');
     proxy.mode = 'blackhole';
-    await bounded('suspended', suspended, 5000);
-    const read = zk.get('/queued');
-    const exists = zk.exists('/queued');
+    // Sent at once on the strict session's live connection, then held there by the partition.
     const lost = strict.get('/queued').then(
       () => 'answered',
       (err: { code: string }) => err.code,
     );
+    await bounded('suspended', suspended, 5000);
+    const read = zk.get('/queued');
+    const exists = zk.exists('/queued');
     const reconnected = nextZk(zk, 'reconnected');
-    proxy.mode = 'pass';
     proxy.drop();
+    proxy.mode = 'pass'; // after the drop: what the partition held is lost with its connections
     await bounded('reconnected', reconnected, 10_000);
     assert.equal((await bounded('the queued read', read, 10_000)).data.toString(), 'v');
     assert.notEqual(await exists, null);
-    // The strict session's read was sent on a connection that got no answer, then cut: not retried.
+    // The strict session's read was sent on a connection that got no answer, then was cut: not retried.
     assert.equal(await lost, 'BW_ERR_ZK_CONNECTION_LOSS');
   });
 

@@ -140,25 +140,23 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     clearInterval(this.#monitor);
     this.#monitor = undefined;
     if (!voting) return;
-    await this.#checking?.catch(() => undefined);
-    // A check that was running may not lead any more (it checks the state),
-    // but one that had passed that point is undone here: never leader after close().
-    this.#demote('resigned');
-    const ballot = this.#ballot;
-    this.#ballot = undefined;
-    // Queued in the session if it is away: they are sent when it is back, so no phantom ballot stays behind.
-    // Also an ack whose create lost its answer in this session: applied, it would stay while the session lives.
-    const acked = this.#acked || (this.#ackUnsureIn !== undefined && this.#ackUnsureIn === this.#zk.sessionId);
-    this.#acked = false;
-    this.#ackUnsureIn = undefined;
     const resign = (async () => {
+      // A running check can no longer lead (it checks the state), but it may still cast a ballot: wait for it.
+      await this.#checking?.catch(() => undefined);
+      const ballot = this.#ballot;
+      this.#ballot = undefined;
+      // Also an ack whose create lost its answer in this session: applied, it would stay while the session lives.
+      const acked = this.#acked || (this.#ackUnsureIn !== undefined && this.#ackUnsureIn === this.#zk.sessionId);
+      this.#acked = false;
+      this.#ackUnsureIn = undefined;
       // The ack first: observers see the leader go before the next one acknowledges.
       if (acked) await this.#deleteIfOurs(this.paths.ack);
       if (ballot) await this.#deleteIfOurs(ballot);
     })();
-    // With the server unreachable, it expires the session (and these nodes) within one timeout:
-    // close() does not wait longer. The deletes stay queued, in case it answers sooner.
-    await this.#within(this.#zk.timeout ?? 10_000, resign);
+    // Unreachable for a whole timeout, the server has usually expired the session (and these nodes)
+    // by then: close() waits no longer. The resign goes on while the session lives, though: a server
+    // that restarts, or an ensemble that re-forms, can bring the same session back with its nodes.
+    await this.#within(this.#zk.timeout ?? this.#zk.settings().sessionTimeout, resign);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -418,8 +416,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   /**
    * Deletes a node of this session. A connection lost meanwhile does not
    * leave it behind (nobody else could lead while it stays): it is tried
-   * again once the session is back, until it is gone or the session ends
-   * (its ephemerals go with it).
+   * again each time a connection is back, for as long as the session is the
+   * same (after an expiry the node is gone with it) and not closed.
    */
   async #deleteIfOurs(path: string): Promise<void> {
     const session = this.#zk.sessionId;
@@ -433,8 +431,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         // Closed meanwhile: the session's end removes its nodes.
         if (this.#zk.state === 'closed') return;
         if (code === ErrorCodes.ZK_CONNECTION_LOSS && this.#zk.sessionId === session) {
-          // Not back within the session timeout: the server has expired the session, and the node with it.
-          if (!(await this.#within(this.#zk.timeout ?? 10_000, this.#zk.whenConnected()))) return;
+          // No timer: a connection that never comes back holds nothing (close() has its own bound).
+          await this.#zk.whenConnected();
           continue;
         }
         if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED && code !== ErrorCodes.ZK_SESSION_EXPIRED) {

@@ -16,6 +16,8 @@ export class ClusterLease implements LeaseSource {
   readonly #options: CandidateOptions;
   readonly #onError: (error: BellwetherError) => void;
   #candidate: Candidate | undefined;
+  /** The last resign: a second caller (a second close()) must not resolve before it. */
+  #resigning: Promise<void> | undefined;
 
   constructor(zk: ZkSession, name: string, options: CandidateOptions, onError: (error: BellwetherError) => void) {
     this.#zk = zk;
@@ -65,11 +67,12 @@ export class ClusterLease implements LeaseSource {
     await this.resign();
   }
 
-  /** Leaves the election: the next candidate leads at once. */
+  /** Leaves the election: the next candidate leads at once. Every caller waits for the same resign. */
   async resign(): Promise<void> {
     const candidate = this.#candidate;
     this.#candidate = undefined;
-    await candidate?.close();
+    if (candidate) this.#resigning = candidate.close();
+    await this.#resigning;
   }
 
   #join(): Candidate {

@@ -1,14 +1,16 @@
 import net from 'node:net';
 
 /**
- * - pass: forward (after `delayMs`, order kept);
- * - blackhole: keep connections (and accept new ones) but forward nothing
- *   either way, as a network partition that TCP does not notice;
- * - hold: keep what arrives, in order, and forward it when the mode is set back.
+ * - pass: forward, after `delayMs`;
+ * - blackhole: forward nothing either way, and accept new connections all
+ *   the same: a partition TCP does not notice. What arrives meanwhile is
+ *   kept and forwarded, in order, when the mode is back to 'pass' while its
+ *   connection lives (as TCP would retransmit it). A connection cut meanwhile
+ *   (by either side, or `drop()`) loses what it held, as a reset one would.
  */
-export type ProxyMode = 'pass' | 'blackhole' | 'hold';
+export type ProxyMode = 'pass' | 'blackhole';
 
-/** What a tap decides for one chunk: forward it (the mode still applies), discard it, or cut its connection. */
+/** What a tap decides for one chunk: forward it (the mode and delay still apply), discard it, or cut its connection. */
 export type ChunkAction = 'forward' | 'discard' | 'cut';
 
 export interface Chunk {
@@ -18,19 +20,54 @@ export interface Chunk {
   connection: number;
 }
 
+/** One direction of one connection: chunks leave in the order they came, each once due and while the mode passes. */
+class Lane {
+  readonly #to: net.Socket;
+  readonly #passing: () => boolean;
+  readonly #queue: { data: Buffer; due: number }[] = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(to: net.Socket, passing: () => boolean) {
+    this.#to = to;
+    this.#passing = passing;
+  }
+
+  push(data: Buffer, delayMs: number): void {
+    this.#queue.push({ data, due: performance.now() + delayMs });
+    this.pump();
+  }
+
+  pump(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#queue.length > 0 && this.#passing() && !this.#to.destroyed) {
+      const wait = this.#queue[0]!.due - performance.now();
+      if (wait > 0) {
+        this.#timer = setTimeout(() => this.pump(), wait);
+        return;
+      }
+      this.#to.write(this.#queue.shift()!.data);
+    }
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#queue.length = 0;
+  }
+}
+
 /**
  * A TCP proxy on 127.0.0.1 in front of one server, for fault injection:
  * `drop()` cuts every connection now (the client sees a disconnect), the
- * modes above, a delay on every chunk, and a `tap` that sees each chunk
- * first (to act at an exact point of a conversation).
+ * modes above, a delay on every chunk (a slow network), and a `tap` that sees
+ * each chunk first (to act at an exact point of a conversation).
  */
 export class TcpProxy {
   readonly #target: number;
   readonly #server: net.Server;
-  readonly #pairs = new Set<[net.Socket, net.Socket]>();
+  readonly #pairs = new Map<[net.Socket, net.Socket], Lane[]>();
   #mode: ProxyMode = 'pass';
-  #held: (() => void)[] = [];
-  /** Each chunk is forwarded this long after it arrived (a slow network). */
+  /** Each chunk is forwarded this long after it arrived, in order. */
   delayMs = 0;
   tap: ((chunk: Chunk) => ChunkAction | undefined) | undefined;
   /** Connections accepted so far. */
@@ -43,28 +80,23 @@ export class TcpProxy {
       const connection = ++this.connections;
       const upstream = net.connect({ host: '127.0.0.1', port: this.#target });
       const pair: [net.Socket, net.Socket] = [client, upstream];
-      this.#pairs.add(pair);
+      const passing = (): boolean => this.#mode === 'pass';
+      const lanes = [new Lane(upstream, passing), new Lane(client, passing)];
+      this.#pairs.set(pair, lanes);
       const end = (): void => {
+        for (const lane of lanes) lane.clear();
         this.#pairs.delete(pair);
         client.destroy();
         upstream.destroy();
       };
-      for (const [from, to, side] of [
-        [client, upstream, 'client'],
-        [upstream, client, 'server'],
+      for (const [from, lane, side] of [
+        [client, lanes[0]!, 'client'],
+        [upstream, lanes[1]!, 'server'],
       ] as const) {
-        // When the last chunk of this direction is due: a delay never reorders.
-        let lastDue = 0;
         from.on('data', (data) => {
           const action = this.tap?.({ from: side, data, connection }) ?? 'forward';
           if (action === 'cut') return end();
-          if (action === 'discard' || this.#mode === 'blackhole') return;
-          const send = (): void => void (to.destroyed ? undefined : to.write(data));
-          if (this.#mode === 'hold') return void this.#held.push(send);
-          const due = Math.max(performance.now() + this.delayMs, lastDue);
-          lastDue = due;
-          if (due <= performance.now()) send();
-          else setTimeout(send, due - performance.now());
+          if (action === 'forward') lane.push(data, this.delayMs);
         });
         from.on('error', end);
         from.on('close', end);
@@ -79,19 +111,17 @@ export class TcpProxy {
 
   set mode(mode: ProxyMode) {
     this.#mode = mode;
-    if (mode === 'hold') return;
-    // Held chunks go on (pass) or are lost (blackhole), in the order they came.
-    const held = this.#held.splice(0);
-    if (mode === 'pass') for (const send of held) send();
+    if (mode === 'pass') for (const lanes of this.#pairs.values()) for (const lane of lanes) lane.pump();
   }
 
   get mode(): ProxyMode {
     return this.#mode;
   }
 
-  /** Cuts every connection now. */
+  /** Cuts every connection now (what they held is lost). */
   drop(): void {
-    for (const [client, upstream] of this.#pairs) {
+    for (const [[client, upstream], lanes] of this.#pairs) {
+      for (const lane of lanes) lane.clear();
       client.destroy();
       upstream.destroy();
     }
@@ -100,7 +130,6 @@ export class TcpProxy {
 
   async close(): Promise<void> {
     this.tap = undefined;
-    this.#held = [];
     this.drop();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
