@@ -227,6 +227,32 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
     assert.equal(await lost, 'BW_ERR_ZK_CONNECTION_LOSS');
   });
 
+  test("an ephemeral whose create was applied but whose answer was lost is found as ours: no error, no second try needed", async (t) => {
+    const proxy = await startProxy(t, port());
+    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const seen = record(zk);
+    const other = openSession(t, zk1.ensemble.connectString());
+    await Promise.all([zk.start(), other.start()]);
+    // Forward the create; cut the connection at the server's next chunk (its answer).
+    let cutAnswer = false;
+    proxy.tap = ({ from, data }) => {
+      if (from === 'client' && data.includes(Buffer.from('/answer-lost'))) cutAnswer = true;
+      else if (from === 'server' && cutAnswer) {
+        proxy.tap = undefined;
+        return 'cut';
+      }
+      return 'forward';
+    };
+    const reconnected = nextZk(zk, 'reconnected');
+    await zk.ephemeral('/answer-lost', 'mine');
+    await bounded('reconnected', reconnected, 10_000);
+    // Two round trips: the restore's create (NODE_EXISTS) and its ownership check are answered by then.
+    await zk.sync();
+    await zk.sync();
+    assert.equal((await other.exists('/answer-lost'))?.ephemeralOwner, zk.sessionId);
+    assert.deepEqual(seen.errors, [], 'our own node is not an error');
+  });
+
   test('a server that accepts TCP but never answers the handshake is left after the liveness delay', async (t) => {
     const proxy = await startProxy(t, port());
     // Connection 1 is accepted and then says nothing at all.
