@@ -90,6 +90,18 @@ for (const example of ['express', 'fastify']) {
         const next = await theLeader(port, 4, leader.singletons[0]!.token);
         assert.notEqual(next.worker.pid, leader.worker.pid);
 
+        // The primary's own series after the kill: that slot replaced once, every slot healthy again.
+        const perSlot = (body: string, name: string): string[] =>
+          parsePrometheus(body)
+            .filter((s) => s.name === name)
+            .map((s) => `${/worker="(\d+)"/.exec(s.labels)?.[1]}=${s.value}`)
+            .sort();
+        const expected = [0, 1, 2, 3].map((i) => `${i}=${i === leader.worker.index ? 1 : 0}`);
+        let after = '';
+        for (let i = 0; i < 50 && perSlot(after, 'bellwether_worker_restarts').join() !== expected.join(); i++) after = (await getText(port, '/metrics')).body;
+        assert.deepEqual(perSlot(after, 'bellwether_worker_restarts'), expected);
+        assert.deepEqual(perSlot(after, 'bellwether_worker_status_code'), ['0=0', '1=0', '2=0', '3=0']);
+
         primary.child.kill('SIGTERM');
         assert.deepEqual(await primary.exited, { code: 0, signal: null });
       });

@@ -4,12 +4,14 @@ import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { type Singleton, singleton } from 'bellwether';
+import { Candidate, type Singleton, ZkSession, singleton } from 'bellwether';
 import { type BellwetherRouter, bellwether } from 'bellwether/express';
 import express from 'express';
-import { keepLoopAlive, next } from './helpers/emitter.js';
+import { bounded } from './helpers/bounded.js';
+import { keepLoopAlive, next, nextZk } from './helpers/emitter.js';
 import { flockState } from './helpers/proc-locks.js';
 import { tempDir } from './helpers/temp.js';
+import { expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 keepLoopAlive();
 
@@ -230,5 +232,67 @@ describe('bellwether/express', () => {
       await assert.rejects(router.attach(server as never), { code: 'BW_ERR_INVALID_OPTION' });
     }
     assert.equal(job.state, 'latent', 'nothing started');
+  });
+});
+
+describe('bellwether/express with ZooKeeper', () => {
+  const zk1 = useZooKeeper();
+
+  test('/readyz is 503 while the session is suspended; the metrics count leader changes and session expiries as they happen', async (t) => {
+    const zk = new ZkSession({ connect: zk1.ensemble.connectString(), sessionTimeout: 2000 });
+    const rivalZk = new ZkSession({ connect: zk1.ensemble.connectString(), sessionTimeout: 2000 });
+    t.after(() => Promise.all([zk.close(), rivalZk.close()]));
+    await rivalZk.start();
+    const job = singleton({ scope: 'cluster', zk, name: 'express-fleet', run: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })) });
+    job.on('error', (err) => t.diagnostic(`job error: ${err.code} ${err.message}`));
+    const router = bellwether({ singletons: [job], zk, metrics: true });
+    const server = http.createServer(appWith(router));
+    cleanup(t, router, server);
+    const elected = next(job, 'elected');
+    await router.start();
+    const port = await listen(server);
+    await router.attach(server);
+    await elected;
+    const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await get(port, '/metrics')).body)?.[1]);
+    const leaderChanges = /^bellwether_singleton_leader_changes\{singleton="express-fleet",worker="standalone"\} (\d+)$/m;
+    const expiries = /^bellwether_zk_session_expiries\{worker="standalone"\} (\d+)$/m;
+    assert.equal((await get(port, '/readyz')).status, 200);
+    assert.equal(await metric(leaderChanges), 1);
+    assert.equal(await metric(expiries), 0);
+
+    // The server goes silent: suspended, so not ready (still live).
+    const server0 = zk1.ensemble.servers[0]!;
+    const suspended = nextZk(zk, 'suspended');
+    const reElected = next(job, 'elected');
+    server0.pause();
+    try {
+      await bounded('suspended', suspended, 5000);
+      assert.deepEqual((await get(port, '/readyz')).json(), { ready: false });
+      assert.equal((await get(port, '/readyz')).status, 503);
+      assert.equal((await get(port, '/healthz')).status, 200);
+    } finally {
+      server0.resume();
+    }
+    await bounded('back', Promise.race([nextZk(zk, 'reconnected'), nextZk(zk, 'connected')]), 10_000);
+    assert.equal((await get(port, '/readyz')).status, 200);
+    // It stepped down on the silence and, its ballot still the lowest, leads again: a second change.
+    await bounded('leads again after the pause', reElected, 10_000);
+    assert.equal(await metric(leaderChanges), 2);
+
+    // A rival waits; our session expires: the rival leads, we follow in the new session.
+    const rival = new Candidate(rivalZk, 'express-fleet', { data: 'rival' });
+    t.after(() => rival.close());
+    await rival.vote();
+    const rivalWon = new Promise<void>((resolve) => rival.once('won', () => resolve()));
+    const newSession = nextZk(zk, 'connected');
+    await expireSession(server0.clientPort, idBuffer(zk.sessionId!), zk.sessionPassword!);
+    await bounded('new session', newSession, 10_000);
+    await bounded('the rival leads', rivalWon, 10_000);
+    assert.equal(await metric(expiries), 1);
+    // The rival resigns: ours leads again, a third change.
+    const again = next(job, 'elected');
+    await rival.close();
+    await bounded('leads again after the rival', again, 10_000);
+    assert.equal(await metric(leaderChanges), 3);
   });
 });

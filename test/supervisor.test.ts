@@ -48,6 +48,9 @@ for (const runtime of RUNTIMES) {
       void getJson(port, '/block?ms=5000', 10_000).catch(() => undefined);
       const silent = await primary.next('kill', (e) => e['reason'] === 'silent');
       assert.equal(silent['code'], -1);
+      // Its loop is blocked, so its SIGTERM handler cannot run: killTimeout later, SIGKILL ends it.
+      const exit = await primary.next('exit', (e) => e['index'] === silent['index']);
+      assert.equal(exit['signal'], 'SIGKILL');
       await primary.next('ready', (e) => e['index'] === silent['index'] && e['restarts'] === 1);
 
       let unhealthy: Record<string, unknown> | undefined;
@@ -108,6 +111,19 @@ for (const runtime of RUNTIMES) {
       assert.ok(Number(result['ok']) > 0);
       const before = result['before'] as number[];
       assert.equal((result['after'] as number[]).filter((pid) => before.includes(pid)).length, 0, 'every pid replaced');
+    });
+
+    test('SIGHUP: slots are replaced one at a time, in index order, each new worker ready before the next slot starts', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const { primary } = await startPrimary(fixtures, runtime, { workers: 3, timeout: 3000, heartbeat: 100 });
+      const seen = primary.events.length;
+      process.kill(primary.pid, 'SIGHUP');
+      await primary.next('restarted', () => true, seen);
+      const rollout = primary.events.slice(seen).filter((e) => e.event === 'ready' || e.event === 'exit').map((e) => `${e.event} ${e['index']}`);
+      // Each slot: its replacement ready, then the old worker leaves; then the next slot.
+      assert.deepEqual(rollout.filter((e) => e.startsWith('ready')), ['ready 0', 'ready 1', 'ready 2']);
+      assert.ok(rollout.indexOf('ready 1') > rollout.indexOf('ready 0') && rollout.indexOf('ready 2') > rollout.indexOf('ready 1'));
     });
 
     test('SIGTERM while a slow request is in flight: it completes, then everything exits', async (t) => {
