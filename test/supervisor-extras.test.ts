@@ -27,6 +27,18 @@ describe('fork and ZooKeeper (seed 000)', () => {
     });
   }
 
+  for (const runtime of RUNTIMES) {
+    test(`${runtime.name}: a Supervisor given a session pauses it around every fork and resumes it after`, async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const primary = fixtures.add(startFixture(runtime, fixture('zk-supervisor-primary'), [zk1.ensemble.connectString(), String(await freePort())]));
+      const forks = await primary.next('forks');
+      assert.deepEqual(forks['order'], ['pause', 'fork', 'resume', 'pause', 'fork', 'resume']);
+      assert.equal(forks['sessionState'], 'connected');
+      await primary.next('done');
+    });
+  }
+
   test('installForkHook: hooks around a hand-written cluster.fork, the session settings passed down, removable', async (t) => {
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
