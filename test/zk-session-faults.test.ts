@@ -253,6 +253,32 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
     assert.deepEqual(seen.errors, [], 'our own node is not an error');
   });
 
+  test('a write still waiting when its session expires fails with BW_ERR_ZK_SESSION_EXPIRED', async (t) => {
+    const proxy = await startProxy(t, port());
+    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    await zk.start();
+    const old = zk.sessionId!;
+    const suspended = nextZk(zk, 'suspended');
+    const connections = proxy.connections;
+    proxy.mode = 'blackhole';
+    await bounded('suspended', suspended, 5000);
+    // A new connection is being tried (its handshake held): a write made now waits in the client's queue.
+    await bounded('reconnecting', (async () => {
+      while (proxy.connections === connections) await new Promise((resolve) => setTimeout(resolve, 5));
+    })(), 5000);
+    await new Promise((resolve) => setImmediate(resolve));
+    const write = zk.create('/away-write', 'x').then(
+      () => 'created',
+      (err: { code: string }) => err.code,
+    );
+    await expireSession(port(), idBuffer(old), zk.sessionPassword!);
+    const connected = nextZk(zk, 'connected');
+    proxy.drop();
+    proxy.mode = 'pass';
+    await bounded('new session', connected, 10_000);
+    assert.equal(await write, 'BW_ERR_ZK_SESSION_EXPIRED');
+  });
+
   test('a server that accepts TCP but never answers the handshake is left after the liveness delay', async (t) => {
     const proxy = await startProxy(t, port());
     // Connection 1 is accepted and then says nothing at all.

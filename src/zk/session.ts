@@ -322,7 +322,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   }
 
   async #expired(transport: Transport): Promise<void> {
-    transport.abandon();
+    transport.abandon(Exception.SESSION_EXPIRED);
     const sessionId = this.#sessionId ?? transport.sessionId;
     this.#sessionId = undefined;
     this.#state = 'connecting';

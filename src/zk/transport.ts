@@ -125,15 +125,16 @@ export class Transport {
 
   /**
    * Forgets this client without closing its session on the server: no
-   * CloseSession, no reconnect. Operations still queued fail with
-   * CONNECTION_LOSS instead of hanging.
+   * CloseSession, no reconnect. Operations still queued fail with `code`
+   * (CONNECTION_LOSS unless given; SESSION_EXPIRED once the session expired,
+   * as ZooKeeper's Java client does) instead of hanging.
    */
-  abandon(): void {
+  abandon(code: number = zookeeper.Exception.CONNECTION_LOSS): void {
     if (this.#abandoned) return;
     this.#abandoned = true;
     this.#manager.setState(CM_CLOSING);
     this.#manager.socket?.destroy();
-    const loss = (zookeeper.Exception as unknown as { create(code: number): Error }).create(zookeeper.Exception.CONNECTION_LOSS);
+    const loss = (zookeeper.Exception as unknown as { create(code: number): Error }).create(code);
     for (let packet = this.#manager.packetQueue.shift(); packet; packet = this.#manager.packetQueue.shift()) {
       packet.callback?.(loss);
     }
