@@ -66,7 +66,7 @@ for (const runtime of RUNTIMES) {
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());
       const port = await freePort();
-      const options = { workers: 2, timeout: 3000, heartbeat: 100, restart: { initialDelay: 10, maxRestarts: 3, window: 60_000 }, env: { PORT: String(port), CRASH_INDEX: '1' } };
+      const options = { workers: 2, timeout: 3000, heartbeat: 100, restart: { initialDelay: 100, maxRestarts: 3, window: 60_000 }, env: { PORT: String(port), CRASH_INDEX: '1' } };
       const primary = fixtures.add(startFixture(runtime, PRIMARY, [JSON.stringify(options)]));
       const error = await primary.next('error');
       assert.equal(error['code'], 'BW_ERR_CRASH_LOOP');
@@ -75,8 +75,11 @@ for (const runtime of RUNTIMES) {
       const status = (await primary.next('status'))['workers'] as { index: number; state: string }[];
       assert.deepEqual(status.map((w) => w.state), ['ready', 'given-up']);
       // maxRestarts 3: restarted three times; the fourth exit within the window gives the slot up.
-      const exits = primary.events.filter((e) => e.event === 'exit' && e['index'] === 1).map((e) => e['replaced']);
-      assert.deepEqual(exits, [true, true, true, false]);
+      const exits = primary.events.filter((e) => e.event === 'exit' && e['index'] === 1);
+      assert.deepEqual(exits.map((e) => e['replaced']), [true, true, true, false]);
+      // Each restart waits a doubling delay (100, 200, 400 ms) before forking: exits at least that far apart.
+      const gaps = exits.slice(1).map((e, i) => Number(e['at']) - Number(exits[i]!['at']));
+      [100, 200, 400].forEach((floor, i) => assert.ok(gaps[i]! >= floor, `restart ${i + 1} came ${Math.round(gaps[i]!)} ms after the exit`));
       const answers = await Promise.all(Array.from({ length: 10 }, () => getJson<{ index: number }>(port)));
       assert.ok(answers.every((a) => a.index === 0));
     });
@@ -139,7 +142,7 @@ for (const runtime of RUNTIMES) {
       assert.equal((await primary.exited).code, 0);
     });
 
-    test('SIGTTIN / SIGTTOU add and remove a worker', async (t) => {
+    test('SIGTTIN / SIGTTOU add and remove a worker (the removed one stops gracefully)', async (t) => {
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());
       const { primary } = await startPrimary(fixtures, runtime, { workers: 2, timeout: 3000, heartbeat: 100, shutdownTimeout: 2000 });
@@ -152,6 +155,9 @@ for (const runtime of RUNTIMES) {
       const exit = await primary.next('exit', () => true, seen);
       assert.equal(exit['index'], 2);
       assert.equal(exit['replaced'], false);
+      // Removed gracefully: its shutdown ran and it exited by itself, not killed.
+      assert.deepEqual([exit['code'], exit['signal']], [0, null]);
+      await primary.next('shutdown-done', (e) => e['index'] === 2, seen);
       primary.send('status');
       assert.equal(((await primary.next('status', () => true, seen))['workers'] as unknown[]).length, 2);
     });
