@@ -43,6 +43,7 @@ export class StatusBoard {
   readonly #startedSingletons: Singleton[] = [];
   #started: Promise<void> | undefined;
   #registry: Registry | undefined;
+  #metricsSetUp: Promise<void> | undefined;
 
   constructor(options: StatusBoardOptions = {}) {
     const given = checkObject(options, 'bellwether adapter options');
@@ -73,6 +74,8 @@ export class StatusBoard {
   }
 
   async #start(): Promise<void> {
+    // First: a request for /metrics may come as soon as the app listens, before the session is up.
+    this.#metricsSetUp = this.#metricsEnabled ? this.#setUpMetrics() : undefined;
     for (const job of this.#singletons) {
       this.#leaderChanges.set(job, 0);
       const onElected = (): void => void this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
@@ -93,7 +96,7 @@ export class StatusBoard {
       await job.start();
       this.#startedSingletons.push(job);
     }
-    if (this.#metricsEnabled) await this.#setUpMetrics();
+    await this.#metricsSetUp;
   }
 
   /** The app serves: readiness can turn true, and the supervisor is told. */
@@ -130,6 +133,8 @@ export class StatusBoard {
 
   /** Prometheus text: the whole cluster when supervised (one scrape shows every worker), else this process. */
   async metrics(): Promise<{ contentType: string; body: string } | undefined> {
+    // A request that comes while prom-client is still loading waits for it (not "unavailable").
+    await this.#metricsSetUp?.catch(() => undefined);
     if (!this.#metricsEnabled || !this.#registry) return undefined;
     if (!worker.isSupervised) return aggregate([await this.#collect()]);
     const id = randomUUID();
