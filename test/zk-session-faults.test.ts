@@ -318,3 +318,19 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
     await assert.rejects(zk.create('/leaf/child'), { name: 'BellwetherError', code: 'BW_ERR_ZK_NO_CHILDREN_FOR_EPHEMERALS' });
   });
 });
+
+describe('ZkSession: credentials the server refuses', () => {
+  // No digest provider on this server: digest credentials are refused (AUTHFAILED).
+  const zk1 = useZooKeeper({ config: ['DigestAuthenticationProvider.enabled=false'] });
+
+  test('refused credentials: start() rejects with BW_ERR_ZK_AUTH_FAILED (also an error event), the session is closed, never announced', async (t) => {
+    const zk = openSession(t, zk1.ensemble.connectString(), { auth: [{ scheme: 'digest', credentials: 'app:secret' }], connectTimeout: 5000 });
+    const seen = record(zk);
+    const closed = nextZk(zk, 'closed');
+    await assert.rejects(bounded('start()', zk.start(), 10_000), { name: 'BellwetherError', code: 'BW_ERR_ZK_AUTH_FAILED' });
+    await bounded('closed', closed, 5000);
+    assert.equal(zk.state, 'closed');
+    assert.deepEqual(seen.errors.map((e) => e.split(':')[0]), ['BW_ERR_ZK_AUTH_FAILED']);
+    assert.deepEqual(seen.events, [], 'never connected');
+  });
+});

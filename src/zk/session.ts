@@ -90,6 +90,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   readonly #oneShot = new Map<string, Set<() => unknown>>();
   readonly #oneShotWatchers = new Map<string, () => void>();
   #operations = 0;
+  /** Why the session closed by itself (refused credentials): what start() rejects with. */
+  #failure: BellwetherError | undefined;
 
   constructor(options: ZkSessionOptions) {
     super();
@@ -166,7 +168,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
         `no ZooKeeper session from ${this.#settings.connect} within ${this.#settings.connectTimeout} ms`,
       );
     }
-    if ((this.#state as ZkSessionState) === 'closed') throw new BellwetherError(ErrorCodes.CLOSED, 'ZkSession was closed while starting');
+    if ((this.#state as ZkSessionState) === 'closed') throw this.#failure ?? new BellwetherError(ErrorCodes.CLOSED, 'ZkSession was closed while starting');
   }
 
   /** Closes the session on the server (its ephemerals vanish at once). Calling it again is harmless. */
@@ -258,7 +260,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
         void this.#expired(transport);
         break;
       case 'auth-failed':
-        this.#report(new BellwetherError(ErrorCodes.ZK_AUTH_FAILED, `ZooKeeper refused the credentials of ${this.#settings.connect}`));
+        this.#failure = new BellwetherError(ErrorCodes.ZK_AUTH_FAILED, `ZooKeeper refused the credentials of ${this.#settings.connect}`);
+        this.#report(this.#failure);
         void this.close();
         break;
     }
@@ -274,6 +277,14 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     const transport = this.#transport;
     const sessionId = this.#sessionId!;
     void (async () => {
+      if (newSession && this.#settings.auth.length > 0) {
+        // The server answers the credentials before this: refused, the session never counts as connected.
+        const answered = await this.#call('exists', '/', false, (c, done) => c.exists('/', (e) => done(e))).then(
+          () => true,
+          () => false,
+        );
+        if (!answered) return; // refused (closing now), or the connection was lost (a later restore announces)
+      }
       await Promise.all([...this.#ephemerals].map((ephemeral) => ephemeral.ensure()));
       await Promise.all([...this.#watches].map((watch) => watch.rearm()));
       // A later restore (the connection came back again meanwhile) announces instead; so does

@@ -37,6 +37,8 @@ export interface ZkEnsembleOptions {
   tickTime?: number;
   minSessionTimeout?: number;
   maxSessionTimeout?: number;
+  /** More zoo.cfg lines (unknown keys become `zookeeper.`-prefixed system properties). */
+  config?: string[];
 }
 
 const LOOPBACK = '127.0.0.1';
@@ -284,6 +286,7 @@ export class ZkEnsemble {
         `clientPortAddress=${LOOPBACK}`,
         '4lw.commands.whitelist=*',
         'admin.enableServer=false', // else it binds port 8080
+        ...(options.config ?? []),
       ];
       // server.N=host:peerPort:electionPort, only in an ensemble.
       const peers = count === 1 ? [] : Array.from({ length: count }, (_, i) => `server.${i + 1}=${LOOPBACK}:${port(count + 2 * i)}:${port(count + 2 * i + 1)}`);
