@@ -296,3 +296,24 @@ describe('bellwether/express with ZooKeeper', () => {
     assert.equal(await metric(leaderChanges), 3);
   });
 });
+
+describe('the status board when starting fails', () => {
+  test('in a supervised worker, a board whose start() fails leaves no message listener behind after close(), even once prom-client has loaded', async (t) => {
+    const { fork } = await import('node:child_process');
+    // A supervised worker's environment and IPC channel, without a supervisor: the board registers its metrics listener there.
+    const child = fork(new URL('./fixtures/board-failed-start.js', import.meta.url).pathname, {
+      env: { ...process.env, BELLWETHER_WORKER_INDEX: '0', BELLWETHER_PRIMARY_PID: String(process.pid) },
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
+    t.after(() => child.kill('SIGKILL'));
+    child.on('message', () => {}); // heartbeats
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk));
+    // Its disconnect at the end looks like the primary going away: it then exits as an orphan would; only its report counts.
+    await bounded('the fixture exits', once(child, 'exit'), 10_000);
+    const line = JSON.parse(out.trim().split('\n').at(-1)!) as { outcome: string; before: number; afterClose: number; later: number };
+    assert.equal(line.outcome, 'cannot start');
+    assert.equal(line.afterClose, line.before, 'a listener left right after close()');
+    assert.equal(line.later, line.before, 'a listener added after close()');
+  });
+});

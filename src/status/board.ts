@@ -67,6 +67,8 @@ export class StatusBoard {
    */
   start(): Promise<void> {
     this.#started ??= this.#start().catch(async (err: unknown) => {
+      // The metrics set-up runs beside the rest: let it finish first, or what it adds would outlive close().
+      await this.#metricsSetUp?.catch(() => {});
       await this.close().catch(() => {});
       throw err;
     });
@@ -76,6 +78,8 @@ export class StatusBoard {
   async #start(): Promise<void> {
     // First: a request for /metrics may come as soon as the app listens, before the session is up.
     this.#metricsSetUp = this.#metricsEnabled ? this.#setUpMetrics() : undefined;
+    // Awaited below (or by start()'s failure path): not an unhandled rejection meanwhile.
+    this.#metricsSetUp?.catch(() => {});
     for (const job of this.#singletons) {
       this.#leaderChanges.set(job, 0);
       const onElected = (): void => void this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);

@@ -81,7 +81,8 @@ export class Ephemeral implements EphemeralHandle {
       if (stat && stat.ephemeralOwner === this.#hooks.sessionId()) await this.#ops.delete(this.path, stat.version);
     } catch (err) {
       const code = (err as BellwetherError).code;
-      if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED) throw err;
+      // Expired: the node went with its session.
+      if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED && code !== ErrorCodes.ZK_SESSION_EXPIRED) throw err;
     }
   }
 }
