@@ -129,6 +129,19 @@ for (const runtime of RUNTIMES) {
       assert.ok(rollout.indexOf('ready 1') > rollout.indexOf('ready 0') && rollout.indexOf('ready 2') > rollout.indexOf('ready 1'));
     });
 
+    test('a graceful stop of every worker: the singleton job is not elected again in a worker that is itself stopping', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const options = { exec: fixture('singleton-worker'), workers: 3, timeout: 3000, heartbeat: 100, shutdownTimeout: 5000, env: { SINGLETON_LOCK_DIR: tempDir(t) } };
+      const primary = fixtures.add(startFixture(runtime, PRIMARY, [JSON.stringify(options)]));
+      await primary.next('started');
+      await primary.next('job-elected');
+      process.kill(primary.pid, 'SIGTERM');
+      await primary.next('stopped');
+      assert.equal(primary.count('job-elected'), 1, JSON.stringify(primary.events.filter((e) => e.event === 'job-elected')));
+      assert.equal(primary.count('job-error'), 0);
+    });
+
     test('SIGTERM while a slow request is in flight: it completes, then everything exits', async (t) => {
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());

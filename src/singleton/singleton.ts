@@ -1,5 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { onWorkerStopping } from '../worker/worker.js';
 import type { Lease, LeaseSource } from './lease.js';
 import { abortError, delay } from './abort.js';
 
@@ -49,6 +50,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   #loop: Promise<void> | undefined;
   /** With keepAlive: a ref'd handle, the one thing that holds the process for the singleton. */
   #keepAlive: NodeJS.Timeout | undefined;
+  /** Its supervised worker is stopping: no new term may begin here (the job must not move into a leaving process). */
+  #lastTerm = false;
+  #unsubscribeStopping: (() => void) | undefined;
 
   /** @internal use `singleton()` */
   constructor(name: string, source: LeaseSource, run: ((context: RunContext) => unknown) | undefined, policy: SingletonPolicy) {
@@ -86,6 +90,12 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     this.#source.prepare();
     this.#state = 'started';
+    // A worker that begins a graceful stop contends no more: waiting, it leaves the queue at once;
+    // leading, it finishes this term (the app's shutdown closes it) and starts no other.
+    this.#unsubscribeStopping = onWorkerStopping(() => {
+      this.#lastTerm = true;
+      if (!this.isLeader) void this.close();
+    });
     // Everything the singleton waits on (the flock waiter, the backoff timer)
     // is unref'd; with keepAlive one interval holds the process instead,
     // whether it waits, leads idle after run resolved, or backs off.
@@ -98,6 +108,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * settle, then releases the lease. Calling it again is harmless.
    */
   async close(): Promise<void> {
+    this.#unsubscribeStopping?.();
     if (this.#state !== 'closed') {
       this.#state = 'closed';
       this.#closing.abort(abortError(`singleton ${this.name} closed`));
@@ -117,7 +128,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   async #contend(): Promise<void> {
     let failures = 0;
-    while (this.#state === 'started') {
+    while (this.#state === 'started' && !this.#lastTerm) {
       let lease: Lease;
       try {
         lease = await this.#source.acquire(this.#closing.signal);

@@ -53,6 +53,7 @@ class WorkerProcess implements WorkerRuntime {
   readonly #afterFork: Callback[] = [];
   #runningAfterFork = false;
   readonly #onShutdown: Callback[] = [];
+  readonly #onStopping = new Set<() => void>();
   #stopping = false;
   /** Set once we disconnect on purpose: that 'disconnect' is not the primary going away. */
   #leaving = false;
@@ -172,9 +173,29 @@ class WorkerProcess implements WorkerRuntime {
     });
   }
 
+  /** @internal Runs `cb` synchronously as a graceful stop begins (at once if it has); returns an unsubscribe. */
+  onStopping(cb: () => void): () => void {
+    if (this.#stopping) {
+      cb();
+      return () => {};
+    }
+    this.#onStopping.add(cb);
+    return () => void this.#onStopping.delete(cb);
+  }
+
   async #shutdown(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    // First, before any await: singletons of a stopping worker stop contending (a job must not
+    // move into a process that is leaving).
+    for (const cb of this.#onStopping) {
+      try {
+        cb();
+      } catch (err) {
+        console.error(callbackFailed('stopping callback', err).message);
+      }
+    }
+    this.#onStopping.clear();
     // A stop that arrives while the entry script still loads waits for it:
     // its onShutdown callbacks (closing its servers) are not registered yet.
     await this.#bootDone;
@@ -242,6 +263,17 @@ if (instance === undefined) {
 }
 
 export const worker: WorkerRuntime = instance;
+
+/**
+ * @internal Runs `cb` once this supervised worker begins a graceful stop;
+ * never outside one. Returns an unsubscribe.
+ */
+export function onWorkerStopping(cb: () => void): () => void {
+  // Another copy of bellwether may have made the shared instance: an older one has no such hook.
+  const runtime = instance as Partial<WorkerProcess>;
+  if (!worker.isSupervised || typeof runtime.onStopping !== 'function') return () => {};
+  return runtime.onStopping(cb);
+}
 
 /** @internal The bootstrap marks the end of boot: afterFork callbacks may run. */
 export function markBooted(): void {
