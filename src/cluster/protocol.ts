@@ -21,7 +21,9 @@ export type WorkerMessage =
   /** The worker serves (also inferred from cluster's `listening`). */
   | { bellwether: 'ready' }
   /** Sent from the worker's event loop every heartbeat: 0 healthy, > 0 an unhealthy code. */
-  | { bellwether: 'heartbeat'; code: number };
+  | { bellwether: 'heartbeat'; code: number }
+  /** Answer to 'stopping': its singletons contend no more. */
+  | { bellwether: 'stopping-ack' };
 
 /** Metrics of the whole cluster for one scrape: a worker asks, the primary collects from all and answers. */
 export type MetricsMessage =
@@ -37,15 +39,18 @@ export function isMetricsMessage(message: unknown): message is MetricsMessage {
 
 export type PrimaryMessage =
   /** Stop gracefully: run onShutdown callbacks, stop accepting, finish in-flight work, exit. */
-  { bellwether: 'shutdown' };
+  | { bellwether: 'shutdown' }
+  /** Every worker is about to stop: contend for nothing more (answered with 'stopping-ack'). */
+  | { bellwether: 'stopping' };
 
 export function isWorkerMessage(message: unknown): message is WorkerMessage {
   const kind = (message as { bellwether?: unknown } | null)?.bellwether;
-  return kind === 'ready' || kind === 'heartbeat';
+  return kind === 'ready' || kind === 'heartbeat' || kind === 'stopping-ack';
 }
 
 export function isPrimaryMessage(message: unknown): message is PrimaryMessage {
-  return (message as { bellwether?: unknown } | null)?.bellwether === 'shutdown';
+  const kind = (message as { bellwether?: unknown } | null)?.bellwether;
+  return kind === 'shutdown' || kind === 'stopping';
 }
 
 /** Exit code of a worker that found its primary gone (and of `bellwether start --stop-with-parent` whose parent is gone). */

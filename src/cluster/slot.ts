@@ -39,6 +39,9 @@ export class WorkerHandle {
   killing = false;
   /** SIGKILL after killTimeout or shutdownTimeout. */
   killTimer: NodeJS.Timeout | undefined;
+  /** Resolves when the worker answers 'stopping' (its singletons contend no more). */
+  readonly stoppingAcked: Promise<void>;
+  #settleStoppingAcked!: () => void;
   /** True once ready; false if it exited first. */
   readonly ready: Promise<boolean>;
   readonly exited: Promise<void>;
@@ -50,6 +53,11 @@ export class WorkerHandle {
     this.slot = slot;
     this.ready = new Promise((resolve) => (this.#settleReady = resolve));
     this.exited = new Promise((resolve) => (this.#settleExited = resolve));
+    this.stoppingAcked = new Promise((resolve) => (this.#settleStoppingAcked = resolve));
+  }
+
+  markStoppingAcked(): void {
+    this.#settleStoppingAcked();
   }
 
   /** Marks it ready; false if it was not starting (already ready, stopping or gone). */

@@ -8,6 +8,9 @@ import { aggregate, loadPromClient } from '../status/metrics.js';
 import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
 import { Slot, type SlotInfo, WorkerHandle } from './slot.js';
 
+/** How long a full graceful stop waits for every worker to stop contending before it stops them anyway. */
+const STOPPING_ACK_MS = 1000;
+
 const BOOTSTRAP = fileURLToPath(new URL('../worker/bootstrap.js', import.meta.url));
 
 export type KillReason = 'silent' | 'unhealthy' | 'boot-timeout';
@@ -155,6 +158,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       slot.settleReady(false);
     }
     this.#stopped = (async () => {
+      // First every worker stops contending for singletons, then any stops: else a job released by
+      // a worker that stops first would be taken by one that has not heard of the stop yet.
+      if (graceful) await this.#announceStopping();
       // Every live worker, also those already retiring (rolled over, scaled away).
       await Promise.all([...this.#workers].map((handle) => this.#retire(handle, graceful)));
       await this.#control?.close();
@@ -328,6 +334,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         if (handle.stopPending) this.#sendShutdown(handle);
       }
       if (message.bellwether === 'ready') markReady();
+      else if (message.bellwether === 'stopping-ack') handle.markStoppingAcked();
       else {
         handle.lastHeartbeat = performance.now();
         // 0 clears a silent mark; a reported unhealthy code stays the highest seen.
@@ -411,6 +418,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.emit('kill', handle.slot.info(handle), reason);
     handle.worker.process.kill('SIGTERM');
     handle.killTimer = setTimeout(() => handle.worker.process.kill('SIGKILL'), this.#options.killTimeout);
+  }
+
+  /** Tells every worker that can hear it that all are stopping; waits for their answers (bounded: a worker may be blocked). */
+  async #announceStopping(): Promise<void> {
+    const listening = [...this.#workers].filter((handle) => handle.heard && handle.worker.isConnected() && !handle.worker.isDead());
+    for (const handle of listening) {
+      try {
+        handle.worker.send({ bellwether: 'stopping' } satisfies PrimaryMessage, undefined, () => {});
+      } catch {
+        // closed in between: its exit settles the wait below
+      }
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOPPING_ACK_MS)));
+    await Promise.race([Promise.all(listening.map((handle) => Promise.race([handle.stoppingAcked, handle.exited]))), bound]);
+    clearTimeout(timer);
   }
 
   /** Stops one worker: gracefully (shutdown message, SIGKILL after shutdownTimeout) or at once. Resolves when it exited. */

@@ -54,6 +54,7 @@ class WorkerProcess implements WorkerRuntime {
   #runningAfterFork = false;
   readonly #onShutdown: Callback[] = [];
   readonly #onStopping = new Set<() => void>();
+  #stoppingBegun = false;
   #stopping = false;
   /** Set once we disconnect on purpose: that 'disconnect' is not the primary going away. */
   #leaving = false;
@@ -128,7 +129,11 @@ class WorkerProcess implements WorkerRuntime {
     // primary holds a stop back until it has heard from the worker, because
     // a message sent before this listener exists is lost.
     process.on('message', (message: unknown) => {
-      if (isPrimaryMessage(message)) void this.#shutdown();
+      if (!isPrimaryMessage(message)) return;
+      if (message.bellwether === 'stopping') {
+        this.#beginStopping();
+        this.#send({ bellwether: 'stopping-ack' });
+      } else void this.#shutdown();
     });
     // Sent from the event loop: a blocked loop sends nothing, which is the point.
     // Unref'd: liveness reporting alone must not keep a finished worker alive.
@@ -175,7 +180,7 @@ class WorkerProcess implements WorkerRuntime {
 
   /** @internal Runs `cb` synchronously as a graceful stop begins (at once if it has); returns an unsubscribe. */
   onStopping(cb: () => void): () => void {
-    if (this.#stopping) {
+    if (this.#stoppingBegun) {
       cb();
       return () => {};
     }
@@ -183,11 +188,14 @@ class WorkerProcess implements WorkerRuntime {
     return () => void this.#onStopping.delete(cb);
   }
 
-  async #shutdown(): Promise<void> {
-    if (this.#stopping) return;
-    this.#stopping = true;
-    // First, before any await: singletons of a stopping worker stop contending (a job must not
-    // move into a process that is leaving).
+  /**
+   * Singletons of a leaving worker stop contending: a job must not move into
+   * it. Once, at the primary's 'stopping' (every worker is about to stop) or
+   * at the start of this worker's own stop, whichever comes first.
+   */
+  #beginStopping(): void {
+    if (this.#stoppingBegun) return;
+    this.#stoppingBegun = true;
     for (const cb of this.#onStopping) {
       try {
         cb();
@@ -196,6 +204,13 @@ class WorkerProcess implements WorkerRuntime {
       }
     }
     this.#onStopping.clear();
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    // First, before any await.
+    this.#beginStopping();
     // A stop that arrives while the entry script still loads waits for it:
     // its onShutdown callbacks (closing its servers) are not registered yet.
     await this.#bootDone;
