@@ -331,6 +331,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (!isWorkerMessage(message)) return;
       if (!handle.heard) {
         handle.heard = true;
+        // First heard while every worker is stopping (it was booting): it stops contending too.
+        if (this.#state === 'stopping') this.#sendStopping(handle);
         if (handle.stopPending) this.#sendShutdown(handle);
       }
       if (message.bellwether === 'ready') markReady();
@@ -423,17 +425,19 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Tells every worker that can hear it that all are stopping; waits for their answers (bounded: a worker may be blocked). */
   async #announceStopping(): Promise<void> {
     const listening = [...this.#workers].filter((handle) => handle.heard && handle.worker.isConnected() && !handle.worker.isDead());
-    for (const handle of listening) {
-      try {
-        handle.worker.send({ bellwether: 'stopping' } satisfies PrimaryMessage, undefined, () => {});
-      } catch {
-        // closed in between: its exit settles the wait below
-      }
-    }
+    for (const handle of listening) this.#sendStopping(handle);
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOPPING_ACK_MS)));
     await Promise.race([Promise.all(listening.map((handle) => Promise.race([handle.stoppingAcked, handle.exited]))), bound]);
     clearTimeout(timer);
+  }
+
+  #sendStopping(handle: WorkerHandle): void {
+    try {
+      handle.worker.send({ bellwether: 'stopping' } satisfies PrimaryMessage, undefined, () => {});
+    } catch {
+      // closed in between: its exit settles any wait for its answer
+    }
   }
 
   /** Stops one worker: gracefully (shutdown message, SIGKILL after shutdownTimeout) or at once. Resolves when it exited. */

@@ -150,6 +150,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         failures = 0;
       }
     }
+    // The worker is stopping and this term is over: leave what the source still holds (a fleet
+    // ballot kept after a lost lease would lead again, with nobody here to run the job).
+    if (this.#lastTerm && this.#state === 'started') await this.#source.close?.();
   }
 
   /** Holds the lease until the job fails, leadership is lost, or we close. */
