@@ -4,6 +4,7 @@ import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { ControlSocket } from './control-socket.js';
 import { type ResolvedSupervisorOptions, type SupervisorOptions, resolveSupervisorOptions } from './options.js';
+import { settledWithin } from '../singleton/abort.js';
 import { aggregate, loadPromClient } from '../status/metrics.js';
 import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
 import { Slot, type SlotInfo, WorkerHandle } from './slot.js';
@@ -332,7 +333,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (!handle.heard) {
         handle.heard = true;
         // First heard while every worker is stopping (it was booting): it stops contending too.
-        if (this.#state === 'stopping') this.#sendStopping(handle);
+        if (this.#state === 'stopping') this.#tell(handle, { bellwether: 'stopping' });
         if (handle.stopPending) this.#sendShutdown(handle);
       }
       if (message.bellwether === 'ready') markReady();
@@ -425,20 +426,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Tells every worker that can hear it that all are stopping; waits for their answers (bounded: a worker may be blocked). */
   async #announceStopping(): Promise<void> {
     const listening = [...this.#workers].filter((handle) => handle.heard && handle.worker.isConnected() && !handle.worker.isDead());
-    for (const handle of listening) this.#sendStopping(handle);
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOPPING_ACK_MS)));
-    await Promise.race([Promise.all(listening.map((handle) => Promise.race([handle.stoppingAcked, handle.exited]))), bound]);
-    clearTimeout(timer);
+    for (const handle of listening) this.#tell(handle, { bellwether: 'stopping' });
+    await settledWithin(STOPPING_ACK_MS, Promise.all(listening.map((handle) => Promise.race([handle.stoppingAcked, handle.exited]))));
   }
 
-  #sendStopping(handle: WorkerHandle): void {
-    try {
-      handle.worker.send({ bellwether: 'stopping' } satisfies PrimaryMessage, undefined, () => {});
-    } catch {
-      // closed in between: its exit settles any wait for its answer
-    }
-  }
 
   /** Stops one worker: gracefully (shutdown message, SIGKILL after shutdownTimeout) or at once. Resolves when it exited. */
   #retire(handle: WorkerHandle, graceful: boolean): Promise<void> {
@@ -459,10 +450,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   #sendShutdown(handle: WorkerHandle): void {
     handle.stopPending = false;
-    // A worker that already disconnected is leaving: the SIGKILL timer still applies.
+    this.#tell(handle, { bellwether: 'shutdown' });
+  }
+
+  /** A worker that already disconnected is leaving (its SIGKILL timer, its exit still apply): nothing to tell it. */
+  #tell(handle: WorkerHandle, message: PrimaryMessage): void {
     if (!handle.worker.isConnected()) return;
     try {
-      handle.worker.send({ bellwether: 'shutdown' } satisfies PrimaryMessage, undefined, () => {});
+      handle.worker.send(message, undefined, () => {});
     } catch {
       // closed in between
     }

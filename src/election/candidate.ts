@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { settledWithin } from '../singleton/abort.js';
 import { checkPath, joinPath } from '../zk/paths.js';
 import type { ZkSession } from '../zk/session.js';
 import type { Stat } from '../zk/stat.js';
+import { isConnectionTrouble, isGoneAnyway } from '../zk/zk-errors.js';
 import { type ElectionPaths, ballotPrefix, electionPaths, sortedBallots } from './ballots.js';
 
 export type CandidateDemotion = 'suspended' | 'expired' | 'resigned' | 'superseded';
@@ -156,7 +158,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     // Unreachable for a whole timeout, the server has usually expired the session (and these nodes)
     // by then: close() waits no longer. The resign goes on while the session lives, though: a server
     // that restarts, or an ensemble that re-forms, can bring the same session back with its nodes.
-    await this.#within(this.#zk.timeout ?? this.#zk.settings().sessionTimeout, resign);
+    await settledWithin(this.#zk.timeout ?? this.#zk.settings().sessionTimeout, resign);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -184,9 +186,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   #onCheckError(err: unknown): void {
-    const code = (err as BellwetherError).code;
     // Connection trouble: the session's reconnected/connected events check again.
-    if (code === ErrorCodes.ZK_CONNECTION_LOSS || code === ErrorCodes.ZK_SESSION_EXPIRED || code === ErrorCodes.CLOSED) return;
+    if (isConnectionTrouble((err as BellwetherError).code)) return;
     this.#report(err instanceof BellwetherError ? err : callbackFailed(`election ${this.name}`, err));
   }
 
@@ -435,22 +436,9 @@ export class Candidate extends EventEmitter<CandidateEvents> {
           await this.#zk.whenConnected();
           continue;
         }
-        if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED && code !== ErrorCodes.ZK_SESSION_EXPIRED) {
-          this.#report(err as BellwetherError);
-        }
+        if (!isGoneAnyway(code)) this.#report(err as BellwetherError);
         return;
       }
-    }
-  }
-
-  /** Whether `promise` settled within `ms` (a ref'd bound: close() waits on it, and must settle). */
-  async #within(ms: number, promise: Promise<unknown>): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-    try {
-      return await Promise.race([promise.then(() => true as const), expired]);
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -35,3 +35,18 @@ export function anySignal(signals: AbortSignal[]): AbortSignal {
   }
   return controller.signal;
 }
+
+/**
+ * Whether `promise` settled within `ms`; it is not waited for after that.
+ * The timer is ref'd: the caller's own promise (a close(), a start()) must
+ * settle even when nothing else holds the process.
+ */
+export async function settledWithin(ms: number, promise: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -17,9 +17,9 @@ export interface LeaseSource {
   /** Resolves once leadership is granted; rejects with `signal.reason` if aborted first. */
   acquire(signal: AbortSignal): Promise<Lease>;
   /**
-   * Leaves for good, once the singleton is closed and its loop has ended: a
-   * lease lost without release (a fleet ballot kept to lead again) must not
-   * stay behind when no acquire() follows.
+   * Leaves for good, once the singleton's loop has ended (closed, or its
+   * worker stopping): a lease lost without release (a fleet ballot kept to
+   * lead again) must not stay behind when no acquire() follows.
    */
   close?(): Promise<void>;
 }

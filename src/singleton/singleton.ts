@@ -114,8 +114,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       this.#closing.abort(abortError(`singleton ${this.name} closed`));
     }
     try {
-      await this.#loop;
-      await this.#source.close?.();
+      await this.#loop; // it ends by leaving the lease source
     } finally {
       // Only once the lease is released: until then close() itself holds the process.
       clearInterval(this.#keepAlive);
@@ -133,7 +132,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       try {
         lease = await this.#source.acquire(this.#closing.signal);
       } catch (err) {
-        if (this.#state !== 'started') return;
+        if (this.#state !== 'started') break;
         this.#report(err instanceof BellwetherError ? err : callbackFailed(`contending for ${this.name}`, err));
         failures += 1;
         await this.#pause(failures);
@@ -150,9 +149,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         failures = 0;
       }
     }
-    // The worker is stopping and this term is over: leave what the source still holds (a fleet
-    // ballot kept after a lost lease would lead again, with nobody here to run the job).
-    if (this.#lastTerm && this.#state === 'started') await this.#source.close?.();
+    // Closed, or the worker is stopping and this term is over: leave what the source still holds
+    // (a fleet ballot kept after a lost lease would lead again, with nobody here to run the job).
+    await this.#source.close?.();
   }
 
   /** Holds the lease until the job fails, leadership is lost, or we close. */

@@ -1,6 +1,7 @@
 import { type BellwetherError, ErrorCodes } from '../errors.js';
 import { parentOf } from './paths.js';
 import type { Stat } from './stat.js';
+import { isConnectionTrouble, isGoneAnyway } from './zk-errors.js';
 
 export interface EphemeralHandle {
   readonly path: string;
@@ -68,8 +69,7 @@ export class Ephemeral implements EphemeralHandle {
 
   /** Connection trouble is not reported: the session ensures the node again when it is back. */
   #report(error: BellwetherError): void {
-    const code = error.code;
-    if (code !== ErrorCodes.ZK_CONNECTION_LOSS && code !== ErrorCodes.ZK_SESSION_EXPIRED && code !== ErrorCodes.CLOSED) this.#hooks.report(error);
+    if (!isConnectionTrouble(error.code)) this.#hooks.report(error);
   }
 
   async close(): Promise<void> {
@@ -80,9 +80,7 @@ export class Ephemeral implements EphemeralHandle {
       const stat = await this.#ops.exists(this.path);
       if (stat && stat.ephemeralOwner === this.#hooks.sessionId()) await this.#ops.delete(this.path, stat.version);
     } catch (err) {
-      const code = (err as BellwetherError).code;
-      // Expired: the node went with its session.
-      if (code !== ErrorCodes.ZK_NO_NODE && code !== ErrorCodes.ZK_BAD_VERSION && code !== ErrorCodes.CLOSED && code !== ErrorCodes.ZK_SESSION_EXPIRED) throw err;
+      if (!isGoneAnyway((err as BellwetherError).code)) throw err;
     }
   }
 }

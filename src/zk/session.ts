@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import zookeeper, { type Client, type Stat as RawStat } from 'node-zookeeper-client';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
-import { delay } from '../singleton/abort.js';
+import { delay, settledWithin } from '../singleton/abort.js';
 import { Ephemeral, type EphemeralHandle } from './ephemeral.js';
 import { EventQueue } from './event-queue.js';
 import { type ZkSessionOptions, type ZkSessionSettings, resolveZkOptions } from './options.js';
@@ -19,7 +19,7 @@ import {
   diffChildren,
   diffNode,
 } from './watch.js';
-import { fromZk, zkCodeOf } from './zk-errors.js';
+import { fromZk, isConnectionTrouble, zkCodeOf } from './zk-errors.js';
 
 /** Exit code of a process whose session expired under `onExpire: 'exit'`. */
 export const SESSION_EXPIRED_EXIT_CODE = 75;
@@ -155,13 +155,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     this.#liveness = setInterval(() => this.#checkLiveness(), tick);
     this.#liveness.unref();
     const connected = new Promise<void>((resolve) => this.#connectedWaiters.push(resolve));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), this.#settings.connectTimeout);
-    });
-    const outcome = await Promise.race([connected, timedOut]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') {
+    if (!(await settledWithin(this.#settings.connectTimeout, connected))) {
       await this.close();
       throw new BellwetherError(
         ErrorCodes.ZK_CONNECT_TIMEOUT,
@@ -645,10 +639,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
       diff,
       deliver: (event) => this.#queue.push(() => (watch.closed ? undefined : handler(event))),
       onError: (err) => {
-        const code = (err as BellwetherError).code;
-        if (code !== ErrorCodes.ZK_CONNECTION_LOSS && code !== ErrorCodes.ZK_SESSION_EXPIRED && code !== ErrorCodes.CLOSED) {
-          this.#report(fromZk(err, 'watch', path));
-        }
+        if (!isConnectionTrouble((err as BellwetherError).code)) this.#report(fromZk(err, 'watch', path));
       },
       onClose: () => this.#watches.delete(watch as PersistentWatch<unknown, unknown>),
     });

@@ -29,3 +29,17 @@ export function fromZk(err: unknown, operation: string, path?: string): Bellweth
   const where = path === undefined ? operation : `${operation} ${path}`;
   return new BellwetherError(code, `${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
+
+/**
+ * The connection or the session went away (or the session was closed): the
+ * session redoes what it restores, and callers check again when it is back.
+ * Not worth an `error` event.
+ */
+export function isConnectionTrouble(code: string | undefined): boolean {
+  return code === ErrorCodes.ZK_CONNECTION_LOSS || code === ErrorCodes.ZK_SESSION_EXPIRED || code === ErrorCodes.CLOSED;
+}
+
+/** A delete of one's own ephemeral that failed this way leaves nothing: it is gone, changed hands, or went with its session. */
+export function isGoneAnyway(code: string | undefined): boolean {
+  return code === ErrorCodes.ZK_NO_NODE || code === ErrorCodes.ZK_BAD_VERSION || code === ErrorCodes.CLOSED || code === ErrorCodes.ZK_SESSION_EXPIRED;
+}
