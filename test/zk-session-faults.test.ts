@@ -10,7 +10,7 @@ import { type TestContext, describe, test } from 'node:test';
 import type { NodeEvent, ZkSession } from 'bellwether';
 import { bounded } from './helpers/bounded.js';
 import { nextZk } from './helpers/emitter.js';
-import { openSession, startProxy } from './helpers/sessions.js';
+import { openSession, throughProxy } from './helpers/sessions.js';
 import type { TcpProxy } from './helpers/tcp-proxy.js';
 import { expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
@@ -58,8 +58,7 @@ describe('ZkSession: faults while a new session is being restored', () => {
   const port = (): number => zk1.ensemble.servers[0]!.clientPort;
 
   test('the connection is cut during the restore: start() waits for the session to be back and restored, connected once', async (t) => {
-    const proxy = await startProxy(t, port());
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const { proxy, zk } = await throughProxy(t, port());
     const seen = record(zk);
     const onConnected: string[] = [];
     zk.onConnected(({ sessionId }) => void onConnected.push(sessionId));
@@ -79,7 +78,7 @@ describe('ZkSession: faults while a new session is being restored', () => {
   });
 
   test('the server goes silent during the restore: the session leaves it within the liveness bound and comes up', async (t) => {
-    const proxy = await startProxy(t, port());
+    const { proxy, zk } = await throughProxy(t, port(), { sessionTimeout: 1500, connectTimeout: 10_000 });
     // Connection 1: the handshake passes, then nothing more either way (a partition TCP does not see).
     let serverChunks = 0;
     let clientChunks = 0;
@@ -88,7 +87,6 @@ describe('ZkSession: faults while a new session is being restored', () => {
       const n = from === 'client' ? ++clientChunks : ++serverChunks;
       return n === 1 ? 'forward' : 'discard';
     };
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`, { sessionTimeout: 1500, connectTimeout: 10_000 });
     const seen = record(zk);
     await zk.ephemeral('/restore-silent/e');
     const other = openSession(t, zk1.ensemble.connectString());
@@ -101,8 +99,7 @@ describe('ZkSession: faults while a new session is being restored', () => {
   });
 
   test('ephemeral() and watch() declared during a restore act on that session', async (t) => {
-    const proxy = await startProxy(t, port());
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const { proxy, zk } = await throughProxy(t, port());
     const seen = record(zk);
     await zk.ephemeral('/during/first');
     // The restore's first request is held: the session exists, and is being restored.
@@ -140,8 +137,7 @@ describe('ZkSession: a one-shot watch across an expiry; a watch on a flickering 
 
   test('existsWatch() retried across an expiry: it resolves in the new session, and its callback runs', async (t) => {
     const server = zk1.ensemble.servers[0]!;
-    const proxy = await startProxy(t, server.clientPort);
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const { proxy, zk } = await throughProxy(t, server.clientPort);
     const seen = record(zk);
     await zk.start();
     const old = zk.sessionId!;
@@ -201,8 +197,7 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
   const port = (): number => zk1.ensemble.servers[0]!.clientPort;
 
   test('reads made while suspended wait and are answered once the session is back; with retry.attempts 0 a lost read fails with BW_ERR_ZK_CONNECTION_LOSS', async (t) => {
-    const proxy = await startProxy(t, port());
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const { proxy, zk } = await throughProxy(t, port());
     const strict = openSession(t, `127.0.0.1:${proxy.port}`, { retry: { attempts: 0 } });
     const other = openSession(t, zk1.ensemble.connectString());
     await Promise.all([zk.start(), strict.start(), other.start()]);
@@ -228,8 +223,7 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
   });
 
   test("an ephemeral whose create was applied but whose answer was lost is found as ours: no error, no second try needed", async (t) => {
-    const proxy = await startProxy(t, port());
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const { proxy, zk } = await throughProxy(t, port());
     const seen = record(zk);
     const other = openSession(t, zk1.ensemble.connectString());
     await Promise.all([zk.start(), other.start()]);
@@ -254,8 +248,7 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
   });
 
   test('a write still waiting when its session expires fails with BW_ERR_ZK_SESSION_EXPIRED', async (t) => {
-    const proxy = await startProxy(t, port());
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+    const { proxy, zk } = await throughProxy(t, port());
     await zk.start();
     const old = zk.sessionId!;
     const suspended = nextZk(zk, 'suspended');
@@ -280,10 +273,9 @@ describe('ZkSession: what the README promises of calls, watches and errors', () 
   });
 
   test('a server that accepts TCP but never answers the handshake is left after the liveness delay', async (t) => {
-    const proxy = await startProxy(t, port());
+    const { proxy, zk } = await throughProxy(t, port(), { sessionTimeout: 1500, connectTimeout: 10_000 });
     // Connection 1 is accepted and then says nothing at all.
     proxy.tap = ({ connection }) => (connection === 1 ? 'discard' : 'forward');
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`, { sessionTimeout: 1500, connectTimeout: 10_000 });
     await zk.start();
     assert.ok(proxy.connections >= 2);
     assert.equal(zk.state, 'connected');

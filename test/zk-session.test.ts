@@ -5,7 +5,7 @@ import { Fixtures, startFixture } from './helpers/child.js';
 import { bounded } from './helpers/bounded.js';
 import { nextZk } from './helpers/emitter.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
-import { startProxy } from './helpers/sessions.js';
+import { throughProxy } from './helpers/sessions.js';
 import { expireSession, fourLetterWord, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 function openSession(t: TestContext, connect: string, options: Partial<ZkSessionOptions> = {}): ZkSession {
@@ -124,9 +124,8 @@ describe('ZkSession on one server', () => {
 
   test('expiry with 100 watches and 100 ephemerals, 10 times: every ephemeral restored, every watch delivers what changed while away', { timeout: 60_000 }, async (t) => {
     // Through a proxy, so the client is away (blackholed) while the session expires and the nodes change.
-    const proxy = await startProxy(t, port());
     // With connectTimeout 60 s, a retry stuck behind the restore would hang past this test's timeout.
-    const zk = openSession(t, `127.0.0.1:${proxy.port}`, { connectTimeout: 60_000 });
+    const { proxy, zk } = await throughProxy(t, port(), { connectTimeout: 60_000 });
     const setup = openSession(t, connect());
     await setup.start();
     for (let i = 0; i < 100; i++) await setup.mkdirp(`/many/w-${i}`);

@@ -18,13 +18,18 @@ export async function startProxy(t: TestContext, port: number): Promise<TcpProxy
   return proxy;
 }
 
+/** A session (not started) that reaches the server on `port` only through a fault proxy of its own. */
+export async function throughProxy(t: TestContext, port: number, options: Partial<ZkSessionOptions> = {}): Promise<{ proxy: TcpProxy; zk: ZkSession }> {
+  const proxy = await startProxy(t, port);
+  return { proxy, zk: openSession(t, `127.0.0.1:${proxy.port}`, options) };
+}
+
 /**
  * Two started sessions on the ensemble's first server: `zk` through a fault
  * proxy of its own, `other` direct (to look on, or to contend, unharmed).
  */
 export async function proxiedAndDirect(t: TestContext, ensemble: ZkEnsemble): Promise<{ proxy: TcpProxy; zk: ZkSession; other: ZkSession }> {
-  const proxy = await startProxy(t, ensemble.servers[0]!.clientPort);
-  const zk = openSession(t, `127.0.0.1:${proxy.port}`);
+  const { proxy, zk } = await throughProxy(t, ensemble.servers[0]!.clientPort);
   const other = openSession(t, ensemble.connectString());
   await Promise.all([zk.start(), other.start()]);
   return { proxy, zk, other };
