@@ -24,15 +24,19 @@
  * - `router.attach(server)` starts the board (if `start()` was not called),
  *   marks the worker ready when the server listens (at once if it already
  *   does), and registers `worker.onShutdown(() => router.close())`.
- * - `router.close()` stops every attached server gracefully (no new
- *   connections, in-flight requests finish, idle keep-alive connections are
- *   closed, and later responses say `Connection: close`), then closes the
- *   board: the singletons, and the zk session only if the board started it.
+ * - `router.close()` drains every attached server (`drainServer()` of
+ *   `bellwether/worker`: no new connections, in-flight requests finish, the
+ *   next response on each keep-alive connection says `Connection: close`,
+ *   connections idle for half a second are closed, whatever is left after
+ *   30 s is destroyed), then closes the board: the singletons, and the zk
+ *   session only if the board started it. In a supervised worker the
+ *   runtime has drained every server already, within the supervisor's
+ *   shutdown timeout.
  */
 import type http from 'node:http';
 import type https from 'node:https';
 import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
-import { worker } from 'bellwether/worker';
+import { drainServer, trackConnections, worker } from 'bellwether/worker';
 import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 
@@ -68,8 +72,8 @@ export interface BellwetherRouter extends Router {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** While a server drains, idle keep-alive connections are closed this often (a response that finishes leaves one idle). */
-const DRAIN_SWEEP_MS = 100;
+/** Outside a supervised worker (whose runtime drains first, within the supervisor's budget): how long `close()` waits for connections. */
+const DRAIN_TIMEOUT_MS = 30_000;
 const invalid = (message: string): BellwetherError => adapterError('bellwether/express', message);
 const resolveOptions = (options: unknown): ResolvedAdapterOptions => resolveAdapterOptions(options, 'bellwether/express');
 
@@ -85,37 +89,6 @@ function checkServer(server: unknown): AttachableServer {
     throw invalid(`attach() needs an http.Server (what app.listen() returns), got ${show(server)}`);
   }
   return server as AttachableServer;
-}
-
-/**
- * Graceful stop of one server: stop accepting, let in-flight requests finish,
- * and do not let keep-alive clients hold the process: idle connections are
- * closed now and as they become idle, and responses sent from now on carry
- * `Connection: close`. Resolves once every connection is gone.
- */
-function drain(server: AttachableServer): Promise<void> {
-  return new Promise((resolve) => {
-    const closeIdle = (): void => {
-      // Node >= 18.2 and Bun; without it, keep-alive connections end at keepAliveTimeout.
-      if (typeof server.closeIdleConnections === 'function') server.closeIdleConnections();
-    };
-    const lastResponse = (_request: http.IncomingMessage, response: http.ServerResponse): void => {
-      if (!response.headersSent) response.setHeader('Connection', 'close');
-    };
-    // Before the app's own listener, so that the header is set before any handler answers.
-    server.prependListener('request', lastResponse);
-    const sweep = setInterval(closeIdle, DRAIN_SWEEP_MS);
-    // Never the reason the process stays up: open connections are.
-    sweep.unref();
-    // The callback also gets ERR_SERVER_NOT_RUNNING when the server was not
-    // listening (never, or closed already): then there is nothing to wait for.
-    server.close(() => {
-      clearInterval(sweep);
-      server.off('request', lastResponse);
-      resolve();
-    });
-    closeIdle();
-  });
 }
 
 /**
@@ -140,7 +113,7 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      await Promise.all([...servers].map((server) => drain(server)));
+      await Promise.all([...servers].map((server) => drainServer(server, { timeout: DRAIN_TIMEOUT_MS })));
       // A start still under way settles first, so that nothing it starts is left running.
       await started?.catch(() => {});
       await board.close();
@@ -152,6 +125,8 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
     checkServer(server);
     if (closing) throw new BellwetherError(ErrorCodes.CLOSED, 'bellwether/express: the router is closed');
     servers.add(server);
+    // From now on its connections are counted, so that close() can wait for them (a supervised worker counts from listen()).
+    trackConnections(server);
     if (!shutdownHooked) {
       shutdownHooked = true;
       // Runs only in a supervised worker: on SIGTERM, a rolling restart, or the primary stopping.

@@ -142,6 +142,26 @@ for (const runtime of RUNTIMES) {
       assert.equal(primary.count('job-error'), 0);
     });
 
+    test('a rolling restart moves the singleton job once per replaced leader: into a new worker, never into an old one', async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const options = { exec: fixture('singleton-worker'), workers: 3, timeout: 3000, heartbeat: 100, shutdownTimeout: 5000, env: { SINGLETON_LOCK_DIR: tempDir(t) } };
+      const primary = fixtures.add(startFixture(runtime, PRIMARY, [JSON.stringify(options)]));
+      const before = ((await primary.next('started'))['workers'] as { pid: number }[]).map((w) => w.pid);
+      const first = await primary.next('job-elected');
+      // The leader's heartbeat says it leads: at 100 ms, well before the rollout ends.
+      process.kill(primary.pid, 'SIGHUP');
+      await primary.next('restarted', () => true, 0, 60_000);
+      primary.send('status');
+      const after = ((await primary.next('status'))['workers'] as { pid: number }[]).map((w) => w.pid);
+      // Every old worker is gone now: the job ends up in a new one (the last leader may hand it over just after).
+      await primary.next('job-elected', (e) => after.includes(e['pid'] as number));
+      const elections = primary.events.filter((e) => e.event === 'job-elected');
+      assert.ok(before.includes(first['pid'] as number));
+      assert.equal(elections.length, 2, `elected once more, straight into a new worker: ${JSON.stringify(elections)}, workers now ${after}`);
+      assert.equal(primary.count('job-error'), 0);
+    });
+
     test('SIGTERM while a slow request is in flight: it completes, then everything exits', async (t) => {
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());

@@ -49,20 +49,13 @@ if (process.env.BELLWETHER_ADAPTER !== 'off') {
   app.get('/', (_req, res) => res.json({ hello: 'world', worker: worker.index }));
   // Starts the session and the singleton (rejects if they cannot start: the
   // worker exits and the supervisor retries), marks the worker ready once it
-  // listens, and on the supervisor's graceful stop closes the server (in-flight
-  // requests finish, idle keep-alive connections are closed), then the singleton
-  // and the session.
+  // listens, and on the supervisor's graceful stop (once the worker has
+  // drained the server: in-flight requests finish, keep-alive connections
+  // close after their next response) closes the singleton and the session.
   await router.attach(app.listen(port, host));
 } else {
-  // The baseline: no router in the request path, no singleton; readiness and
-  // graceful stop by hand.
+  // The baseline: no router in the request path, no singleton; readiness by
+  // hand. The supervised worker drains the server on a graceful stop by itself.
   app.get('/', (_req, res) => res.json({ hello: 'world', worker: worker.index }));
-  const server = app.listen(port, host, () => worker.ready());
-  worker.onShutdown(
-    () =>
-      new Promise((resolve) => {
-        server.close(resolve);
-        server.closeIdleConnections();
-      }),
-  );
+  app.listen(port, host, () => worker.ready());
 }

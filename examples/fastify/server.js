@@ -51,8 +51,10 @@ if (process.env.BELLWETHER_ADAPTER !== 'off') {
   await app.register(bellwether, { singletons: [reporter], ...(zk ? { zk } : {}), metrics: true });
 }
 
-// Graceful stop: stop accepting, finish in-flight requests, then the
-// plugin's onClose hook closes the singleton (and the session).
+// Graceful stop: the worker has drained the server by then (in-flight
+// requests finished, keep-alive connections closed after their next
+// response); app.close() runs the plugin's onClose hook, which closes the
+// singleton (and the session).
 worker.onShutdown(() => app.close());
 // Listening marks the worker ready (the plugin's onListen hook tells the supervisor).
 await app.listen({ port, host: '127.0.0.1' });

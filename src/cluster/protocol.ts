@@ -15,13 +15,19 @@ export const ENV = {
   entry: 'BELLWETHER_ENTRY',
   /** JSON of the primary's ZkSession settings, for the worker's own session. */
   zkSettings: 'BELLWETHER_ZK_SETTINGS',
+  /** ms between the primary's SIGTERM to a worker and its SIGKILL: the budget of a stop on SIGTERM. */
+  killTimeout: 'BELLWETHER_KILL_TIMEOUT_MS',
 } as const;
 
 export type WorkerMessage =
   /** The worker serves (also inferred from cluster's `listening`). */
   | { bellwether: 'ready' }
-  /** Sent from the worker's event loop every heartbeat: 0 healthy, > 0 an unhealthy code. */
-  | { bellwether: 'heartbeat'; code: number }
+  /**
+   * Sent from the worker's event loop every heartbeat: 0 healthy, > 0 an
+   * unhealthy code; `leads`: how many singleton leases the worker holds (also
+   * sent at once when that changes), so a rolling restart replaces leaders last.
+   */
+  | { bellwether: 'heartbeat'; code: number; leads?: number }
   /** Answer to 'stopping': its singletons contend no more. */
   | { bellwether: 'stopping-ack' };
 
@@ -38,8 +44,8 @@ export function isMetricsMessage(message: unknown): message is MetricsMessage {
 }
 
 export type PrimaryMessage =
-  /** Stop gracefully: run onShutdown callbacks, stop accepting, finish in-flight work, exit. */
-  | { bellwether: 'shutdown' }
+  /** Stop gracefully: drain HTTP servers, run onShutdown callbacks, exit; SIGKILL follows `within` ms after this message. */
+  | { bellwether: 'shutdown'; within?: number }
   /** Every worker is about to stop: contend for nothing more (answered with 'stopping-ack'). */
   | { bellwether: 'stopping' };
 

@@ -29,6 +29,8 @@ export class WorkerHandle {
   readonly slot: Slot;
   state: 'starting' | 'ready' | 'stopping' = 'starting';
   code = 0;
+  /** Singleton leases the worker holds, as it last reported. */
+  leads = 0;
   readonly forkedAt = performance.now();
   lastHeartbeat = this.forkedAt;
   /** It has sent a message, so its listener for ours is in place (a message sent earlier is lost). */
@@ -39,6 +41,8 @@ export class WorkerHandle {
   killing = false;
   /** SIGKILL after killTimeout or shutdownTimeout. */
   killTimer: NodeJS.Timeout | undefined;
+  /** When killTimer fires (performance.now()): a stop request tells the worker how long it has. */
+  killAt = Infinity;
   /** Resolves when the worker answers 'stopping' (its singletons contend no more). */
   readonly stoppingAcked: Promise<void>;
   #settleStoppingAcked!: () => void;
@@ -54,6 +58,13 @@ export class WorkerHandle {
     this.ready = new Promise((resolve) => (this.#settleReady = resolve));
     this.exited = new Promise((resolve) => (this.#settleExited = resolve));
     this.stoppingAcked = new Promise((resolve) => (this.#settleStoppingAcked = resolve));
+  }
+
+  /** SIGKILL in `ms` unless it exits first; a timer already set (a shorter liveness kill) stays. */
+  killIn(ms: number): void {
+    if (this.killTimer) return;
+    this.killAt = performance.now() + ms;
+    this.killTimer = setTimeout(() => this.worker.process.kill('SIGKILL'), ms);
   }
 
   markStoppingAcked(): void {

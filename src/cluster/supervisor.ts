@@ -174,8 +174,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /**
-   * Replaces every worker, one slot at a time: start the new one, wait until
-   * it is ready, then stop the old one gracefully. Stops at the first
+   * Replaces every worker, one slot at a time, in index order but slots whose
+   * worker leads a singleton last: start the new one, wait until it is ready,
+   * then stop the old one gracefully. Stops at the first
    * replacement that does not become ready, keeping that slot's old worker
    * (`rolloutFailed`). Asked again while running, it runs once more after
    * the current round, so every slot ends on the newest code.
@@ -207,7 +208,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.#rollout = { state: 'aborted', reason };
       return false;
     };
-    for (const slot of [...this.#slots]) {
+    // Leaders last: a job released by a replaced leader then moves into a new
+    // worker, not into an old one about to be replaced too (once per leader).
+    const leads = (slot: Slot): boolean => (slot.current?.leads ?? 0) > 0;
+    const order = [...this.#slots].sort((a, b) => Number(leads(a)) - Number(leads(b)));
+    for (const [position, slot] of order.entries()) {
       if (this.#state !== 'running') return aborted('the supervisor is stopping');
       // No current worker: its pending restart forks the new code anyway.
       if (slot.retired || !slot.current) continue;
@@ -224,6 +229,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.#report(new BellwetherError(ErrorCodes.ROLLOUT_FAILED, `rolling restart stopped at slot ${slot.index}: ${reason}; the old worker keeps serving`));
         this.emit('rolloutFailed', slot.info(), reason);
         return false;
+      }
+      // Only old leaders are left: they wait for no other job from now on (another worker's
+      // job, released, would move into one of them), each keeping its own until replaced.
+      if (leads(slot)) {
+        for (const later of order.slice(position)) if (later.current && !later.retired) this.#tell(later.current, { bellwether: 'stopping' });
       }
       // Whatever serves the slot now (the old worker, or one forked after it crashed) retires.
       const previous = slot.current;
@@ -296,6 +306,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       [ENV.index]: String(slot.index),
       [ENV.primaryPid]: String(process.pid),
       [ENV.heartbeat]: String(this.#options.heartbeat),
+      [ENV.killTimeout]: String(this.#options.killTimeout),
       [ENV.entry]: this.#options.exec,
     };
     const [firstZk] = this.#options.zk;
@@ -340,6 +351,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       else if (message.bellwether === 'stopping-ack') handle.markStoppingAcked();
       else {
         handle.lastHeartbeat = performance.now();
+        handle.leads = message.leads ?? 0;
         // 0 clears a silent mark; a reported unhealthy code stays the highest seen.
         if (message.code > 0) handle.code = Math.max(handle.code, message.code);
         else if (handle.code < 0) handle.code = 0;
@@ -420,7 +432,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     handle.killing = true;
     this.emit('kill', handle.slot.info(handle), reason);
     handle.worker.process.kill('SIGTERM');
-    handle.killTimer = setTimeout(() => handle.worker.process.kill('SIGKILL'), this.#options.killTimeout);
+    handle.killIn(this.#options.killTimeout);
   }
 
   /** Tells every worker that can hear it that all are stopping; waits for their answers (bounded: a worker may be blocked). */
@@ -440,17 +452,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     if (handle.state === 'stopping') return handle.exited; // already asked
     handle.state = 'stopping';
+    // A liveness kill already under way keeps its (shorter) SIGKILL timer.
+    handle.killIn(this.#options.shutdownTimeout);
     // A worker that has not spoken yet may not listen yet: the request waits for its first message.
     if (handle.heard) this.#sendShutdown(handle);
     else handle.stopPending = true;
-    // A liveness kill already under way keeps its (shorter) SIGKILL timer.
-    handle.killTimer ??= setTimeout(() => handle.worker.process.kill('SIGKILL'), this.#options.shutdownTimeout);
     return handle.exited;
   }
 
   #sendShutdown(handle: WorkerHandle): void {
     handle.stopPending = false;
-    this.#tell(handle, { bellwether: 'shutdown' });
+    // Sent late to a worker not heard from at first: it has what is left until the SIGKILL.
+    this.#tell(handle, { bellwether: 'shutdown', within: Math.max(0, Math.round(handle.killAt - performance.now())) });
   }
 
   /** A worker that already disconnected is leaving (its SIGKILL timer, its exit still apply): nothing to tell it. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
-import { onWorkerStopping } from '../worker/worker.js';
+import { onWorkerStopping, workerLeads } from '../worker/worker.js';
 import type { Lease, LeaseSource } from './lease.js';
 import { abortError, delay } from './abort.js';
 
@@ -165,6 +165,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     lease.lost.addEventListener('abort', onLost, { once: true });
     if (closing.aborted) onClose();
     if (lease.lost.aborted) onLost();
+    const leading = workerLeads();
     try {
       this.#notify('elected', { token: lease.token });
       const run = this.#run;
@@ -185,6 +186,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
       return closing.aborted ? 'closed' : 'lost';
     } finally {
+      leading();
       closing.removeEventListener('abort', onClose);
       lease.lost.removeEventListener('abort', onLost);
     }

@@ -4,6 +4,7 @@ import { ENV, ORPHAN_EXIT_CODE, PARENT_CHECK_MS, type WorkerMessage, isPrimaryMe
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { checkFunction, invalidOption } from '../validate.js';
 import { type ZkSessionSettings, resolveZkOptions } from '../zk/options.js';
+import { type HttpServer, drainServer, onHttpListen, trackConnections } from './http-drain.js';
 
 /** The worker side of a supervised cluster: liveness, lifecycle hooks, settings from the primary. */
 export interface WorkerRuntime {
@@ -26,11 +27,14 @@ export interface WorkerRuntime {
   afterFork(cb: () => unknown): void;
   /**
    * Runs `cb` on a graceful stop (the primary's request or SIGTERM), in
-   * registration order, each awaited and isolated. Then the worker disconnects
-   * (cluster-shared servers stop accepting, in-flight requests finish) and
-   * exits once its event loop is empty. Close what else you hold here
-   * (timers, sessions, and on Bun your servers) or the primary kills the worker
-   * after its shutdown timeout.
+   * registration order, each awaited and isolated, once the worker's HTTP
+   * servers are drained: every `node:http` and `node:https` server that
+   * listened in this worker stops accepting, finishes its requests in
+   * flight, answers `Connection: close` to the next request on each
+   * keep-alive connection and closes idle ones. Then the worker disconnects
+   * and exits once its event loop is empty. Close what else you hold here
+   * (timers, sessions, other servers) or the primary kills the worker after
+   * its shutdown timeout.
    */
   onShutdown(cb: () => unknown): void;
   /** The primary's ZooKeeper settings, for this worker's own `new ZkSession(...)`; `undefined` if none. */
@@ -40,11 +44,22 @@ export interface WorkerRuntime {
 type Callback = () => unknown;
 
 const DEFAULT_HEARTBEAT_MS = 1000;
+/** The stop's budget when the primary did not say (a SIGTERM from elsewhere, an older primary): the supervisor's default shutdownTimeout. */
+const DEFAULT_STOP_WITHIN_MS = 30_000;
+/** Of a stop's budget, kept for onShutdown callbacks and the exit after the HTTP drain: a quarter, at most this. */
+const AFTER_DRAIN_RESERVE_MS = 1000;
+
+/** How long the HTTP drain may take when the whole stop must end within `within` ms (before the primary's SIGKILL). */
+function drainBudget(within: number): number {
+  return Math.max(0, within - Math.min(AFTER_DRAIN_RESERVE_MS, within / 4));
+}
 
 class WorkerProcess implements WorkerRuntime {
   readonly isSupervised: boolean;
   readonly index: number | undefined;
   #code = 0;
+  /** Singleton leases held in this worker. */
+  #leads = 0;
   #readySent = false;
   #booted = false;
   #markBooted!: () => void;
@@ -56,24 +71,30 @@ class WorkerProcess implements WorkerRuntime {
   readonly #onStopping = new Set<() => void>();
   #stoppingBegun = false;
   #stopping = false;
+  /** Every http/https server that listened in this worker: drained on a graceful stop. */
+  readonly #servers = new Set<HttpServer>();
+  /** Once the stop drains (performance.now()): by when every server must be drained. */
+  #drainUntil: number | undefined;
   /** Set once we disconnect on purpose: that 'disconnect' is not the primary going away. */
   #leaving = false;
 
   readonly #primaryPid: number | undefined;
   readonly #heartbeatMs: number;
   readonly #zkSettings: string | undefined;
+  readonly #killTimeout: number | undefined;
 
   constructor() {
     const index = process.env[ENV.index];
     const primaryPid = Number(process.env[ENV.primaryPid]);
     this.#heartbeatMs = Number(process.env[ENV.heartbeat]);
     this.#zkSettings = process.env[ENV.zkSettings];
+    this.#killTimeout = millis(process.env[ENV.killTimeout]);
     // Read once, then gone from process.env: a child the app forks
     // (child_process.fork) would inherit them, take itself for a supervised
     // worker and fence itself off as an orphan; and the ZooKeeper settings
     // (credentials) must not reach every grandchild. The index stays: it is
     // documented for the app, and alone it makes no process a worker.
-    for (const key of [ENV.primaryPid, ENV.heartbeat, ENV.zkSettings]) delete process.env[key];
+    for (const key of [ENV.primaryPid, ENV.heartbeat, ENV.zkSettings, ENV.killTimeout]) delete process.env[key];
     this.#primaryPid = Number.isInteger(primaryPid) && primaryPid > 0 ? primaryPid : undefined;
     this.isSupervised = index !== undefined && this.#primaryPid !== undefined && typeof process.send === 'function';
     // Only the supervised process has an index: a helper it forks inherits the variable, not the slot.
@@ -123,6 +144,14 @@ class WorkerProcess implements WorkerRuntime {
 
   /** Started once per process, at the first import in a supervised worker. */
   start(): void {
+    // Before the entry script runs: every server it listens on is known, and counted from its first connection.
+    onHttpListen((server) => {
+      trackConnections(server);
+      if (this.#servers.has(server)) return;
+      this.#servers.add(server);
+      // Listening after the drain began (late app code): drained too, by the same deadline.
+      if (this.#drainUntil !== undefined) void drainServer(server, { timeout: this.#drainUntil - performance.now() });
+    });
     const every = this.#heartbeatMs;
     const heartbeatMs = Number.isInteger(every) && every > 0 ? every : DEFAULT_HEARTBEAT_MS;
     // First the stop request's listener, then the first heartbeat: the
@@ -133,7 +162,7 @@ class WorkerProcess implements WorkerRuntime {
       if (message.bellwether === 'stopping') {
         this.#beginStopping();
         this.#send({ bellwether: 'stopping-ack' });
-      } else void this.#shutdown();
+      } else void this.#shutdown(millis(message.within));
     });
     // Sent from the event loop: a blocked loop sends nothing, which is the point.
     // Unref'd: liveness reporting alone must not keep a finished worker alive.
@@ -155,7 +184,8 @@ class WorkerProcess implements WorkerRuntime {
     setInterval(checkParent, PARENT_CHECK_MS).unref();
     checkParent();
 
-    process.on('SIGTERM', () => void this.#shutdown());
+    // The primary's SIGTERM (a liveness kill) is followed by SIGKILL after its killTimeout.
+    process.on('SIGTERM', () => void this.#shutdown(this.#killTimeout));
     // Ctrl-C reaches the whole process group: the primary decides how its workers stop.
     process.on('SIGINT', () => {});
   }
@@ -176,6 +206,19 @@ class WorkerProcess implements WorkerRuntime {
       while ((cb = this.#afterFork.shift())) await this.#isolated('afterFork callback', cb);
       this.#runningAfterFork = false;
     });
+  }
+
+  /** @internal Counts a lease held from now until the returned release is called (idempotent); the primary hears at once. */
+  lead(): () => void {
+    this.#leads += 1;
+    this.#heartbeat();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#leads -= 1;
+      this.#heartbeat();
+    };
   }
 
   /** @internal Runs `cb` synchronously as a graceful stop begins (at once if it has); returns an unsubscribe. */
@@ -206,14 +249,19 @@ class WorkerProcess implements WorkerRuntime {
     this.#onStopping.clear();
   }
 
-  async #shutdown(): Promise<void> {
+  /** `within`: ms until the primary's SIGKILL, if known. */
+  async #shutdown(within = DEFAULT_STOP_WITHIN_MS): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    const drainUntil = performance.now() + drainBudget(within);
     // First, before any await.
     this.#beginStopping();
     // A stop that arrives while the entry script still loads waits for it:
-    // its onShutdown callbacks (closing its servers) are not registered yet.
+    // its servers and onShutdown callbacks are not there yet.
     await this.#bootDone;
+    // Requests in flight finish before the callbacks close what they may use (pools, sessions).
+    this.#drainUntil = drainUntil;
+    await Promise.all([...this.#servers].map((server) => drainServer(server, { timeout: drainUntil - performance.now() })));
     // By index: a callback registered while others run still runs.
     for (let i = 0; i < this.#onShutdown.length; i++) await this.#isolated('onShutdown callback', this.#onShutdown[i]!);
     this.#leaving = true;
@@ -239,7 +287,7 @@ class WorkerProcess implements WorkerRuntime {
   }
 
   #heartbeat(): void {
-    this.#send({ bellwether: 'heartbeat', code: this.#code });
+    this.#send({ bellwether: 'heartbeat', code: this.#code, leads: this.#leads });
   }
 
   #send(message: WorkerMessage): void {
@@ -261,6 +309,12 @@ class WorkerProcess implements WorkerRuntime {
     // Fencing: an orphan must stop now, not after its shutdown hooks.
     process.exit(ORPHAN_EXIT_CODE);
   }
+}
+
+/** A positive integer of milliseconds, or undefined. */
+function millis(value: unknown): number | undefined {
+  const n = typeof value === 'string' && value !== '' ? Number(value) : value;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : undefined;
 }
 
 /**
@@ -288,6 +342,17 @@ export function onWorkerStopping(cb: () => void): () => void {
   const runtime = instance as Partial<WorkerProcess>;
   if (!worker.isSupervised || typeof runtime.onStopping !== 'function') return () => {};
   return runtime.onStopping(cb);
+}
+
+/**
+ * @internal A singleton in this worker holds its lease from now until the
+ * returned release is called: the primary replaces leading workers last in
+ * a rolling restart. A no-op outside a supervised worker.
+ */
+export function workerLeads(): () => void {
+  const runtime = instance as Partial<WorkerProcess>;
+  if (!worker.isSupervised || typeof runtime.lead !== 'function') return () => {};
+  return runtime.lead();
 }
 
 /** @internal The bootstrap marks the end of boot: afterFork callbacks may run. */
