@@ -8,6 +8,8 @@ import { hostFailover, threadpool } from './host-failover.js';
 import { supervisorBench } from './supervisor.js';
 import { zkSession } from './zk-session.js';
 import { adapters } from './adapters.js';
+import { restarts } from './restarts.js';
+import { reuseport } from './reuseport.js';
 
 const SUITES: Record<string, (scale: number) => Promise<string>> = {
   'host-failover': hostFailover,
@@ -16,6 +18,8 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   adapters,
   election,
   supervisor: supervisorBench,
+  restarts,
+  reuseport,
 };
 
 const args = process.argv.slice(2);

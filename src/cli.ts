@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type StatusReport, defaultControlSocket, printable, readStatus } from './cluster/control-socket.js';
 import { GIVEN_UP_EXIT_CODE, ORPHAN_EXIT_CODE } from './cluster/protocol.js';
+import { warnAboutReuseport } from './cluster/reuseport-check.js';
 
 /** `bellwether status` when no supervisor of that name answers (as `lock` when nobody holds the lock). */
 const NOT_RUNNING_EXIT_CODE = 3;
@@ -149,6 +150,8 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`bellwether: parent process ${parent} is gone (--stop-with-parent / --parent-pid); stopping\n`);
     });
     const stopped = new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
+    // Bun without net.ipv4.tcp_migrate_req=1: restarts may reset queued connections.
+    warnAboutReuseport();
     await supervisor.start();
     const ready = supervisor.status().filter((slot) => slot.state === 'ready').length;
     if (supervisor.state === 'running') process.stderr.write(`bellwether: ${ready} of ${supervisor.status().length} workers ready (primary pid ${process.pid})\n`);
