@@ -2,8 +2,8 @@
  * Zero failed requests through every planned worker stop, under keep-alive
  * load (wrk: 20 connections, each with a request always outstanding), with
  * no shutdown code in the app: rolling restart of 2 and of 4 workers, SIGTTOU,
- * an unhealthy worker replaced, SIGTERM with a slow request in flight, and the
- * Express and Fastify examples. `bellwether start` as users run it, under
+ * an unhealthy worker replaced, SIGTERM with a slow request in flight, the
+ * Express (5) and Fastify examples, and an Express 4 app. `bellwether start` as users run it, under
  * Node and under Bun.
  */
 import assert from 'node:assert/strict';
@@ -159,7 +159,9 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(await gone(workers, 5000), []);
     });
 
-    test('rolling restart of the Express example', (t) => rollingRestart(t, runtime, `${EXAMPLES}express/server.js`, 2));
+    test('rolling restart of the Express example (Express 5)', (t) => rollingRestart(t, runtime, `${EXAMPLES}express/server.js`, 2));
+
+    test('rolling restart of an Express 4 app', (t) => rollingRestart(t, runtime, fixture('express4-app'), 2));
 
     test('rolling restart of the Fastify example', (t) => rollingRestart(t, runtime, `${EXAMPLES}fastify/server.js`, 2));
   });
