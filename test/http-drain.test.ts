@@ -31,14 +31,14 @@ interface Cluster {
   pids(): number[];
 }
 
-async function startCluster(t: TestContext, runtime: Runtime, app: string, workers: number, env: Record<string, string> = {}): Promise<Cluster> {
+async function startCluster(t: TestContext, runtime: Runtime, app: string, workers: number, env: Record<string, string> = {}, flags: string[] = [], wrap: string[] = []): Promise<Cluster> {
   const lockDir = tempDir(t);
   const port = await freePort();
   const name = `drain-${port}`;
   const fixtures = new Fixtures();
   t.after(() => fixtures.killAll());
   const primary = fixtures.add(
-    new Fixture(runtime.bin, [CLI, 'start', app, '--workers', String(workers), '--heartbeat', '100', '--timeout', '3000', '--name', name], `bellwether start ${name} (${runtime.name})`, {
+    new Fixture(wrap[0] ?? runtime.bin, [...wrap.slice(1), ...(wrap.length ? [runtime.bin] : []), CLI, 'start', app, '--workers', String(workers), '--heartbeat', '100', '--timeout', '3000', '--name', name, ...flags], `bellwether start ${name} (${runtime.name})`, {
       ...env,
       PORT: String(port),
       BELLWETHER_LOCK_DIR: lockDir,
@@ -90,7 +90,74 @@ async function rollingRestart(t: TestContext, runtime: Runtime, app: string, wor
   assert.deepEqual(await gone(before, 5000), [], 'the old workers exited');
 }
 
+/** GET `path` on the cluster; resolves with the status and body, or the error code. */
+function request(port: number, path: string): Promise<{ status: number; body: string } | { error: string }> {
+  return new Promise((resolve) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+      })
+      .on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+  });
+}
+
 for (const runtime of RUNTIMES) {
+  describe(`a stop that needs more than the drain (${runtime.name})`, () => {
+    const app = fixture('stop-hooks-app');
+
+    test('an event stream ended in onDraining: the stop does not wait for the drain deadline', async (t) => {
+      const cluster = await startCluster(t, runtime, app, 1);
+      const workers = cluster.pids();
+      const stream = request(cluster.port, '/events');
+      await cluster.primary.next('stream-open');
+      cluster.primary.child.kill('SIGTERM');
+      // The default shutdownTimeout is 30 s: a stream left open would hold the drain for 22.5 s.
+      assert.deepEqual(await bounded('the stream', stream, 10_000), { status: 200, body: 'data: hello\n\ndata: bye\n\n' });
+      assert.deepEqual(await bounded('the primary exits', cluster.primary.exited, 10_000), { code: 0, signal: null });
+      assert.deepEqual(await gone(workers, 5000), []);
+    });
+
+    test('onShutdown gets the last quarter of shutdownTimeout, even when a request holds the drain to its deadline', async (t) => {
+      const cluster = await startCluster(t, runtime, app, 1, { FLUSH_MS: '1200' }, ['--shutdown-timeout', '6000']);
+      const stuck = request(cluster.port, '/slow?ms=60000');
+      await cluster.primary.next('slow-started');
+      cluster.primary.child.kill('SIGTERM');
+      // Drain cut at 4.5 s, the 1.2 s flush done before the SIGKILL at 6 s (the app's own 60 s timer then keeps the worker up until it).
+      assert.deepEqual(await bounded('the stuck request', stuck, 15_000), { error: 'ECONNRESET' });
+      await cluster.primary.next('flushed', () => true, 0, 15_000);
+      assert.deepEqual(await bounded('the primary exits', cluster.primary.exited, 10_000), { code: 0, signal: null });
+    });
+
+    test('an app that closes its server in onShutdown (close() then once(close), and a promisified close()) goes on', async (t) => {
+      const cluster = await startCluster(t, runtime, app, 1, { CLOSE_IN_SHUTDOWN: '1' });
+      const workers = cluster.pids();
+      // A keep-alive connection open at the stop (Bun emitted 'close' once, during the drain).
+      const agent = new http.Agent({ keepAlive: true });
+      t.after(() => agent.destroy());
+      await new Promise<void>((resolve, reject) => http.get({ host: '127.0.0.1', port: cluster.port, path: '/', agent }, (res) => res.resume().on('end', resolve)).on('error', reject));
+      cluster.primary.child.kill('SIGTERM');
+      await cluster.primary.next('closed-in-shutdown', () => true, 0, 15_000);
+      assert.deepEqual(await bounded('the primary exits', cluster.primary.exited, 10_000), { code: 0, signal: null });
+      assert.doesNotMatch(cluster.primary.stderr, /ERR_SERVER_NOT_RUNNING|callback failed/i);
+      assert.deepEqual(await gone(workers, 5000), []);
+    });
+
+    test('SIGTERM to the whole process group (as systemd sends it): the stop has shutdownTimeout, not killTimeout', async (t) => {
+      // setsid: a process group of its own, so that the signal reaches only the primary and its workers.
+      const cluster = await startCluster(t, runtime, app, 1, {}, ['--kill-timeout', '2000'], ['setsid']);
+      const workers = cluster.pids();
+      const slow = request(cluster.port, '/slow?ms=3000');
+      await cluster.primary.next('slow-started');
+      process.kill(-cluster.primary.pid, 'SIGTERM');
+      assert.deepEqual(await bounded('the slow request', slow, 15_000), { status: 200, body: 'done' });
+      assert.deepEqual(await bounded('the primary exits', cluster.primary.exited, 10_000), { code: 0, signal: null });
+      assert.deepEqual(await gone(workers, 5000), []);
+    });
+  });
+
   test(`drainServer() under ${runtime.name}: no race with a client's next request, in-flight requests finish, idle connections closed after the grace, the rest at the deadline, upgraded ones left to the app`, async (t) => {
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
@@ -101,6 +168,9 @@ for (const runtime of RUNTIMES) {
     assert.deepEqual(results['late'], { status: 200, connection: 'close' });
     assert.deepEqual(results['inflight'], { status: 200, connection: 'close' });
     assert.equal(results['newConnectionRefused'], true);
+    // Still arriving (bytes since the last sweep): busy, not idle. Bun's own close() resets a
+    // connection whose first request is not complete yet (README, runtime notes): pinned here.
+    assert.equal(results['trickle'], runtime.name === 'node' ? 'HTTP/1.1 200 OK' : '');
     const idleClosed = results['idleClosedAfterMs'] as number;
     // Not at once (that is what races a client), and by the sweep, not the deadline.
     assert.ok(idleClosed >= 500 && idleClosed < DEADLINE_MS, `idle connection closed after ${idleClosed} ms`);

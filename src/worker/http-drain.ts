@@ -64,9 +64,23 @@ export function trackConnections(server: HttpServer): void {
 
 /** Drains the server (see the module comment). Resolves once every tracked connection is gone; never rejects. */
 export function drainServer(server: HttpServer, options: DrainOptions): Promise<void> {
+  const deadline = performance.now() + Math.max(0, options.timeout);
+  return drainServerUntil(server, () => deadline, options.idleGrace);
+}
+
+const DRAINING = Symbol('bellwether.httpDraining');
+type Draining = HttpServer & { [DRAINING]?: Promise<void> };
+
+/**
+ * @internal drainServer() with a deadline (a performance.now() time) read at
+ * every sweep, so that the caller may move it. A server already draining
+ * returns that drain.
+ */
+export function drainServerUntil(server: HttpServer, deadline: () => number, idleGrace = IDLE_GRACE_MS): Promise<void> {
+  const draining = server as Draining;
+  if (draining[DRAINING]) return draining[DRAINING];
   trackConnections(server);
   const connections = (server as Tracked)[CONNECTIONS]!;
-  const idleGrace = options.idleGrace ?? IDLE_GRACE_MS;
   const lastResponse = (response: http.ServerResponse): void => {
     if (!response.headersSent) response.setHeader('Connection', 'close');
   };
@@ -78,43 +92,43 @@ export function drainServer(server: HttpServer, options: DrainOptions): Promise<
   }
   stopAccepting(server);
 
-  return new Promise((resolve) => {
-    const idleSince = new Map<ServingSocket, number>();
+  draining[DRAINING] = new Promise((resolve) => {
+    const idle = new Map<ServingSocket, { since: number; bytesRead: number }>();
     const finish = (): void => {
       clearInterval(sweep);
-      clearTimeout(deadline);
       resolve();
     };
     const sweepIdle = (): void => {
       const now = performance.now();
+      if (now >= deadline()) {
+        for (const socket of connections) socket.destroy();
+        // Not counted yet (a TLS handshake under way): the server's own list.
+        server.closeAllConnections?.();
+        return finish();
+      }
       for (const socket of connections) {
         if (socket.parser === null && !socket.destroyed) {
-          // Upgraded: the app's protocol now, closed by the app (onShutdown), neither waited for nor cut here.
+          // Upgraded: the app's protocol now, closed by the app, neither waited for nor cut here.
           connections.delete(socket);
           continue;
         }
-        if (socket._httpMessage) {
-          idleSince.delete(socket);
+        const seen = idle.get(socket);
+        // Busy: a response in flight, or bytes of a request still arriving (its headers are not complete).
+        if (socket._httpMessage || (seen !== undefined && socket.bytesRead !== seen.bytesRead)) {
+          idle.delete(socket);
           continue;
         }
-        const since = idleSince.get(socket);
-        if (since === undefined) idleSince.set(socket, now);
-        else if (now - since >= idleGrace) socket.destroy();
+        if (seen === undefined) idle.set(socket, { since: now, bytesRead: socket.bytesRead });
+        else if (now - seen.since >= idleGrace) socket.destroy();
       }
       if (connections.size === 0) finish();
     };
+    // Never the reason the process stays up: open connections are.
     const sweep = setInterval(sweepIdle, SWEEP_MS);
-    const deadline = setTimeout(() => {
-      for (const socket of connections) socket.destroy();
-      // Not counted yet (a TLS handshake under way): the server's own list.
-      server.closeAllConnections?.();
-      finish();
-    }, Math.max(0, options.timeout));
-    // Neither is a reason for the process to stay up: open connections are.
     sweep.unref();
-    deadline.unref();
     sweepIdle();
   });
+  return draining[DRAINING];
 }
 
 /**
@@ -137,6 +151,20 @@ function stopAccepting(server: HttpServer): void {
   } finally {
     for (const undo of restore) undo();
   }
+  // The app's own close() from now on (in onShutdown, or Fastify's app.close()) is part of
+  // this stop, not an error: its callback runs once the server is closed, without
+  // ERR_SERVER_NOT_RUNNING, and 'close' comes again if it came already (as on Node; Bun emits it once).
+  let closed = false;
+  server.once('close', () => (closed = true));
+  Object.defineProperty(server, 'close', {
+    configurable: true,
+    writable: true,
+    value(this: HttpServer, callback?: (err?: Error) => void): HttpServer {
+      if (typeof callback === 'function') this.once('close', () => callback());
+      if (closed) process.nextTick(() => this.emit('close'));
+      return this;
+    },
+  });
 }
 
 /** Bun's node:http server keeps its Bun.serve() server under an internal symbol; undefined on Node. */

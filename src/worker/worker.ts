@@ -4,7 +4,7 @@ import { ENV, ORPHAN_EXIT_CODE, PARENT_CHECK_MS, type WorkerMessage, isPrimaryMe
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { checkFunction, invalidOption } from '../validate.js';
 import { type ZkSessionSettings, resolveZkOptions } from '../zk/options.js';
-import { type HttpServer, drainServer, onHttpListen, trackConnections } from './http-drain.js';
+import { type HttpServer, drainServerUntil, onHttpListen, trackConnections } from './http-drain.js';
 
 /** The worker side of a supervised cluster: liveness, lifecycle hooks, settings from the primary. */
 export interface WorkerRuntime {
@@ -26,15 +26,24 @@ export interface WorkerRuntime {
    */
   afterFork(cb: () => unknown): void;
   /**
+   * Runs `cb` as a graceful stop begins (the primary's request or SIGTERM),
+   * while the worker's HTTP servers drain: end here what would hold the
+   * drain until its deadline, such as server-sent event streams, long polls
+   * and WebSockets. Callbacks run in registration order, each awaited and
+   * isolated; `onShutdown` callbacks run once these and the drain are done.
+   */
+  onDraining(cb: () => unknown): void;
+  /**
    * Runs `cb` on a graceful stop (the primary's request or SIGTERM), in
    * registration order, each awaited and isolated, once the worker's HTTP
    * servers are drained: every `node:http` and `node:https` server that
    * listened in this worker stops accepting, finishes its requests in
    * flight, answers `Connection: close` to the next request on each
-   * keep-alive connection and closes idle ones. Then the worker disconnects
-   * and exits once its event loop is empty. Close what else you hold here
-   * (timers, sessions, other servers) or the primary kills the worker after
-   * its shutdown timeout.
+   * keep-alive connection and closes idle ones (by three quarters of the
+   * time the primary gives the stop; the last quarter is for these
+   * callbacks). Then the worker disconnects and exits once its event loop
+   * is empty. Close what else you hold here (pools, sessions, timers, other
+   * servers) or the primary kills the worker after its shutdown timeout.
    */
   onShutdown(cb: () => unknown): void;
   /** The primary's ZooKeeper settings, for this worker's own `new ZkSession(...)`; `undefined` if none. */
@@ -46,12 +55,9 @@ type Callback = () => unknown;
 const DEFAULT_HEARTBEAT_MS = 1000;
 /** The stop's budget when the primary did not say (a SIGTERM from elsewhere, an older primary): the supervisor's default shutdownTimeout. */
 const DEFAULT_STOP_WITHIN_MS = 30_000;
-/** Of a stop's budget, kept for onShutdown callbacks and the exit after the HTTP drain: a quarter, at most this. */
-const AFTER_DRAIN_RESERVE_MS = 1000;
-
-/** How long the HTTP drain may take when the whole stop must end within `within` ms (before the primary's SIGKILL). */
+/** How long the HTTP drain may take when the whole stop must end within `within` ms (the primary's SIGKILL): the last quarter is for onShutdown callbacks. */
 function drainBudget(within: number): number {
-  return Math.max(0, within - Math.min(AFTER_DRAIN_RESERVE_MS, within / 4));
+  return Math.max(0, (within * 3) / 4);
 }
 
 class WorkerProcess implements WorkerRuntime {
@@ -68,12 +74,13 @@ class WorkerProcess implements WorkerRuntime {
   readonly #afterFork: Callback[] = [];
   #runningAfterFork = false;
   readonly #onShutdown: Callback[] = [];
+  readonly #onDraining: Callback[] = [];
   readonly #onStopping = new Set<() => void>();
   #stoppingBegun = false;
   #stopping = false;
   /** Every http/https server that listened in this worker: drained on a graceful stop. */
   readonly #servers = new Set<HttpServer>();
-  /** Once the stop drains (performance.now()): by when every server must be drained. */
+  /** Once a stop began (performance.now()): by when every server must be drained; a later stop request may move it later. */
   #drainUntil: number | undefined;
   /** Set once we disconnect on purpose: that 'disconnect' is not the primary going away. */
   #leaving = false;
@@ -125,6 +132,10 @@ class WorkerProcess implements WorkerRuntime {
     if (this.#booted) this.#runAfterFork();
   }
 
+  onDraining(cb: Callback): void {
+    this.#onDraining.push(checkFunction<Callback>(cb, 'onDraining callback'));
+  }
+
   onShutdown(cb: Callback): void {
     this.#onShutdown.push(checkFunction<Callback>(cb, 'onShutdown callback'));
   }
@@ -149,8 +160,10 @@ class WorkerProcess implements WorkerRuntime {
       trackConnections(server);
       if (this.#servers.has(server)) return;
       this.#servers.add(server);
-      // Listening after the drain began (late app code): drained too, by the same deadline.
-      if (this.#drainUntil !== undefined) void drainServer(server, { timeout: this.#drainUntil - performance.now() });
+      // Kept while it may hold connections: a closed server has none left.
+      server.once('close', () => this.#servers.delete(server));
+      // Listening after the stop began (late app code): drained too, by the same deadline, once it listens.
+      if (this.#drainUntil !== undefined) server.once('listening', () => void this.#drain(server));
     });
     const every = this.#heartbeatMs;
     const heartbeatMs = Number.isInteger(every) && every > 0 ? every : DEFAULT_HEARTBEAT_MS;
@@ -162,7 +175,7 @@ class WorkerProcess implements WorkerRuntime {
       if (message.bellwether === 'stopping') {
         this.#beginStopping();
         this.#send({ bellwether: 'stopping-ack' });
-      } else void this.#shutdown(millis(message.within));
+      } else void this.#shutdown(millis(message.within), message.within !== undefined);
     });
     // Sent from the event loop: a blocked loop sends nothing, which is the point.
     // Unref'd: liveness reporting alone must not keep a finished worker alive.
@@ -249,19 +262,37 @@ class WorkerProcess implements WorkerRuntime {
     this.#onStopping.clear();
   }
 
-  /** `within`: ms until the primary's SIGKILL, if known. */
-  async #shutdown(within = DEFAULT_STOP_WITHIN_MS): Promise<void> {
-    if (this.#stopping) return;
-    this.#stopping = true;
+  #drain(server: HttpServer): Promise<void> {
+    return drainServerUntil(server, () => this.#drainUntil!);
+  }
+
+  /**
+   * `within`: ms until the primary's SIGKILL, if known. The primary's request
+   * (`fromPrimary`) knows it for sure: it sets the deadline even once the stop
+   * began. A SIGTERM to the whole process group (systemd) starts the stop with
+   * killTimeout, and the primary's request that follows gives it its own time.
+   */
+  async #shutdown(within = DEFAULT_STOP_WITHIN_MS, fromPrimary = false): Promise<void> {
     const drainUntil = performance.now() + drainBudget(within);
+    if (this.#stopping) {
+      if (fromPrimary) this.#drainUntil = drainUntil;
+      return;
+    }
+    this.#stopping = true;
+    this.#drainUntil = drainUntil;
     // First, before any await.
     this.#beginStopping();
     // A stop that arrives while the entry script still loads waits for it:
-    // its servers and onShutdown callbacks are not there yet.
+    // its servers and callbacks are not there yet.
     await this.#bootDone;
-    // Requests in flight finish before the callbacks close what they may use (pools, sessions).
-    this.#drainUntil = drainUntil;
-    await Promise.all([...this.#servers].map((server) => drainServer(server, { timeout: drainUntil - performance.now() })));
+    // Requests in flight finish before onShutdown callbacks close what they may use (pools,
+    // sessions); onDraining callbacks end what would hold the drain (streams, long polls).
+    await Promise.all([
+      ...[...this.#servers].map((server) => this.#drain(server)),
+      (async () => {
+        for (let i = 0; i < this.#onDraining.length; i++) await this.#isolated('onDraining callback', this.#onDraining[i]!);
+      })(),
+    ]);
     // By index: a callback registered while others run still runs.
     for (let i = 0; i < this.#onShutdown.length; i++) await this.#isolated('onShutdown callback', this.#onShutdown[i]!);
     this.#leaving = true;
