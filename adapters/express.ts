@@ -21,6 +21,9 @@
  *   is not installed). Paths are configurable with `paths`; they are matched
  *   exactly (relative to where the router is mounted), for GET and HEAD.
  *   Other requests go on to the rest of the app.
+ * - Creating the router calls `worker.deferReady()`: under the supervisor,
+ *   listening alone does not make the worker ready (create it before
+ *   `app.listen()`).
  * - `router.attach(server)` starts the board (if `start()` was not called),
  *   marks the worker ready when the server listens (at once if it already
  *   does), and registers `worker.onShutdown(() => router.close())`.
@@ -99,6 +102,8 @@ function checkServer(server: unknown): AttachableServer {
 export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRouter {
   const { board: boardOptions, metrics, paths } = resolveOptions(options);
   const board = new StatusBoard(boardOptions);
+  // Ready to the supervisor once started and listening (attach()), not as soon as app.listen() listens.
+  worker.deferReady();
   const servers = new Set<AttachableServer>();
   let started: Promise<void> | undefined;
   let closing: Promise<void> | undefined;

@@ -20,12 +20,16 @@
  *   session connected if there is one; 503 otherwise), `GET /bellwether` (the
  *   snapshot), `GET /metrics` with `metrics: true` (Prometheus text; 503 when
  *   prom-client is not installed). Paths are configurable with `paths`.
+ * - Under the supervisor, the worker is ready once the plugin has started and
+ *   the app listens (not as soon as it listens), and the supervisor's graceful
+ *   stop closes the app (`worker.onShutdown(() => app.close())`).
  * - `app.close()` closes what the plugin started: the singletons, and the zk
  *   session only if it was given to the plugin unstarted.
  */
 import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
+import { worker } from 'bellwether/worker';
 import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, resolveAdapterOptions } from './options.js';
 
 export type BellwetherFastifyPaths = AdapterPaths;
@@ -48,9 +52,14 @@ declare module 'fastify' {
   }
 }
 
-const resolveOptions = (options: unknown): ResolvedAdapterOptions => resolveAdapterOptions(options, 'bellwether/fastify', {
-  prefix: 'the plugin is not encapsulated, so prefix would be ignored: set paths instead',
-});
+const resolveOptions = (options: unknown): ResolvedAdapterOptions =>
+  resolveAdapterOptions(
+    options,
+    'bellwether/fastify',
+    { prefix: 'the plugin is not encapsulated, so prefix would be ignored: set paths instead' },
+    // Fastify's own register options: Fastify applies them to the plugin's routes.
+    ['logLevel', 'logSerializers'],
+  );
 
 const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: FastifyInstance, options) => {
   // Before anything is created or started: a second registration must not start a second board.
@@ -64,6 +73,10 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
   const { board: boardOptions, metrics, paths } = resolveOptions(options);
   const board = new StatusBoard(boardOptions);
   fastify.decorate('bellwether', board);
+  // Ready to the supervisor once started and listening (onListen below), not as soon as the server listens.
+  worker.deferReady();
+  // The supervisor's graceful stop closes the app (once its HTTP servers are drained): onClose closes the board.
+  worker.onShutdown(() => fastify.close());
 
   // If starting fails, the board closes what it started, and registration fails.
   await board.start();
@@ -88,9 +101,9 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
     fastify.get(paths.metrics, async (_request, reply) => {
       const result = await board.metrics();
       if (result === undefined) {
-        return reply.code(503).send(METRICS_UNAVAILABLE);
+        return reply.code(503).header('cache-control', 'no-store').send(METRICS_UNAVAILABLE);
       }
-      return reply.code(200).header('content-type', result.contentType).send(result.body);
+      return reply.code(200).header('cache-control', 'no-store').header('content-type', result.contentType).send(result.body);
     });
   }
 };

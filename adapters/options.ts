@@ -51,13 +51,17 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-/** Checks an adapter's own options; the board checks `singletons` and `zk` itself. `hints` explain some unknown keys. */
-export function resolveAdapterOptions(options: unknown, adapter: string, hints: Record<string, string> = {}): ResolvedAdapterOptions {
+/**
+ * Checks an adapter's own options; the board checks `singletons` and `zk`
+ * itself. `hints` explain some unknown keys; `framework` keys belong to the
+ * framework (Fastify's register options) and are left to it.
+ */
+export function resolveAdapterOptions(options: unknown, adapter: string, hints: Record<string, string> = {}, framework: readonly string[] = []): ResolvedAdapterOptions {
   const invalid = (message: string): BellwetherError => adapterError(adapter, message);
   const given = options ?? {};
   if (!isPlainObject(given)) throw invalid(`options must be an object, got ${show(given)}`);
   for (const key of Object.keys(given)) {
-    if (!(KNOWN_OPTIONS as readonly string[]).includes(key)) {
+    if (!(KNOWN_OPTIONS as readonly string[]).includes(key) && !framework.includes(key)) {
       const hint = hints[key] ? ` (${hints[key]})` : '';
       throw invalid(`unknown option ${JSON.stringify(key)}${hint} (known: ${KNOWN_OPTIONS.join(', ')})`);
     }

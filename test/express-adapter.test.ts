@@ -126,6 +126,23 @@ describe('bellwether/express', () => {
     await assert.rejects(router.attach(server), { code: 'BW_ERR_CLOSED' });
   });
 
+  test('a scrape before the router has started gets the metrics, not "install prom-client"; after close() the board is not ready', async (t) => {
+    const job = reporter(tempDir(t));
+    const router = bellwether({ singletons: [job], metrics: true });
+    const server = http.createServer(appWith(router));
+    cleanup(t, router, server);
+    const port = await listen(server);
+    // Served as soon as the server listens, before attach() starts the board (as app.listen() then attach() does).
+    const early = await get(port, '/metrics');
+    assert.equal(early.status, 200, early.body);
+    assert.match(early.body, /^bellwether_singleton_leader\{singleton="reporter",worker="standalone"\} 0$/m);
+    await router.attach(server);
+    assert.equal(router.board.ready, true);
+    await router.close();
+    assert.equal(router.board.ready, false, 'a closed board is not ready');
+    assert.equal(router.board.snapshot().worker.ready, false);
+  });
+
   test('attach() before listen(): starts the board, ready on the server\'s "listening"', async (t) => {
     const job = reporter(tempDir(t));
     const router = bellwether({ singletons: [job] });

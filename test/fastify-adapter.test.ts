@@ -25,9 +25,9 @@ async function listen(app: FastifyInstance): Promise<string> {
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 }
 
-async function get(base: string, path: string): Promise<{ status: number; type: string | null; body: string }> {
+async function get(base: string, path: string): Promise<{ status: number; type: string | null; cacheControl: string | null; body: string }> {
   const response = await fetch(base + path, { headers: { connection: 'close' } });
-  return { status: response.status, type: response.headers.get('content-type'), body: await response.text() };
+  return { status: response.status, type: response.headers.get('content-type'), cacheControl: response.headers.get('cache-control'), body: await response.text() };
 }
 
 async function getJson(base: string, path: string): Promise<{ status: number; json: unknown }> {
@@ -143,7 +143,9 @@ describe('bellwether/fastify', () => {
       singletons: [job],
       metrics: true,
       paths: { health: '/ops/live', ready: '/ops/ready', status: '/ops/status', metrics: '/ops/metrics' },
-    });
+      // A standard Fastify register option: Fastify's to apply, not refused.
+      logLevel: 'warn',
+    } as Parameters<typeof bellwether>[1]);
     await elected;
     const base = await listen(app);
 
@@ -159,6 +161,7 @@ describe('bellwether/fastify', () => {
     const metrics = await get(base, '/ops/metrics');
     assert.equal(metrics.status, 200);
     assert.match(metrics.type ?? '', /^text\/plain/);
+    assert.equal(metrics.cacheControl, 'no-store');
     assert.match(metrics.body, /bellwether_singleton_leader\{[^}]*singleton="custom"[^}]*\} 1/);
   });
 

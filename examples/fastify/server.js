@@ -51,10 +51,8 @@ if (process.env.BELLWETHER_ADAPTER !== 'off') {
   await app.register(bellwether, { singletons: [reporter], ...(zk ? { zk } : {}), metrics: true });
 }
 
-// Graceful stop: the worker has drained the server by then (in-flight
-// requests finished, keep-alive connections closed after their next
-// response); app.close() runs the plugin's onClose hook, which closes the
-// singleton (and the session).
-worker.onShutdown(() => app.close());
+// Graceful stop: the worker drains the server by itself (in-flight requests
+// finish, keep-alive connections close after their next response); then the
+// plugin closes the app, and its onClose hook the singleton (and the session).
 // Listening marks the worker ready (the plugin's onListen hook tells the supervisor).
 await app.listen({ port, host: '127.0.0.1' });

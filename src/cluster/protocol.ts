@@ -20,8 +20,10 @@ export const ENV = {
 } as const;
 
 export type WorkerMessage =
-  /** The worker serves (also inferred from cluster's `listening`). */
+  /** The worker serves (also inferred from cluster's `listening`, unless the worker deferred it). */
   | { bellwether: 'ready' }
+  /** From now on cluster's `listening` does not make this worker ready: only 'ready' does (worker.deferReady()). */
+  | { bellwether: 'defer-ready' }
   /**
    * Sent from the worker's event loop every heartbeat: 0 healthy, > 0 an
    * unhealthy code; `leads`: how many singleton leases the worker holds (also
@@ -51,7 +53,7 @@ export type PrimaryMessage =
 
 export function isWorkerMessage(message: unknown): message is WorkerMessage {
   const kind = (message as { bellwether?: unknown } | null)?.bellwether;
-  return kind === 'ready' || kind === 'heartbeat' || kind === 'stopping-ack';
+  return kind === 'ready' || kind === 'defer-ready' || kind === 'heartbeat' || kind === 'stopping-ack';
 }
 
 export function isPrimaryMessage(message: unknown): message is PrimaryMessage {

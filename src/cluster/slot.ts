@@ -29,6 +29,8 @@ export class WorkerHandle {
   readonly slot: Slot;
   state: 'starting' | 'ready' | 'stopping' = 'starting';
   code = 0;
+  /** The worker said that listening does not make it ready: only its 'ready' message does. */
+  readyDeferred = false;
   /** Singleton leases the worker holds, as it last reported. */
   leads = 0;
   readonly forkedAt = performance.now();

@@ -348,6 +348,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         if (handle.stopPending) this.#sendShutdown(handle);
       }
       if (message.bellwether === 'ready') markReady();
+      else if (message.bellwether === 'defer-ready') handle.readyDeferred = true;
       else if (message.bellwether === 'stopping-ack') handle.markStoppingAcked();
       else {
         handle.lastHeartbeat = performance.now();
@@ -357,7 +358,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         else if (handle.code < 0) handle.code = 0;
       }
     });
-    worker.on('listening', markReady);
+    // Cluster's message comes on the same channel as the worker's: a 'defer-ready' sent before listen() is seen first.
+    worker.on('listening', () => void (handle.readyDeferred || markReady()));
     worker.once('exit', (code: number | null, signal: string | null) => this.#onExit(handle, code, signal));
   }
 

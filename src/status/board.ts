@@ -38,6 +38,7 @@ export class StatusBoard {
   readonly #cleanup: (() => void)[] = [];
   #expiries = 0;
   #ready = false;
+  #closed = false;
   #startedZk = false;
   /** Only what start() started is closed by close(). */
   readonly #startedSingletons: Singleton[] = [];
@@ -77,9 +78,7 @@ export class StatusBoard {
 
   async #start(): Promise<void> {
     // First: a request for /metrics may come as soon as the app listens, before the session is up.
-    this.#metricsSetUp = this.#metricsEnabled ? this.#setUpMetrics() : undefined;
-    // Awaited below (or by start()'s failure path): not an unhandled rejection meanwhile.
-    this.#metricsSetUp?.catch(() => {});
+    this.#setUpMetricsOnce();
     for (const job of this.#singletons) {
       this.#leaderChanges.set(job, 0);
       const onElected = (): void => void this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
@@ -114,9 +113,9 @@ export class StatusBoard {
     return true;
   }
 
-  /** Ready: marked ready and, when ZooKeeper is used, the session is connected. */
+  /** Ready: marked ready, not closing, and, when ZooKeeper is used, the session is connected. */
   get ready(): boolean {
-    return this.#ready && (!this.#zk || this.#zk.state === 'connected');
+    return this.#ready && !this.#closed && (!this.#zk || this.#zk.state === 'connected');
   }
 
   snapshot(): BellwetherStatus {
@@ -137,8 +136,9 @@ export class StatusBoard {
 
   /** Prometheus text: the whole cluster when supervised (one scrape shows every worker), else this process. */
   async metrics(): Promise<{ contentType: string; body: string } | undefined> {
-    // A request that comes while prom-client is still loading waits for it (not "unavailable").
-    await this.#metricsSetUp?.catch(() => undefined);
+    // A scrape may come before start() (Express serves as soon as it listens): the registry comes first.
+    // One that comes while prom-client is still loading waits for it (not "unavailable").
+    await this.#setUpMetricsOnce()?.catch(() => undefined);
     if (!this.#metricsEnabled || !this.#registry) return undefined;
     if (!worker.isSupervised) return aggregate([await this.#collect()]);
     const id = randomUUID();
@@ -161,6 +161,7 @@ export class StatusBoard {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     for (const undo of this.#cleanup.splice(0)) undo();
     await Promise.all(this.#startedSingletons.map((job) => job.close()));
     if (this.#startedZk) await this.#zk?.close();
@@ -173,6 +174,17 @@ export class StatusBoard {
   /** This process's series, as prom-client JSON (labelled with the worker index). */
   async #collect(): Promise<unknown[]> {
     return (await this.#registry!.getMetricsAsJSON()) as unknown[];
+  }
+
+  /** The registry, made once: by start() or by the first scrape, whichever comes first. */
+  #setUpMetricsOnce(): Promise<void> | undefined {
+    if (!this.#metricsEnabled) return undefined;
+    if (!this.#metricsSetUp) {
+      this.#metricsSetUp = this.#setUpMetrics();
+      // Awaited by metrics(), start() or its failure path: not an unhandled rejection meanwhile.
+      this.#metricsSetUp.catch(() => {});
+    }
+    return this.#metricsSetUp;
   }
 
   async #setUpMetrics(): Promise<void> {

@@ -14,6 +14,14 @@ export interface WorkerRuntime {
   readonly index: number | undefined;
   /** Tells the primary this worker serves. Only the first call sends anything. */
   ready(): void;
+  /**
+   * From now on, a server listening does not make this worker ready to the
+   * primary: only `ready()` does. For an app that must start more than its
+   * server before it serves (the adapters call it when they are created, and
+   * call `ready()` once started and listening). Call it before `listen()`;
+   * after `ready()` it changes nothing.
+   */
+  deferReady(): void;
   /** Status code 0: sent at once and with every heartbeat. */
   healthy(): void;
   /** Status code 1..255 (your own meaning): sent at once and with every heartbeat until `healthy()`. */
@@ -67,6 +75,7 @@ class WorkerProcess implements WorkerRuntime {
   /** Singleton leases held in this worker. */
   #leads = 0;
   #readySent = false;
+  #readyDeferred = false;
   #booted = false;
   #markBooted!: () => void;
   /** Resolves once the entry script has loaded. */
@@ -106,6 +115,12 @@ class WorkerProcess implements WorkerRuntime {
     this.isSupervised = index !== undefined && this.#primaryPid !== undefined && typeof process.send === 'function';
     // Only the supervised process has an index: a helper it forks inherits the variable, not the slot.
     this.index = this.isSupervised && index !== undefined && /^\d+$/.test(index) ? Number(index) : undefined;
+  }
+
+  deferReady(): void {
+    if (this.#readySent || this.#readyDeferred) return;
+    this.#readyDeferred = true;
+    this.#send({ bellwether: 'defer-ready' });
   }
 
   ready(): void {

@@ -1,0 +1,74 @@
+/**
+ * The adapters under `bellwether start`, as users run them: readiness to the
+ * supervisor means what /readyz means, and the supervisor's graceful stop
+ * closes what the adapter started. Node and Bun.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, test, type TestContext } from 'node:test';
+import { bounded } from './helpers/bounded.js';
+import { CLI } from './helpers/cli.js';
+import { Fixture, Fixtures } from './helpers/child.js';
+import { freePort, getText } from './helpers/http.js';
+import { gone, killAtEnd } from './helpers/processes.js';
+import { RUNTIMES, type Runtime, fixture } from './helpers/runtimes.js';
+import { tempDir } from './helpers/temp.js';
+
+const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
+
+function start(t: TestContext, runtime: Runtime, app: string, env: Record<string, string>): { primary: Fixture; port: number; lockDir: string; name: string } {
+  const lockDir = tempDir(t);
+  const port = Number(env['PORT']);
+  const name = `adapter-${port}`;
+  const fixtures = new Fixtures();
+  t.after(() => fixtures.killAll());
+  const primary = fixtures.add(
+    new Fixture(runtime.bin, [CLI, 'start', app, '--workers', '1', '--heartbeat', '100', '--name', name], `bellwether start ${name} (${runtime.name})`, { ...env, BELLWETHER_LOCK_DIR: lockDir }),
+  );
+  return { primary, port, lockDir, name };
+}
+
+function status(name: string, lockDir: string): { pid: number; state: string }[] {
+  const run = spawnSync(process.execPath, [CLI, 'status', '--name', name, '--json'], { encoding: 'utf8', env: { ...process.env, BELLWETHER_LOCK_DIR: lockDir } });
+  assert.equal(run.status, 0, run.stderr);
+  return (JSON.parse(run.stdout) as { workers: { pid: number; state: string }[] }).workers;
+}
+
+/** /readyz once the worker listens (a process outside has no event to await: bounded retries). */
+async function readyzOnceListening(port: number): Promise<number> {
+  const until = performance.now() + 20_000;
+  for (;;) {
+    try {
+      return (await getText(port, '/readyz')).status;
+    } catch (err) {
+      if (performance.now() > until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+for (const runtime of RUNTIMES) {
+  describe(`adapters under bellwether start (${runtime.name})`, () => {
+    test('Express: a worker that listens but has not started (ZooKeeper unreachable) is not ready to the supervisor', async (t) => {
+      const { primary, port, lockDir, name } = start(t, runtime, `${EXAMPLES}express/server.js`, { PORT: String(await freePort()), ZK_CONNECT: '127.0.0.1:1' });
+      assert.equal(await readyzOnceListening(port), 503);
+      const workers = status(name, lockDir);
+      killAtEnd(t, workers.map((w) => w.pid));
+      assert.deepEqual(workers.map((w) => w.state), ['starting'], 'listening, /readyz 503: not ready');
+      assert.doesNotMatch(primary.stderr, /workers ready/);
+    });
+
+    test('Fastify, the README snippet with no stop wiring: a graceful stop aborts the job and closes the app', async (t) => {
+      const { primary, lockDir, name } = start(t, runtime, fixture('fastify-readme-app'), { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) });
+      await primary.next('run-started');
+      const workers = status(name, lockDir).map((w) => w.pid);
+      killAtEnd(t, workers);
+      primary.child.kill('SIGTERM');
+      await primary.next('run-aborted', () => true, 0, 10_000);
+      // shutdownTimeout is 30 s: a worker left running would be SIGKILLed only then.
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 10_000), { code: 0, signal: null });
+      assert.doesNotMatch(primary.stderr, /SIGKILL/);
+      assert.deepEqual(await gone(workers, 5000), []);
+    });
+  });
+}
