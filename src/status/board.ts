@@ -95,8 +95,6 @@ export class StatusBoard {
       }
     }
     for (const job of this.#singletons) {
-      // close() while starting (a stop during a slow connect): start nothing more.
-      if (this.#closed) throw new BellwetherError(ErrorCodes.CLOSED, 'the status board was closed while starting');
       if (job.state !== 'latent') continue;
       await job.start();
       this.#startedSingletons.push(job);
@@ -162,7 +160,6 @@ export class StatusBoard {
     return { contentType: this.#registry.contentType, body };
   }
 
-  /** Closes what start() started; a start still under way is cancelled (it rejects with BW_ERR_CLOSED). */
   async close(): Promise<void> {
     this.#closed = true;
     for (const undo of this.#cleanup.splice(0)) undo();

@@ -297,30 +297,19 @@ class WorkerProcess implements WorkerRuntime {
     this.#drainUntil = drainUntil;
     // First, before any await.
     this.#beginStopping();
-    // A stop that arrives while the entry script still loads waits for it when
-    // nothing is registered yet. What is registered already runs now: the
-    // script may be waiting on something the callbacks cancel (an adapter's
-    // start, a ZooKeeper connect), and the rest runs once it has loaded.
-    if (this.#onShutdown.length === 0 && this.#onDraining.length === 0) await this.#bootDone;
-    let draining = 0;
-    let shutdown = 0;
-    const runCallbacks = async (): Promise<void> => {
-      // Requests in flight finish before onShutdown callbacks close what they may use (pools,
-      // sessions); onDraining callbacks end what would hold the drain (streams, long polls).
-      await Promise.all([
-        ...[...this.#servers].map((server) => this.#drain(server)),
-        (async () => {
-          for (; draining < this.#onDraining.length; draining++) await this.#isolated('onDraining callback', this.#onDraining[draining]!);
-        })(),
-      ]);
-      // By index: a callback registered while others run still runs.
-      for (; shutdown < this.#onShutdown.length; shutdown++) await this.#isolated('onShutdown callback', this.#onShutdown[shutdown]!);
-    };
-    await runCallbacks();
-    if (!this.#booted) {
-      await this.#bootDone;
-      await runCallbacks();
-    }
+    // A stop that arrives while the entry script still loads waits for it:
+    // its servers and callbacks are not there yet.
+    await this.#bootDone;
+    // Requests in flight finish before onShutdown callbacks close what they may use (pools,
+    // sessions); onDraining callbacks end what would hold the drain (streams, long polls).
+    await Promise.all([
+      ...[...this.#servers].map((server) => this.#drain(server)),
+      (async () => {
+        for (let i = 0; i < this.#onDraining.length; i++) await this.#isolated('onDraining callback', this.#onDraining[i]!);
+      })(),
+    ]);
+    // By index: a callback registered while others run still runs.
+    for (let i = 0; i < this.#onShutdown.length; i++) await this.#isolated('onShutdown callback', this.#onShutdown[i]!);
     this.#leaving = true;
     if (!process.connected) return;
     try {
