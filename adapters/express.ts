@@ -14,8 +14,9 @@
  * router.board.snapshot();                            // worker index, singletons and who leads, zk session
  * ```
  *
- * - `GET /healthz` (live), `GET /readyz` (200 once an attached server listens,
- *   and the zk session connected if there is one; 503 before, and from the
+ * - `GET /healthz` (live), `GET /readyz` (200 once an attached server listens
+ *   and the router has started; with `readiness: 'serving+zk'` also while the
+ *   zk session is connected; 503 before, and from the
  *   moment the router starts closing), `GET /bellwether` (the snapshot),
  *   `GET /metrics` with `metrics: true` (Prometheus text; 503 when prom-client
  *   is not installed). Paths are configurable with `paths`; they are matched
@@ -38,7 +39,7 @@
  */
 import type http from 'node:http';
 import type https from 'node:https';
-import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import { drainServer, trackConnections, worker } from 'bellwether/worker';
 import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
@@ -52,6 +53,11 @@ export interface BellwetherExpressOptions {
   zk?: ZkSession;
   /** Serve Prometheus metrics on `paths.metrics` (needs prom-client). Default `false`. */
   metrics?: boolean;
+  /**
+   * What `/readyz` needs once serving: `'serving'` (default), or `'serving+zk'`
+   * (also the zk session connected: every worker turns unready while ZooKeeper is down).
+   */
+  readiness?: Readiness;
   /** Where the endpoints are. */
   paths?: BellwetherExpressPaths;
 }

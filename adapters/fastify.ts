@@ -16,8 +16,9 @@
  * - Registration resolves once the board has started (singletons contending,
  *   a latent zk session connected): a Fastify app that is ready has its parts
  *   running.
- * - `GET /healthz` (live), `GET /readyz` (200 once listening, and the zk
- *   session connected if there is one; 503 otherwise), `GET /bellwether` (the
+ * - `GET /healthz` (live), `GET /readyz` (200 once listening; with
+ *   `readiness: 'serving+zk'` also while the zk session is connected; 503
+ *   otherwise), `GET /bellwether` (the
  *   snapshot), `GET /metrics` with `metrics: true` (Prometheus text; 503 when
  *   prom-client is not installed). Paths are configurable with `paths`.
  * - Under the supervisor, the worker is ready once the plugin has started and
@@ -26,7 +27,7 @@
  * - `app.close()` closes what the plugin started: the singletons, and the zk
  *   session only if it was given to the plugin unstarted.
  */
-import { BellwetherError, ErrorCodes, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { worker } from 'bellwether/worker';
@@ -41,6 +42,11 @@ export interface BellwetherFastifyOptions {
   zk?: ZkSession;
   /** Serve Prometheus metrics on `paths.metrics` (needs prom-client). Default `false`. */
   metrics?: boolean;
+  /**
+   * What `/readyz` needs once serving: `'serving'` (default), or `'serving+zk'`
+   * (also the zk session connected: every worker turns unready while ZooKeeper is down).
+   */
+  readiness?: Readiness;
   /** Where the routes are. */
   paths?: BellwetherFastifyPaths;
 }

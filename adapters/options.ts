@@ -2,7 +2,7 @@
  * What both adapters accept, checked the same way before anything starts:
  * `singletons`, `zk` (checked by the StatusBoard), `metrics` and `paths`.
  */
-import { BellwetherError, ErrorCodes, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, type Readiness, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
 
 export interface AdapterPaths {
   /** Liveness: 200 `{ live: true }` while the process answers. Default `/healthz`. */
@@ -22,7 +22,7 @@ export const DEFAULT_PATHS: Required<AdapterPaths> = {
   metrics: '/metrics',
 };
 
-const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths'] as const;
+const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths', 'readiness'] as const;
 const PATH_KEYS = Object.keys(DEFAULT_PATHS) as (keyof AdapterPaths)[];
 /** An absolute URL path without query, fragment, whitespace or route parameters. */
 const ROUTE_PATH = /^\/[^\s?#:*]*$/;
@@ -100,6 +100,7 @@ export function resolveAdapterOptions(options: unknown, adapter: string, hints: 
   const board: StatusBoardOptions = { metrics };
   if (given['singletons'] !== undefined) board.singletons = given['singletons'] as Singleton[];
   if (given['zk'] !== undefined) board.zk = given['zk'] as ZkSession;
+  if (given['readiness'] !== undefined) board.readiness = given['readiness'] as Readiness;
   return { board, metrics, paths };
 }
 

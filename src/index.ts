@@ -29,4 +29,4 @@ export type { SlotInfo, SlotState } from './cluster/slot.js';
 export { installForkHook, type ForkHookOptions } from './cluster/fork-hook.js';
 export { ORPHAN_EXIT_CODE, GIVEN_UP_EXIT_CODE } from './cluster/protocol.js';
 export { worker } from './worker/worker.js';
-export { StatusBoard, type StatusBoardOptions, type BellwetherStatus } from './status/board.js';
+export { StatusBoard, type StatusBoardOptions, type BellwetherStatus, type Readiness } from './status/board.js';

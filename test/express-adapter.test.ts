@@ -255,20 +255,26 @@ describe('bellwether/express', () => {
 describe('bellwether/express with ZooKeeper', () => {
   const zk1 = useZooKeeper();
 
-  test('/readyz is 503 while the session is suspended; the metrics count leader changes and session expiries as they happen', async (t) => {
+  test('/readyz is 503 while the session is suspended with readiness \'serving+zk\', 200 with the default; the metrics count leader changes and session expiries as they happen', async (t) => {
     const zk = new ZkSession({ connect: zk1.ensemble.connectString(), sessionTimeout: 2000 });
     const rivalZk = new ZkSession({ connect: zk1.ensemble.connectString(), sessionTimeout: 2000 });
     t.after(() => Promise.all([zk.close(), rivalZk.close()]));
     await rivalZk.start();
     const job = singleton({ scope: 'cluster', zk, name: 'express-fleet', run: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })) });
     job.on('error', (err) => t.diagnostic(`job error: ${err.code} ${err.message}`));
-    const router = bellwether({ singletons: [job], zk, metrics: true });
+    const router = bellwether({ singletons: [job], zk, metrics: true, readiness: 'serving+zk' });
     const server = http.createServer(appWith(router));
     cleanup(t, router, server);
+    // The default readiness ('serving') on the same session: ZooKeeper's state does not pull it out.
+    const servingOnly = bellwether({ zk });
+    const servingServer = http.createServer(appWith(servingOnly));
+    cleanup(t, servingOnly, servingServer);
     const elected = next(job, 'elected');
     await router.start();
     const port = await listen(server);
     await router.attach(server);
+    const servingPort = await listen(servingServer);
+    await servingOnly.attach(servingServer);
     await elected;
     const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await get(port, '/metrics')).body)?.[1]);
     const leaderChanges = /^bellwether_singleton_leader_changes\{singleton="express-fleet",worker="standalone"\} (\d+)$/m;
@@ -287,6 +293,7 @@ describe('bellwether/express with ZooKeeper', () => {
       assert.deepEqual((await get(port, '/readyz')).json(), { ready: false });
       assert.equal((await get(port, '/readyz')).status, 503);
       assert.equal((await get(port, '/healthz')).status, 200);
+      assert.equal((await get(servingPort, '/readyz')).status, 200, "readiness 'serving' (the default) stays ready");
     } finally {
       server0.resume();
     }

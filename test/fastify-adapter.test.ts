@@ -178,6 +178,7 @@ describe('bellwether/fastify', () => {
       [{ paths: { health: '/same', ready: '/same' } }, /paths\.health and paths\.ready/],
       [{ metrics: true, paths: { metrics: '/bellwether' } }, /paths\.status and paths\.metrics/],
       [{ prefix: '/ops' }, /prefix/],
+      [{ readiness: 'zk' }, /readiness/],
       [{ singletonz: [] }, /singletonz/],
       [{ singletons: 'reporter' }, /singletons/],
       [{ singletons: [{}] }, /singletons/],
@@ -201,7 +202,7 @@ describe('bellwether/fastify', () => {
 describe('bellwether/fastify with ZooKeeper', () => {
   const zk1 = useZooKeeper();
 
-  test('a latent session is started with the app and closed with it; a host+cluster singleton leads; /readyz is 503 while the session is suspended', async (t) => {
+  test('a latent session is started with the app and closed with it; a host+cluster singleton leads; /readyz is 503 while the session is suspended (readiness \'serving+zk\')', async (t) => {
     const lockDir = tempDir(t);
     const zk = new ZkSession({ connect: zk1.ensemble.connectString(), sessionTimeout: 2000 });
     t.after(() => zk.close());
@@ -209,7 +210,7 @@ describe('bellwether/fastify with ZooKeeper', () => {
     const elected = next(job, 'elected');
     const app = Fastify();
     t.after(() => app.close());
-    await app.register(bellwether, { singletons: [job], zk, metrics: true });
+    await app.register(bellwether, { singletons: [job], zk, metrics: true, readiness: 'serving+zk' });
     assert.equal(zk.state, 'connected', 'registration waited for the session');
     const { token } = await elected;
 

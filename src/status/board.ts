@@ -15,7 +15,16 @@ export interface StatusBoardOptions {
   zk?: ZkSession;
   /** Prometheus metrics (needs the optional peer dependency prom-client). Default false. */
   metrics?: boolean;
+  /**
+   * What `ready` needs once the app serves: `'serving'` (default) only that;
+   * `'serving+zk'` also the ZooKeeper session connected, so every worker of the
+   * fleet turns unready during a ZooKeeper outage.
+   */
+  readiness?: Readiness;
 }
+
+export type Readiness = 'serving' | 'serving+zk';
+const READINESS: readonly Readiness[] = ['serving', 'serving+zk'];
 
 export interface BellwetherStatus {
   worker: { index: number | undefined; pid: number; supervised: boolean; ready: boolean };
@@ -34,6 +43,7 @@ export class StatusBoard {
   readonly #singletons: Singleton[];
   readonly #zk: ZkSession | undefined;
   readonly #metricsEnabled: boolean;
+  readonly #readiness: Readiness;
   readonly #leaderChanges = new Map<Singleton, number>();
   readonly #cleanup: (() => void)[] = [];
   #expiries = 0;
@@ -48,7 +58,7 @@ export class StatusBoard {
 
   constructor(options: StatusBoardOptions = {}) {
     const given = checkObject(options, 'bellwether adapter options');
-    checkKnownKeys(given, ['singletons', 'zk', 'metrics'], 'StatusBoard');
+    checkKnownKeys(given, ['singletons', 'zk', 'metrics', 'readiness'], 'StatusBoard');
     const singletons = given['singletons'] ?? [];
     if (!Array.isArray(singletons) || !singletons.every((s) => typeof (s as Singleton)?.start === 'function' && typeof (s as Singleton)?.name === 'string')) {
       throw invalidOption('singletons', 'an array of singleton() objects', singletons);
@@ -59,6 +69,9 @@ export class StatusBoard {
     this.#singletons = singletons as Singleton[];
     this.#zk = given['zk'] as ZkSession | undefined;
     this.#metricsEnabled = metrics;
+    const readiness = given['readiness'] ?? 'serving';
+    if (!READINESS.includes(readiness as Readiness)) throw invalidOption('readiness', `one of ${READINESS.map((r) => `'${r}'`).join(', ')}`, readiness);
+    this.#readiness = readiness as Readiness;
   }
 
   /**
@@ -113,9 +126,10 @@ export class StatusBoard {
     return true;
   }
 
-  /** Ready: marked ready, not closing, and, when ZooKeeper is used, the session is connected. */
+  /** Ready: marked ready, not closing, and with `readiness: 'serving+zk'` the session connected. */
   get ready(): boolean {
-    return this.#ready && !this.#closed && (!this.#zk || this.#zk.state === 'connected');
+    const zkUp = this.#readiness === 'serving' || !this.#zk || this.#zk.state === 'connected';
+    return this.#ready && !this.#closed && zkUp;
   }
 
   snapshot(): BellwetherStatus {
