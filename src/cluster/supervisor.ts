@@ -212,6 +212,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     // worker, not into an old one about to be replaced too (once per leader).
     const leads = (slot: Slot): boolean => (slot.current?.leads ?? 0) > 0;
     const order = [...this.#slots].sort((a, b) => Number(leads(a)) - Number(leads(b)));
+    let leadersTold = false;
     for (const [position, slot] of order.entries()) {
       if (this.#state !== 'running') return aborted('the supervisor is stopping');
       // No current worker: its pending restart forks the new code anyway.
@@ -232,7 +233,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
       // Only old leaders are left: they wait for no other job from now on (another worker's
       // job, released, would move into one of them), each keeping its own until replaced.
-      if (leads(slot)) {
+      if (!leadersTold && leads(slot)) {
+        leadersTold = true;
         for (const later of order.slice(position)) if (later.current && !later.retired) this.#tell(later.current, { bellwether: 'stopping' });
       }
       // Whatever serves the slot now (the old worker, or one forked after it crashed) retires.
