@@ -3,6 +3,7 @@ import { type TestContext, describe, test } from 'node:test';
 import { type BellwetherError, type NodeEvent, SESSION_EXPIRED_EXIT_CODE, ZkSession, type ZkSessionOptions } from 'bellwether';
 import { Fixtures, startFixture } from './helpers/child.js';
 import { bounded } from './helpers/bounded.js';
+import { freePort } from './helpers/ports.js';
 import { nextZk } from './helpers/emitter.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
 import { throughProxy } from './helpers/sessions.js';
@@ -452,6 +453,19 @@ describe('ZkSession on a 3-server ensemble', () => {
     assert.deepEqual(seen, ['connected', 'suspended', 'reconnected']);
     await writer.delete('/failover');
   });
+});
+
+describe('ZkSession: close() while the first connection is still being made', () => {
+  for (const runtime of RUNTIMES) {
+    test(`${runtime.name}: start() rejects with BW_ERR_CLOSED and nothing of the client holds the process (it exits at once, not after the 30 s connect timer)`, async (t) => {
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const client = fixtures.add(startFixture(runtime, fixture('zk-close-connecting'), [`127.0.0.1:${await freePort()}`]));
+      client.child.stdin!.end();
+      assert.deepEqual(await bounded('the process exits', client.exited, 10_000), { code: 0, signal: null }, client.stderr);
+      assert.equal(client.events.find((e) => e.event === 'closed')?.['start'], 'BW_ERR_CLOSED');
+    });
+  }
 });
 
 describe('ZkSession: bad input fails before any network I/O', () => {

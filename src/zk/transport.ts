@@ -5,6 +5,8 @@ import { sessionIdHex } from './stat.js';
 /** The parts of node-zookeeper-client's ConnectionManager (1.1.3) we hook into. */
 interface ConnectionManagerInternals {
   socket?: Socket;
+  /** The connect attempt's timer: not unref'd, and only cleared by a socket error or a connection. */
+  connectTimeoutHandler: ReturnType<typeof setTimeout> | null;
   state: number;
   setState(state: number): void;
   onSocketData(buffer: Buffer): void;
@@ -132,8 +134,24 @@ export class Transport {
   abandon(code: number = zookeeper.Exception.CONNECTION_LOSS): void {
     if (this.#abandoned) return;
     this.#abandoned = true;
-    this.#manager.setState(CM_CLOSING);
-    this.#manager.socket?.destroy();
+    const manager = this.#manager;
+    manager.setState(CM_CLOSING);
+    // A socket destroyed while it connects closes without an error, which would
+    // leave the connect timer (the session timeout) holding the process; and
+    // an attempt still in the client's spin delay would open a socket and arm
+    // that timer later. Both are dropped, now and as they come.
+    clearTimeout(manager.connectTimeoutHandler ?? undefined);
+    Object.defineProperty(manager, 'connectTimeoutHandler', { configurable: true, get: () => null, set: (timer: ReturnType<typeof setTimeout>) => clearTimeout(timer) });
+    let socket = manager.socket;
+    Object.defineProperty(manager, 'socket', {
+      configurable: true,
+      get: () => socket,
+      set: (late: Socket | undefined) => {
+        socket = late;
+        late?.destroy();
+      },
+    });
+    socket?.destroy();
     const loss = (zookeeper.Exception as unknown as { create(code: number): Error }).create(code);
     for (let packet = this.#manager.packetQueue.shift(); packet; packet = this.#manager.packetQueue.shift()) {
       packet.callback?.(loss);
