@@ -125,7 +125,9 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await Promise.all([...servers].map((server) => drainServer(server, { timeout: DRAIN_TIMEOUT_MS })));
-      // A start still under way settles first, so that nothing it starts is left running.
+      // Cancels a start still under way (a slow ZooKeeper connect) instead of waiting for it;
+      // once it has settled, closes again whatever it started meanwhile.
+      await board.close();
       await started?.catch(() => {});
       await board.close();
     })();
@@ -143,7 +145,13 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
       // Runs only in a supervised worker: on SIGTERM, a rolling restart, or the primary stopping.
       worker.onShutdown(close);
     }
-    await start();
+    try {
+      await start();
+    } catch (err) {
+      // Cancelled by close() (a stop while starting): not the app's failure.
+      if (closing) return;
+      throw err;
+    }
     if (closing) return;
     if (server.listening) board.markReady();
     else server.once('listening', () => void (closing || board.markReady()));

@@ -58,6 +58,34 @@ for (const runtime of RUNTIMES) {
       assert.doesNotMatch(primary.stderr, /workers ready/);
     });
 
+    test('Express: a graceful stop while the router still starts (ZooKeeper unreachable) cancels the start: a quick, clean exit', async (t) => {
+      const { primary, port, lockDir, name } = start(t, runtime, `${EXAMPLES}express/server.js`, { PORT: String(await freePort()), ZK_CONNECT: '127.0.0.1:1' });
+      assert.equal(await readyzOnceListening(port), 503);
+      const workers = status(name, lockDir).map((w) => w.pid);
+      killAtEnd(t, workers);
+      primary.child.kill('SIGTERM');
+      // The session's connect timeout is 15 s: a stop that waited for the start would take that long.
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 10_000), { code: 0, signal: null });
+      assert.match(primary.stderr, /worker 0 exited \(0\)/);
+      assert.doesNotMatch(primary.stderr, /cannot load entry script|SIGKILL/);
+      assert.deepEqual(await gone(workers, 5000), []);
+    });
+
+    test('Express: a router attached after the stop began (the entry script still loading) is closed at once, its start cancelled', async (t) => {
+      const { primary, lockDir, name } = start(t, runtime, fixture('express-late-attach'), { PORT: String(await freePort()) });
+      await primary.next('loading');
+      const workers = status(name, lockDir).map((w) => w.pid);
+      killAtEnd(t, workers);
+      primary.child.kill('SIGTERM');
+      await primary.next('attaching', () => true, 0, 10_000);
+      // The session's connect timeout is 15 s: a stop that waited for the script to load would take that long.
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 10_000), { code: 0, signal: null });
+      assert.equal(primary.count('attached'), 1, 'attach() resolved (its start was cancelled, not failed)');
+      assert.match(primary.stderr, /worker 0 exited \(0\)/);
+      assert.doesNotMatch(primary.stderr, /cannot load entry script|SIGKILL/);
+      assert.deepEqual(await gone(workers, 5000), []);
+    });
+
     test('Fastify, the README snippet with no stop wiring: a graceful stop aborts the job and closes the app', async (t) => {
       const { primary, lockDir, name } = start(t, runtime, fixture('fastify-readme-app'), { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) });
       await primary.next('run-started');

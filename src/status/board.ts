@@ -90,6 +90,11 @@ export class StatusBoard {
   }
 
   async #start(): Promise<void> {
+    // close() before or while starting (a stop during a slow connect): start nothing more; what started is closed again.
+    const notClosed = (): void => {
+      if (this.#closed) throw new BellwetherError(ErrorCodes.CLOSED, 'the status board was closed while starting');
+    };
+    notClosed();
     // First: a request for /metrics may come as soon as the app listens, before the session is up.
     this.#setUpMetricsOnce();
     for (const job of this.#singletons) {
@@ -108,11 +113,13 @@ export class StatusBoard {
       }
     }
     for (const job of this.#singletons) {
+      notClosed();
       if (job.state !== 'latent') continue;
       await job.start();
       this.#startedSingletons.push(job);
     }
     await this.#metricsSetUp;
+    notClosed();
   }
 
   /** The app serves: readiness can turn true, and the supervisor is told. */
@@ -174,6 +181,7 @@ export class StatusBoard {
     return { contentType: this.#registry.contentType, body };
   }
 
+  /** Closes what start() started; a start still under way is cancelled (it rejects with BW_ERR_CLOSED). */
   async close(): Promise<void> {
     this.#closed = true;
     for (const undo of this.#cleanup.splice(0)) undo();
