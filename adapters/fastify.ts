@@ -81,11 +81,21 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
   fastify.decorate('bellwether', board);
   // Ready to the supervisor once started and listening (onListen below), not as soon as the server listens.
   worker.deferReady();
+  let starting = true;
   // The supervisor's graceful stop closes the app (once its HTTP servers are drained): onClose closes the board.
-  worker.onShutdown(() => fastify.close());
+  worker.onShutdown(async () => {
+    // A stop while the board still starts (a slow ZooKeeper connect) cancels that start: registration
+    // then fails with BW_ERR_CLOSED, which the worker takes as the stop, not as a failure.
+    if (starting) await board.close();
+    await fastify.close();
+  });
 
   // If starting fails, the board closes what it started, and registration fails.
-  await board.start();
+  try {
+    await board.start();
+  } finally {
+    starting = false;
+  }
   fastify.addHook('onClose', async () => {
     await board.close();
   });

@@ -86,6 +86,20 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(await gone(workers, 5000), []);
     });
 
+    test('Fastify: a graceful stop while the plugin still starts (ZooKeeper unreachable) cancels the start: a quick, clean exit', async (t) => {
+      const { primary, lockDir, name } = start(t, runtime, fixture('fastify-zk-start'), { PORT: String(await freePort()), ZK_CONNECT: '127.0.0.1:1' });
+      await primary.next('registering');
+      const workers = status(name, lockDir).map((w) => w.pid);
+      killAtEnd(t, workers);
+      primary.child.kill('SIGTERM');
+      // The session's connect timeout is 15 s: a stop that waited for the start would take that long.
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 10_000), { code: 0, signal: null });
+      assert.equal(primary.count('listening'), 0, 'a stopped app does not listen');
+      assert.match(primary.stderr, /worker 0 exited \(0\)/);
+      assert.doesNotMatch(primary.stderr, /cannot load entry script|SIGKILL/);
+      assert.deepEqual(await gone(workers, 5000), []);
+    });
+
     test('Fastify, the README snippet with no stop wiring: a graceful stop aborts the job and closes the app', async (t) => {
       const { primary, lockDir, name } = start(t, runtime, fixture('fastify-readme-app'), { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) });
       await primary.next('run-started');

@@ -254,6 +254,10 @@ class WorkerProcess implements WorkerRuntime {
   }
 
   /** @internal Runs `cb` synchronously as a graceful stop begins (at once if it has); returns an unsubscribe. */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
   onStopping(cb: () => void): () => void {
     if (this.#stoppingBegun) {
       cb();
@@ -414,6 +418,11 @@ export function workerLeads(): () => void {
   const runtime = instance as Partial<WorkerProcess>;
   if (!worker.isSupervised || typeof runtime.lead !== 'function') return () => {};
   return runtime.lead();
+}
+
+/** @internal Whether this worker's graceful stop has begun (the bootstrap: an entry script it cancelled did not fail). */
+export function isStopping(): boolean {
+  return (instance as Partial<WorkerProcess>).stopping === true;
 }
 
 /** @internal The bootstrap marks the end of boot: afterFork callbacks may run. */
