@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { Fixture, Fixtures } from './helpers/child.js';
 import { freePort, getJson, getText } from './helpers/http.js';
 import { RUNTIMES } from './helpers/runtimes.js';
+import { parsePrometheusText, samplesOf } from './helpers/prometheus.js';
 import { tempDir } from './helpers/temp.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -37,18 +38,6 @@ async function theLeader(port: number, workers: number, newerThan = 0): Promise<
   throw new Error('no single leader reported');
 }
 
-/** Prometheus text exposition: `name{labels} value` lines. */
-function parsePrometheus(text: string): { name: string; labels: string; value: number }[] {
-  return text
-    .split('\n')
-    .filter((line) => line && !line.startsWith('#'))
-    .map((line) => {
-      const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-      assert.ok(match, `not Prometheus text: ${line}`);
-      return { name: match[1]!, labels: match[2] ?? '', value: Number(match[3]) };
-    });
-}
-
 for (const example of ['express', 'fastify']) {
   for (const runtime of RUNTIMES) {
     describe(`examples/${example} under ${runtime.name}`, () => {
@@ -79,12 +68,12 @@ for (const example of ['express', 'fastify']) {
         const metrics = await getText(port, '/metrics');
         assert.equal(metrics.status, 200);
         assert.match(metrics.type, /text\/plain/);
-        const series = parsePrometheus(metrics.body);
-        const leaderSeries = series.filter((s) => s.name === 'bellwether_singleton_leader');
+        const families = parsePrometheusText(metrics.body);
+        const leaderSeries = samplesOf(families, 'bellwether_singleton_leader');
         assert.equal(leaderSeries.length, 4, 'one scrape shows every worker');
         assert.equal(leaderSeries.reduce((n, s) => n + s.value, 0), 1, 'exactly one leader in the metrics');
-        assert.equal(series.filter((s) => s.name === 'bellwether_worker_restarts').length, 4);
-        assert.ok(series.some((s) => s.name === 'bellwether_worker_status_code'));
+        assert.equal(samplesOf(families, 'bellwether_worker_restarts_total').length, 4);
+        assert.equal(samplesOf(families, 'bellwether_worker_status_code').length, 4);
 
         process.kill(leader.worker.pid, 'SIGKILL');
         const next = await theLeader(port, 4, leader.singletons[0]!.token);
@@ -92,14 +81,13 @@ for (const example of ['express', 'fastify']) {
 
         // The primary's own series after the kill: that slot replaced once, every slot healthy again.
         const perSlot = (body: string, name: string): string[] =>
-          parsePrometheus(body)
-            .filter((s) => s.name === name)
-            .map((s) => `${/worker="(\d+)"/.exec(s.labels)?.[1]}=${s.value}`)
+          samplesOf(parsePrometheusText(body), name)
+            .map((s) => `${s.labels['worker']}=${s.value}`)
             .sort();
         const expected = [0, 1, 2, 3].map((i) => `${i}=${i === leader.worker.index ? 1 : 0}`);
         let after = '';
-        for (let i = 0; i < 50 && perSlot(after, 'bellwether_worker_restarts').join() !== expected.join(); i++) after = (await getText(port, '/metrics')).body;
-        assert.deepEqual(perSlot(after, 'bellwether_worker_restarts'), expected);
+        for (let i = 0; i < 50 && perSlot(after, 'bellwether_worker_restarts_total').join() !== expected.join(); i++) after = (await getText(port, '/metrics')).body;
+        assert.deepEqual(perSlot(after, 'bellwether_worker_restarts_total'), expected);
         assert.deepEqual(perSlot(after, 'bellwether_worker_status_code'), ['0=0', '1=0', '2=0', '3=0']);
 
         primary.child.kill('SIGTERM');

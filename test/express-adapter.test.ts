@@ -8,6 +8,7 @@ import { Candidate, type Singleton, ZkSession, singleton } from 'bellwether';
 import { type BellwetherRouter, bellwether } from 'bellwether/express';
 import express from 'express';
 import { bounded } from './helpers/bounded.js';
+import { parsePrometheusText, samplesOf } from './helpers/prometheus.js';
 import { keepLoopAlive, next, nextZk } from './helpers/emitter.js';
 import { flockState } from './helpers/proc-locks.js';
 import { tempDir } from './helpers/temp.js';
@@ -135,7 +136,7 @@ describe('bellwether/express', () => {
     // Served as soon as the server listens, before attach() starts the board (as app.listen() then attach() does).
     const early = await get(port, '/metrics');
     assert.equal(early.status, 200, early.body);
-    assert.match(early.body, /^bellwether_singleton_leader\{singleton="reporter",worker="standalone"\} 0$/m);
+    assert.equal(samplesOf(parsePrometheusText(early.body), 'bellwether_singleton_leader', { singleton: 'reporter', worker: 'standalone', pid: String(process.pid) })[0]?.value, 0);
     await router.attach(server);
     assert.equal(router.board.ready, true);
     await router.close();
@@ -184,7 +185,7 @@ describe('bellwether/express', () => {
     const metrics = await get(port, '/ops/prometheus');
     assert.equal(metrics.status, 200);
     assert.match(String(metrics.headers['content-type']), /^text\/plain; version=0\.0\.4/);
-    assert.match(metrics.body, /^bellwether_singleton_leader\{singleton="reporter",worker="standalone"\} [01]$/m);
+    assert.match(metrics.body, new RegExp(`^bellwether_singleton_leader\\{singleton="reporter",worker="standalone",pid="${process.pid}"\\} [01]$`, 'm'));
     for (const old of ['/ops/healthz', '/ops/readyz', '/ops/bellwether', '/ops/metrics', '/live']) {
       assert.equal((await get(port, old)).status, 404, `${old} is not served`);
     }
@@ -276,9 +277,14 @@ describe('bellwether/express with ZooKeeper', () => {
     const servingPort = await listen(servingServer);
     await servingOnly.attach(servingServer);
     await elected;
-    const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await get(port, '/metrics')).body)?.[1]);
-    const leaderChanges = /^bellwether_singleton_leader_changes\{singleton="express-fleet",worker="standalone"\} (\d+)$/m;
-    const expiries = /^bellwether_zk_session_expiries\{worker="standalone"\} (\d+)$/m;
+    const metric = async ([name, labels]: [string, Record<string, string>]): Promise<number | undefined> => {
+      const families = parsePrometheusText((await get(port, '/metrics')).body);
+      assert.equal(families.get(name)?.type, 'counter');
+      return samplesOf(families, name, labels)[0]?.value;
+    };
+    const own = { worker: 'standalone', pid: String(process.pid) };
+    const leaderChanges: [string, Record<string, string>] = ['bellwether_singleton_leader_changes_total', { singleton: 'express-fleet', ...own }];
+    const expiries: [string, Record<string, string>] = ['bellwether_zk_session_expiries_total', own];
     assert.equal((await get(port, '/readyz')).status, 200);
     assert.equal(await metric(leaderChanges), 1);
     assert.equal(await metric(expiries), 0);

@@ -33,8 +33,19 @@ export type WorkerMessage =
   /** Answer to 'stopping': its singletons contend no more. */
   | { bellwether: 'stopping-ack' };
 
-/** Metrics of the whole cluster for one scrape: a worker asks, the primary collects from all and answers. */
+/**
+ * Metrics of the whole cluster for one scrape: a worker asks, the primary
+ * collects from every worker that has metrics on and answers. Counters are
+ * the primary's, per slot, so that they outlive the workers that count.
+ */
 export type MetricsMessage =
+  /** The worker serves metrics from now on (its singletons, whether it has a session): the primary collects from it. */
+  | { bellwether: 'metrics-on'; singletons: string[]; zk: boolean }
+  /** It no longer does (its board closed): a scrape does not wait for it. */
+  | { bellwether: 'metrics-off' }
+  /** A counted event: a singleton of the worker was elected, or its session expired. */
+  | { bellwether: 'metrics-event'; event: 'elected'; singleton: string }
+  | { bellwether: 'metrics-event'; event: 'expired' }
   | { bellwether: 'metrics-request'; id: string }
   | { bellwether: 'metrics-collect'; id: string }
   | { bellwether: 'metrics-report'; id: string; metrics: unknown[] }

@@ -2,10 +2,10 @@ import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { ClusterMetrics } from './cluster-metrics.js';
 import { ControlSocket } from './control-socket.js';
 import { type ResolvedSupervisorOptions, type SupervisorOptions, resolveSupervisorOptions } from './options.js';
 import { settledWithin } from '../singleton/abort.js';
-import { aggregate, loadPromClient } from '../status/metrics.js';
 import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
 import { Slot, type SlotInfo, WorkerHandle } from './slot.js';
 
@@ -87,7 +87,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** With stopWithParent: the parent to outlive never (taken at construction, or given). */
   readonly #parent: number | undefined;
   readonly #signalHandlers: [NodeJS.Signals, () => void][] = [];
-  readonly #metricsPending = new Map<string, (metrics: unknown[]) => void>();
+  readonly #metrics = new ClusterMetrics();
 
   /** Checks every option (before anything forks). */
   constructor(options: SupervisorOptions) {
@@ -341,7 +341,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     // A send to a worker whose channel just closed is reported here, not thrown: never crash the primary.
     worker.on('error', () => {});
     worker.on('message', (message: unknown) => {
-      if (isMetricsMessage(message)) return this.#onMetricsMessage(worker, message);
+      if (isMetricsMessage(message)) return this.#metrics.onMessage({ worker, index: slot.index }, message, (id) => void this.#answerMetrics(worker, id));
       if (!isWorkerMessage(message)) return;
       if (!handle.heard) {
         handle.heard = true;
@@ -374,6 +374,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   #onExit(handle: WorkerHandle, code: number | null, signal: string | null): void {
     this.#workers.delete(handle);
+    this.#metrics.forget(handle.worker);
     handle.markExited();
     const { slot } = handle;
     if (slot.replacement === handle) {
@@ -482,61 +483,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   // ---- metrics: one scrape of any worker shows the whole cluster ----
 
-  #onMetricsMessage(worker: Worker, message: MetricsMessage): void {
-    if (message.bellwether === 'metrics-request') void this.#answerMetrics(worker, message.id);
-    else if (message.bellwether === 'metrics-report') this.#metricsPending.get(message.id)?.(message.metrics);
-  }
-
   async #answerMetrics(requester: Worker, id: string): Promise<void> {
-    const prom = await loadPromClient();
-    let body: string | null = null;
-    if (prom) {
-      const workers = [...this.#workers].map((h) => h.worker).filter((w) => !w.isDead());
-      const reports: unknown[][] = [];
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(finish, 1000); // a busy or metrics-less worker is left out
-        function finish(): void {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#metricsPending.set(id, (metrics) => {
-          reports.push(metrics);
-          if (reports.length >= workers.length) finish();
-        });
-        for (const w of workers) {
-          try {
-            w.send({ bellwether: 'metrics-collect', id } satisfies MetricsMessage);
-          } catch {
-            // gone meanwhile
-          }
-        }
-      });
-      this.#metricsPending.delete(id);
-      reports.push(await this.#primaryMetrics(prom));
-      body = (await aggregate(reports))?.body ?? null;
-    }
+    const body = await this.#metrics.scrape(id, this.status());
     try {
       requester.send({ bellwether: 'metrics-response', id, body } satisfies MetricsMessage);
     } catch {
       // the requester went away
     }
-  }
-
-  /** The primary's own series: restarts and status code per slot. */
-  async #primaryMetrics(prom: NonNullable<Awaited<ReturnType<typeof loadPromClient>>>): Promise<unknown[]> {
-    const registry = new prom.Registry();
-    const restarts = new prom.Gauge({ name: 'bellwether_worker_restarts', help: 'Times the worker of a slot was replaced', labelNames: ['worker'], registers: [registry] });
-    const code = new prom.Gauge({
-      name: 'bellwether_worker_status_code',
-      help: 'Last status code of a slot: 0 healthy, > 0 unhealthy code, -1 silent',
-      labelNames: ['worker'],
-      registers: [registry],
-    });
-    for (const slot of this.status()) {
-      restarts.set({ worker: String(slot.index) }, slot.restarts);
-      code.set({ worker: String(slot.index) }, slot.code);
-    }
-    return (await registry.getMetricsAsJSON()) as unknown[];
   }
 
   /**

@@ -55,6 +55,8 @@ export class StatusBoard {
   #started: Promise<void> | undefined;
   #registry: Registry | undefined;
   #metricsSetUp: Promise<void> | undefined;
+  /** The primary was told this worker serves metrics (and not yet that it stopped). */
+  #servingMetrics = false;
 
   constructor(options: StatusBoardOptions = {}) {
     const given = checkObject(options, 'bellwether adapter options');
@@ -99,12 +101,18 @@ export class StatusBoard {
     this.#setUpMetricsOnce();
     for (const job of this.#singletons) {
       this.#leaderChanges.set(job, 0);
-      const onElected = (): void => void this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
+      const onElected = (): void => {
+        this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
+        this.#tellPrimary({ bellwether: 'metrics-event', event: 'elected', singleton: job.name });
+      };
       job.on('elected', onElected);
       this.#cleanup.push(() => job.off('elected', onElected));
     }
     if (this.#zk) {
-      const onExpired = (): void => void (this.#expiries += 1);
+      const onExpired = (): void => {
+        this.#expiries += 1;
+        this.#tellPrimary({ bellwether: 'metrics-event', event: 'expired' });
+      };
       this.#zk.on('expired', onExpired);
       this.#cleanup.push(() => this.#zk?.off('expired', onExpired));
       if (this.#zk.state === 'latent') {
@@ -174,7 +182,7 @@ export class StatusBoard {
         if (isMetricsMessage(message) && message.bellwether === 'metrics-response' && message.id === id) done(message.body);
       };
       process.on('message', onMessage);
-      process.send?.({ bellwether: 'metrics-request', id } satisfies MetricsMessage);
+      this.#tellPrimary({ bellwether: 'metrics-request', id });
     });
     // No answer from the primary (or it has no prom-client): this worker's own.
     if (body === null) return aggregate([await this.#collect()]);
@@ -184,6 +192,9 @@ export class StatusBoard {
   /** Closes what start() started; a start still under way is cancelled (it rejects with BW_ERR_CLOSED). */
   async close(): Promise<void> {
     this.#closed = true;
+    // A scrape no longer waits for this worker.
+    if (this.#servingMetrics) this.#tellPrimary({ bellwether: 'metrics-off' });
+    this.#servingMetrics = false;
     for (const undo of this.#cleanup.splice(0)) undo();
     await Promise.all(this.#startedSingletons.map((job) => job.close()));
     if (this.#startedZk) await this.#zk?.close();
@@ -193,9 +204,25 @@ export class StatusBoard {
     await this.close();
   }
 
-  /** This process's series, as prom-client JSON (labelled with the worker index). */
-  async #collect(): Promise<unknown[]> {
-    return (await this.#registry!.getMetricsAsJSON()) as unknown[];
+  /**
+   * This process's series, as prom-client JSON (labelled with the worker
+   * index and pid). For the primary without counters: it keeps its own per
+   * slot, which outlive this process.
+   */
+  async #collect(forPrimary = false): Promise<unknown[]> {
+    const metrics = (await this.#registry!.getMetricsAsJSON()) as { type?: unknown }[];
+    return forPrimary ? metrics.filter((metric) => metric.type !== 'counter') : metrics;
+  }
+
+  /** A metrics message to the supervisor's primary: only when supervised with metrics on; a closed channel is no error. */
+  #tellPrimary(message: MetricsMessage): void {
+    if (!this.#metricsEnabled || !worker.isSupervised || !process.connected) return;
+    try {
+      // With a callback, a closed channel is reported there instead of as an 'error' event.
+      process.send?.(message, undefined, undefined, () => {});
+    } catch {
+      // channel closed: the primary aggregates without us
+    }
   }
 
   /** The registry, made once: by start() or by the first scrape, whichever comes first. */
@@ -215,8 +242,11 @@ export class StatusBoard {
       process.emitWarning(new BellwetherError(ErrorCodes.UNSUPPORTED, 'metrics: true needs the optional dependency prom-client (npm install prom-client)'));
       return;
     }
+    // Closed before the first scrape or start() got here: nothing to set up that would outlive close().
+    if (this.#closed) return;
     const registry = new prom.Registry();
-    registry.setDefaultLabels({ worker: String(worker.index ?? 'standalone') });
+    // pid too: during a rolling restart two workers share an index, and same-label gauges would be summed.
+    registry.setDefaultLabels({ worker: String(worker.index ?? 'standalone'), pid: String(process.pid) });
     const board = this;
     new prom.Gauge({
       name: 'bellwether_singleton_leader',
@@ -227,13 +257,15 @@ export class StatusBoard {
         for (const s of board.snapshot().singletons) this.set({ singleton: s.name }, s.leader ? 1 : 0);
       },
     });
-    new prom.Gauge({
-      name: 'bellwether_singleton_leader_changes',
+    // Under the supervisor these counters come from the primary (per slot, across restarts); this process's own are for a scrape without it.
+    new prom.Counter({
+      name: 'bellwether_singleton_leader_changes_total',
       help: 'Times this worker was elected leader of the singleton',
       labelNames: ['singleton'],
       registers: [registry],
       collect() {
-        for (const s of board.snapshot().singletons) this.set({ singleton: s.name }, s.leaderChanges);
+        this.reset();
+        for (const s of board.snapshot().singletons) this.inc({ singleton: s.name }, s.leaderChanges);
       },
     });
     if (this.#zk) {
@@ -247,12 +279,13 @@ export class StatusBoard {
           for (const s of SESSION_STATES) this.set({ state: s }, s === state ? 1 : 0);
         },
       });
-      new prom.Gauge({
-        name: 'bellwether_zk_session_expiries',
+      new prom.Counter({
+        name: 'bellwether_zk_session_expiries_total',
         help: 'ZooKeeper session expiries seen by this worker',
         registers: [registry],
         collect() {
-          this.set(board.snapshot().zk?.expiries ?? 0);
+          this.reset();
+          this.inc(board.snapshot().zk?.expiries ?? 0);
         },
       });
     }
@@ -261,16 +294,12 @@ export class StatusBoard {
       // The primary collects every worker's series for one scrape.
       const onCollect = (message: unknown): void => {
         if (!isMetricsMessage(message) || message.bellwether !== 'metrics-collect') return;
-        void this.#collect().then((metrics) => {
-          try {
-            process.send?.({ bellwether: 'metrics-report', id: message.id, metrics } satisfies MetricsMessage);
-          } catch {
-            // channel closed: the primary aggregates without us
-          }
-        });
+        void this.#collect(true).then((metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, metrics }));
       };
       process.on('message', onCollect);
       this.#cleanup.push(() => process.off('message', onCollect));
+      this.#servingMetrics = true;
+      this.#tellPrimary({ bellwether: 'metrics-on', singletons: this.#singletons.map((job) => job.name), zk: this.#zk !== undefined });
     }
   }
 }

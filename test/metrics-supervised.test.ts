@@ -1,0 +1,149 @@
+/**
+ * The cluster's Prometheus metrics under `bellwether start`, read with a
+ * strict text-format parse: series kept apart when two workers share an
+ * index, counters that outlive the workers that count, and a scrape that
+ * waits only for the workers that serve metrics. Node and Bun.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { describe, test, type TestContext } from 'node:test';
+import { bounded } from './helpers/bounded.js';
+import { CLI } from './helpers/cli.js';
+import { Fixture, Fixtures } from './helpers/child.js';
+import { freePort, getText } from './helpers/http.js';
+import { type Family, parsePrometheusText, samplesOf } from './helpers/prometheus.js';
+import { RUNTIMES, type Runtime, fixture } from './helpers/runtimes.js';
+import { tempDir } from './helpers/temp.js';
+import { useZooKeeper } from './helpers/zookeeper.js';
+
+const APP = fixture('express-metrics-app');
+
+function start(t: TestContext, runtime: Runtime, workers: number, env: Record<string, string>): { primary: Fixture; port: number } {
+  const port = Number(env['PORT']);
+  const fixtures = new Fixtures();
+  t.after(() => fixtures.killAll());
+  const primary = fixtures.add(
+    new Fixture(runtime.bin, [CLI, 'start', APP, '--workers', String(workers), '--heartbeat', '100', '--name', `metrics-${port}`], `bellwether start metrics (${runtime.name})`, {
+      ...env,
+      BELLWETHER_LOCK_DIR: tempDir(t),
+    }),
+  );
+  return { primary, port };
+}
+
+/** One scrape, parsed; a worker without metrics answers 404, so the scrape is asked again (bounded). */
+async function scrape(port: number): Promise<Map<string, Family>> {
+  for (let attempt = 0; ; attempt++) {
+    const { status, body } = await getText(port, '/metrics');
+    if (status === 200) return parsePrometheusText(body);
+    if (status !== 404 || attempt >= 50) throw new Error(`GET /metrics: ${status}: ${body}`);
+  }
+}
+
+function value(families: Map<string, Family>, name: string, labels: Record<string, string>): number | undefined {
+  const [first, ...more] = samplesOf(families, name, labels);
+  assert.equal(more.length, 0, `one ${name} series for ${JSON.stringify(labels)}`);
+  return first?.value;
+}
+
+function types(families: Map<string, Family>): Record<string, string> {
+  return Object.fromEntries([...families.values()].filter((f) => f.name.startsWith('bellwether_')).map((f) => [f.name, f.type]));
+}
+
+/** A GET /slow that the worker holds until this side ends it. */
+function holdSlowRequest(port: number): { end: () => void } {
+  const request = http.get({ host: '127.0.0.1', port, path: '/slow', agent: false });
+  request.on('error', () => {});
+  return { end: () => request.destroy() };
+}
+
+for (const runtime of RUNTIMES) {
+  describe(`cluster metrics under bellwether start (${runtime.name})`, () => {
+    const zk = useZooKeeper();
+
+    test('a rolling restart while the old worker still drains: both workers of slot 0 are shown, apart by pid, none summed', async (t) => {
+      const { primary, port } = start(t, runtime, 1, { PORT: String(await freePort()), ZK_CONNECT: zk.ensemble.connectString() });
+      const first = await primary.next('elected');
+      await primary.stderrMatches(/1 of 1 workers ready/);
+      const slow = holdSlowRequest(port);
+      t.after(() => slow.end());
+      await primary.next('slow-started');
+      primary.child.kill('SIGHUP');
+      // The old worker drains (held by /slow) once its replacement is ready.
+      await primary.next('draining', (e) => e['pid'] === first['pid']);
+      const families = await scrape(port);
+      const connected = samplesOf(families, 'bellwether_zk_session_state', { worker: '0', state: 'connected' });
+      assert.equal(connected.length, 2, 'one series per worker of slot 0');
+      assert.deepEqual(connected.map((s) => s.value), [1, 1]);
+      const pids = connected.map((s) => Number(s.labels['pid'])).sort();
+      assert.ok(pids.includes(first['pid'] as number), 'the old worker is one of them');
+      assert.notEqual(pids[0], pids[1]);
+      const leaders = samplesOf(families, 'bellwether_singleton_leader', { worker: '0', singleton: 'metered' });
+      assert.equal(leaders.length, 2);
+      assert.equal(leaders.reduce((n, s) => n + s.value, 0), 1, 'exactly one leader');
+      // Counters are the primary's, one series per slot.
+      assert.equal(value(families, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }), 1);
+      assert.equal(value(families, 'bellwether_zk_session_expiries_total', { worker: '0' }), 0);
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'answered' }), 2);
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'missing' }), 0);
+      slow.end();
+      primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
+    });
+
+    test('counters are counters (_total) and outlive a worker: the leader killed and replaced counts on', async (t) => {
+      const { primary, port } = start(t, runtime, 1, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) });
+      const first = await primary.next('elected');
+      await primary.stderrMatches(/1 of 1 workers ready/);
+      const before = await scrape(port);
+      assert.deepEqual(types(before), {
+        bellwether_singleton_leader: 'gauge',
+        bellwether_singleton_leader_changes_total: 'counter',
+        bellwether_worker_restarts_total: 'counter',
+        bellwether_worker_status_code: 'gauge',
+        bellwether_metrics_workers: 'gauge',
+      });
+      assert.equal(value(before, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }), 1);
+      assert.equal(value(before, 'bellwether_worker_restarts_total', { worker: '0' }), 0);
+      assert.equal(value(before, 'bellwether_singleton_leader', { worker: '0', pid: String(first['pid']) }), 1);
+
+      process.kill(first['pid'] as number, 'SIGKILL');
+      const second = await primary.next('elected', (e) => e['pid'] !== first['pid']);
+      // The replacement counts its election before it serves: a scrape may come first, so ask until it is counted (bounded).
+      let after = await scrape(port);
+      for (let i = 0; i < 50 && value(after, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }) !== 2; i++) after = await scrape(port);
+      assert.equal(value(after, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }), 2, 'kept across the restart');
+      assert.equal(value(after, 'bellwether_worker_restarts_total', { worker: '0' }), 1);
+      assert.equal(value(after, 'bellwether_singleton_leader', { worker: '0', pid: String(second['pid']) }), 1);
+      assert.equal(samplesOf(after, 'bellwether_singleton_leader', { pid: String(first['pid']) }).length, 0, 'the dead worker is gone from the gauges');
+      primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
+    });
+
+    test('a scrape waits only for the workers that serve metrics, and not for one whose event loop is blocked: it is counted missing', async (t) => {
+      const lockDir = tempDir(t);
+      const onlyZero = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: lockDir, METRICS_WORKERS: '0' });
+      await onlyZero.primary.stderrMatches(/2 of 2 workers ready/);
+      const withoutOne = await scrape(onlyZero.port);
+      assert.equal(value(withoutOne, 'bellwether_metrics_workers', { state: 'answered' }), 1, 'worker 1 serves no metrics: not asked');
+      assert.equal(value(withoutOne, 'bellwether_metrics_workers', { state: 'missing' }), 0);
+      assert.equal(samplesOf(withoutOne, 'bellwether_worker_restarts_total').length, 2, 'the primary still shows both slots');
+      onlyZero.primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', onlyZero.primary.exited, 15_000), { code: 0, signal: null });
+
+      // Worker 1 blocks its event loop for 1.5 s on each collection (past the primary's 500 ms, within the requester's 3 s).
+      const blocked = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: lockDir, BLOCK_ON_COLLECT_MS: '1500' });
+      await blocked.primary.stderrMatches(/2 of 2 workers ready/);
+      const families = await scrape(blocked.port);
+      const blocking = await blocked.primary.next('blocking');
+      // The requester's own fallback (no answer from the primary within 3 s) has no primary series: these say the primary answered.
+      assert.equal(samplesOf(families, 'bellwether_worker_restarts_total').length, 2);
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'answered' }), 1);
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'missing' }), 1);
+      assert.equal(samplesOf(families, 'bellwether_singleton_leader', { pid: String(blocking['pid']) }).length, 0, 'the blocked worker is left out');
+      assert.equal(samplesOf(families, 'bellwether_singleton_leader', { worker: '0' }).length, 1);
+      blocked.primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', blocked.primary.exited, 15_000), { code: 0, signal: null });
+    });
+  });
+}
