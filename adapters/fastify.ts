@@ -67,17 +67,25 @@ const resolveOptions = (options: unknown): ResolvedAdapterOptions =>
     ['logLevel', 'logSerializers'],
   );
 
+/**
+ * Apps that have the plugin, by their HTTP server: every context of an app
+ * (parent, child, sibling) shares it, while `hasDecorator` sees only the
+ * context and its parents.
+ */
+const registered = new WeakSet<object>();
+
 const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: FastifyInstance, options) => {
   // Before anything is created or started: a second registration must not start a second board.
-  if (fastify.hasDecorator('bellwether')) {
+  if (registered.has(fastify.server) || fastify.hasDecorator('bellwether')) {
     throw new BellwetherError(
       ErrorCodes.ALREADY_STARTED,
-      'bellwether/fastify is already registered on this Fastify instance (or a parent): register it once, ' +
-        'with every singleton in its `singletons` option',
+      'bellwether/fastify is already registered in this Fastify app (on this instance, a parent or another context): ' +
+        'register it once, with every singleton in its `singletons` option',
     );
   }
   const { board: boardOptions, metrics, paths } = resolveOptions(options);
   const board = new StatusBoard(boardOptions);
+  registered.add(fastify.server);
   fastify.decorate('bellwether', board);
   // Ready to the supervisor once started and listening (onListen below), not as soon as the server listens.
   worker.deferReady();

@@ -131,6 +131,23 @@ describe('bellwether/fastify', () => {
     );
     assert.ok(nested instanceof BellwetherError);
     assert.equal(nested.code, ErrorCodes.ALREADY_STARTED);
+
+    // And from a sibling context: two boards in one app would start every part twice.
+    const app3 = Fastify();
+    t.after(() => app3.close());
+    const third = singleton({ name: 'third', lockDir });
+    const fourth = singleton({ name: 'fourth', lockDir });
+    await app3.register(async (one) => {
+      await one.register(bellwether, { singletons: [third] });
+    });
+    const sibling = await rejection(
+      app3.register(async (other) => {
+        await other.register(bellwether, { singletons: [fourth] });
+      }),
+    );
+    assert.ok(sibling instanceof BellwetherError, `a BellwetherError, got ${String(sibling)}`);
+    assert.equal(sibling.code, ErrorCodes.ALREADY_STARTED);
+    assert.equal(fourth.state, 'latent', 'the refused registration started nothing');
   });
 
   test('custom paths replace the defaults; metrics: true serves Prometheus text', async (t) => {
