@@ -12,10 +12,12 @@ export { DEFAULT_ELECTION_ROOT } from './election/ballots.js';
 export {
   Singleton,
   type RunContext,
+  type RunRecord,
   type SingletonEvents,
   type DemotionReason,
   type Backoff,
 } from './singleton/singleton.js';
+export type { TaskContext } from './singleton/task-thread.js';
 export { defaultLockDir } from './lock/lock-dir.js';
 export { ZkSession, SESSION_EXPIRED_EXIT_CODE, type ZkSessionEvents, type ZkSessionState, type CreateMode, type AclName } from './zk/session.js';
 export type { ZkSessionOptions, ZkSessionSettings, DigestAuth, RetryPolicy } from './zk/options.js';

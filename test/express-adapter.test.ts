@@ -100,11 +100,16 @@ describe('bellwether/express', () => {
     assert.equal(status.status, 200);
     const snapshot = status.json() as {
       worker: { index: unknown; pid: number; supervised: boolean; ready: boolean };
-      singletons: { name: string; state: string; leader: boolean; token: number; leaderChanges: number }[];
+      singletons: { name: string; state: string; leader: boolean; token: number; leaderChanges: number; lastRun: { startedAt: number } }[];
       zk: unknown;
     };
     assert.deepEqual(snapshot.worker, { pid: process.pid, supervised: false, ready: true });
-    assert.deepEqual(snapshot.singletons, [{ name: 'reporter', state: 'started', leader: true, token, leaderChanges: 1 }]);
+    const startedAt = snapshot.singletons[0]?.lastRun.startedAt;
+    assert.ok(typeof startedAt === 'number' && startedAt <= Date.now());
+    // The run is under way (it waits for its signal): no duration yet.
+    assert.deepEqual(snapshot.singletons, [
+      { name: 'reporter', state: 'started', leader: true, token, leaderChanges: 1, lastRun: { token, startedAt, outcome: 'running' }, runs: 1, runFailures: 0 },
+    ]);
     assert.ok(Number.isInteger(token) && token >= 1, `a fencing token, got ${token}`);
     assert.equal(snapshot.zk, null);
     assert.equal((await get(port, '/metrics')).status, 404, 'no metrics endpoint unless asked for');

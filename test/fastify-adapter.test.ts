@@ -89,10 +89,24 @@ describe('bellwether/fastify', () => {
 
     const status = await getJson(base, '/bellwether');
     assert.equal(status.status, 200);
+    const lastRun = (status.json as { singletons: { lastRun: { startedAt: number; durationMs: number } }[] }).singletons[0]?.lastRun;
+    assert.ok(lastRun && lastRun.durationMs >= 0 && lastRun.startedAt <= Date.now());
     assert.deepEqual(status.json, {
       // No index outside a supervised worker (undefined: not in the JSON).
       worker: { pid: process.pid, supervised: false, ready: true },
-      singletons: [{ name: 'reporter', state: 'started', leader: true, token: 1, leaderChanges: 1 }],
+      singletons: [
+        {
+          name: 'reporter',
+          state: 'started',
+          leader: true,
+          token: 1,
+          leaderChanges: 1,
+          // run returned at once: it succeeded, and the singleton leads on, idle.
+          lastRun: { token: 1, startedAt: lastRun?.startedAt, durationMs: lastRun?.durationMs, outcome: 'succeeded' },
+          runs: 1,
+          runFailures: 0,
+        },
+      ],
       zk: null,
     });
 

@@ -99,6 +99,9 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(types(before), {
         bellwether_singleton_leader: 'gauge',
         bellwether_singleton_leader_changes_total: 'counter',
+        bellwether_singleton_last_run_seconds: 'gauge',
+        bellwether_singleton_runs_total: 'counter',
+        bellwether_singleton_run_failures_total: 'counter',
         bellwether_worker_restarts_total: 'counter',
         bellwether_worker_status_code: 'gauge',
         bellwether_metrics_workers: 'gauge',
@@ -109,11 +112,16 @@ for (const runtime of RUNTIMES) {
 
       process.kill(first['pid'] as number, 'SIGKILL');
       const second = await primary.next('elected', (e) => e['pid'] !== first['pid']);
-      // The replacement counts its election before it serves: a scrape may come first, so ask until it is counted (bounded).
+      // The replacement counts its election and run before it serves: a scrape may come first, so ask until they are counted (bounded).
       let after = await scrape(port);
-      for (let i = 0; i < 50 && value(after, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }) !== 2; i++) after = await scrape(port);
+      const counted = (families: Map<string, Family>): boolean =>
+        value(families, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }) === 2 &&
+        value(families, 'bellwether_singleton_runs_total', { worker: '0', singleton: 'metered' }) === 2;
+      for (let i = 0; i < 50 && !counted(after); i++) after = await scrape(port);
       assert.equal(value(after, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }), 2, 'kept across the restart');
       assert.equal(value(after, 'bellwether_worker_restarts_total', { worker: '0' }), 1);
+      assert.equal(value(after, 'bellwether_singleton_runs_total', { worker: '0', singleton: 'metered' }), 2, 'one run per term, counted across the restart');
+      assert.equal(value(after, 'bellwether_singleton_run_failures_total', { worker: '0', singleton: 'metered' }), 0);
       assert.equal(value(after, 'bellwether_singleton_leader', { worker: '0', pid: String(second['pid']) }), 1);
       assert.equal(samplesOf(after, 'bellwether_singleton_leader', { pid: String(first['pid']) }).length, 0, 'the dead worker is gone from the gauges');
       primary.child.kill('SIGTERM');

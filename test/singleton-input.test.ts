@@ -10,6 +10,7 @@ import { fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
 const NOBODY = 65534;
+const TASK = new URL('./fixtures/task-job.js', import.meta.url);
 const isRoot = process.getuid?.() === 0;
 
 // Waiting singletons do not keep a process alive: the test run must.
@@ -35,6 +36,19 @@ describe('singleton(): bad options fail at the call, with codes', () => {
     ['keepAlive not a boolean', { name: 'job', keepAlive: 'yes' }, 'BW_ERR_INVALID_OPTION'],
     ['backoff.initial negative', { name: 'job', backoff: { initial: -1 } }, 'BW_ERR_INVALID_OPTION'],
     ['backoff.max below initial', { name: 'job', backoff: { initial: 500, max: 100 } }, 'BW_ERR_INVALID_OPTION'],
+    ['task and run both', { name: 'job', task: TASK, run: () => {} }, 'BW_ERR_INVALID_OPTION'],
+    ['task a relative path', { name: 'job', task: 'fixtures/task-job.js' }, 'BW_ERR_INVALID_OPTION'],
+    ['task a missing file', { name: 'job', task: new URL('./fixtures/no-such-task.js', import.meta.url) }, 'BW_ERR_INVALID_OPTION'],
+    ['task a directory', { name: 'job', task: new URL('./fixtures/', import.meta.url) }, 'BW_ERR_INVALID_OPTION'],
+    ['task an http: URL', { name: 'job', task: new URL('http://127.0.0.1/task.js') }, 'BW_ERR_INVALID_OPTION'],
+    ['task not a string or URL', { name: 'job', task: 7 }, 'BW_ERR_INVALID_OPTION'],
+    ['stopTimeout without task', { name: 'job', run: () => {}, stopTimeout: 100 }, 'BW_ERR_INVALID_OPTION'],
+    ['stopTimeout negative', { name: 'job', task: TASK, stopTimeout: -1 }, 'BW_ERR_INVALID_OPTION'],
+    ['resourceLimits without task', { name: 'job', resourceLimits: { maxOldGenerationSizeMb: 64 } }, 'BW_ERR_INVALID_OPTION'],
+    ['resourceLimits with an unknown key', { name: 'job', task: TASK, resourceLimits: { heap: 64 } }, 'BW_ERR_INVALID_OPTION'],
+    ['resourceLimits not positive', { name: 'job', task: TASK, resourceLimits: { maxOldGenerationSizeMb: 0 } }, 'BW_ERR_INVALID_OPTION'],
+    ['every without run or task', { name: 'job', every: 1000 }, 'BW_ERR_INVALID_OPTION'],
+    ['every 0', { name: 'job', run: () => {}, every: 0 }, 'BW_ERR_INVALID_OPTION'],
   ];
   for (const [what, options, code] of cases) {
     test(what, () => {
@@ -45,6 +59,9 @@ describe('singleton(): bad options fail at the call, with codes', () => {
       });
     });
   }
+  test('a task as a file: URL, a file: URL string or an absolute path is fine', () => {
+    for (const task of [TASK, TASK.href, TASK.pathname]) assert.equal(singleton({ name: 'job', task, every: 1000, stopTimeout: 0 }).state, 'latent');
+  });
   test('a name of 128 characters from the whole alphabet is fine', () => {
     assert.equal(singleton({ name: `Az09._-${'x'.repeat(121)}` }).state, 'latent');
   });

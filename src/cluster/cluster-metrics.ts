@@ -12,6 +12,12 @@ type PromClient = NonNullable<Awaited<ReturnType<typeof loadPromClient>>>;
  */
 export const SCRAPE_DEADLINE_MS = 500;
 
+interface SingletonCounts {
+  elected: number;
+  runs: number;
+  failures: number;
+}
+
 /** A worker as the primary's metrics see it. */
 export interface MetricsWorker {
   readonly worker: Worker;
@@ -29,8 +35,8 @@ export class ClusterMetrics {
   /** Workers that said metrics-on, and not metrics-off since. */
   readonly #serving = new Set<Worker>();
   readonly #pending = new Map<string, (from: Worker, metrics: unknown[]) => void>();
-  /** Per slot index: elections per singleton. */
-  readonly #elections = new Map<number, Map<string, number>>();
+  /** Per slot index, per singleton: elections, runs and failed runs. */
+  readonly #singletons = new Map<number, Map<string, SingletonCounts>>();
   /** Per slot index, for slots whose workers have a session: expiries. */
   readonly #expiries = new Map<number, number>();
 
@@ -40,8 +46,7 @@ export class ClusterMetrics {
       case 'metrics-on': {
         this.#serving.add(from.worker);
         // Counters exist from the start, at 0, not from their first event.
-        const elections = this.#electionsOf(from.index);
-        for (const name of message.singletons) if (!elections.has(name)) elections.set(name, 0);
+        for (const name of message.singletons) this.#countsOf(from.index, name);
         if (message.zk && !this.#expiries.has(from.index)) this.#expiries.set(from.index, 0);
         return;
       }
@@ -49,9 +54,11 @@ export class ClusterMetrics {
         this.#serving.delete(from.worker);
         return;
       case 'metrics-event':
-        if (message.event === 'elected') {
-          const elections = this.#electionsOf(from.index);
-          elections.set(message.singleton, (elections.get(message.singleton) ?? 0) + 1);
+        if (message.event === 'elected') this.#countsOf(from.index, message.singleton).elected += 1;
+        else if (message.event === 'ran') {
+          const counts = this.#countsOf(from.index, message.singleton);
+          counts.runs += 1;
+          if (message.failed) counts.failures += 1;
         } else this.#expiries.set(from.index, (this.#expiries.get(from.index) ?? 0) + 1);
         return;
       case 'metrics-request':
@@ -102,10 +109,12 @@ export class ClusterMetrics {
     return (await aggregate(reports))?.body ?? null;
   }
 
-  #electionsOf(index: number): Map<string, number> {
-    let elections = this.#elections.get(index);
-    if (!elections) this.#elections.set(index, (elections = new Map()));
-    return elections;
+  #countsOf(index: number, singleton: string): SingletonCounts {
+    let slot = this.#singletons.get(index);
+    if (!slot) this.#singletons.set(index, (slot = new Map()));
+    let counts = slot.get(singleton);
+    if (!counts) slot.set(singleton, (counts = { elected: 0, runs: 0, failures: 0 }));
+    return counts;
   }
 
   /** The primary's own series: per slot, restarts, status code and the counters; and this scrape's answers. */
@@ -122,13 +131,13 @@ export class ClusterMetrics {
       restarts.inc({ worker: String(slot.index) }, slot.restarts);
       code.set({ worker: String(slot.index) }, slot.code);
     }
-    const elections = new prom.Counter({
-      name: 'bellwether_singleton_leader_changes_total',
-      help: 'Times a worker of the slot was elected leader of the singleton (kept by the primary across the slot\'s workers)',
-      labelNames: ['worker', 'singleton'],
-      registers: [registry],
-    });
-    for (const [index, counts] of this.#elections) for (const [singleton, n] of counts) elections.inc({ worker: String(index), singleton }, n);
+    const perSingleton = (name: string, help: string, count: (counts: SingletonCounts) => number): void => {
+      const counter = new prom.Counter({ name, help: `${help} (kept by the primary across the slot's workers)`, labelNames: ['worker', 'singleton'], registers: [registry] });
+      for (const [index, slot] of this.#singletons) for (const [singleton, counts] of slot) counter.inc({ worker: String(index), singleton }, count(counts));
+    };
+    perSingleton('bellwether_singleton_leader_changes_total', 'Times a worker of the slot was elected leader of the singleton', (c) => c.elected);
+    perSingleton('bellwether_singleton_runs_total', "Runs of the singleton's job (run, or its task) in the slot's workers", (c) => c.runs);
+    perSingleton('bellwether_singleton_run_failures_total', "Runs of the singleton's job that failed (threw, or their thread crashed)", (c) => c.failures);
     if (this.#expiries.size > 0) {
       const expiries = new prom.Counter({
         name: 'bellwether_zk_session_expiries_total',

@@ -43,9 +43,11 @@ export type MetricsMessage =
   | { bellwether: 'metrics-on'; singletons: string[]; zk: boolean }
   /** It no longer does (its board closed): a scrape does not wait for it. */
   | { bellwether: 'metrics-off' }
-  /** A counted event: a singleton of the worker was elected, or its session expired. */
+  /** A counted event: a singleton of the worker was elected, its session expired, or a run of a job settled. */
   | { bellwether: 'metrics-event'; event: 'elected'; singleton: string }
   | { bellwether: 'metrics-event'; event: 'expired' }
+  /** A run of a singleton's job settled (`failed`: it threw, or its thread crashed). */
+  | { bellwether: 'metrics-event'; event: 'ran'; singleton: string; failed: boolean }
   | { bellwether: 'metrics-request'; id: string }
   | { bellwether: 'metrics-collect'; id: string }
   | { bellwether: 'metrics-report'; id: string; metrics: unknown[] }

@@ -1,3 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { ResourceLimits } from 'node:worker_threads';
 import type { BellwetherError } from '../errors.js';
 import { ZkSession } from '../zk/session.js';
 import { checkPath } from '../zk/paths.js';
@@ -5,7 +9,8 @@ import { ClusterLease, HostClusterLease } from './cluster-lease.js';
 import { defaultLockDir } from '../lock/lock-dir.js';
 import { HostLock } from '../lock/host-lock.js';
 import { checkFunction, checkKnownKeys, checkMillis, checkName, checkObject, invalidOption } from '../validate.js';
-import { type Backoff, type RunContext, Singleton } from './singleton.js';
+import { type Backoff, type Job, type RunContext, Singleton } from './singleton.js';
+import { TaskRunner } from './task.js';
 
 export interface HostSingletonOptions {
   /** `[A-Za-z0-9._-]{1,128}`: the lock file is `<lockDir>/<name>.lock`. */
@@ -19,8 +24,27 @@ export interface HostSingletonOptions {
    * others unless sticky; a symlink to it is resolved once, at start().
    */
   lockDir?: string;
-  /** The job. Runs only in the holder; must stop when `signal` aborts. */
+  /** The job. Runs only in the holder, on its main thread; must stop when `signal` aborts. */
   run?: (context: RunContext) => unknown;
+  /**
+   * Instead of `run`: a module (a file: URL, or an absolute path) whose
+   * default export runs in a worker thread, with `{ token, signal,
+   * stillLeader }` (see `TaskContext`). For CPU-heavy jobs: the event loop
+   * (requests, heartbeats, the ZooKeeper session) stays free, and a task
+   * that does not stop is terminated `stopTimeout` ms after leadership ends.
+   */
+  task?: URL | string;
+  /**
+   * Run (`run` or `task`) again every this many ms while leader, counted
+   * from the previous run's start (at once if it took longer): runs never
+   * overlap, and runs missed while not leader are not made up. Default:
+   * once per term.
+   */
+  every?: number;
+  /** With `task`: ms the task gets to settle after leadership ends, before its thread is terminated. Default 1000. */
+  stopTimeout?: number;
+  /** With `task`: limits of its worker thread (heap sizes, stack); a task that exceeds them fails. */
+  resourceLimits?: ResourceLimits;
   /**
    * Whether the singleton keeps the process alive from `start()` until
    * `close()`: while it waits, while it leads (also after `run` resolved),
@@ -54,7 +78,8 @@ export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOption
 
 export type SingletonOptions = HostSingletonOptions | ClusterSingletonOptions | HostClusterSingletonOptions;
 
-const KNOWN = ['name', 'scope', 'lockDir', 'run', 'backoff', 'keepAlive', 'zk', 'data', 'root', 'stepDownAfter'] as const;
+const KNOWN = ['name', 'scope', 'lockDir', 'run', 'task', 'every', 'stopTimeout', 'resourceLimits', 'backoff', 'keepAlive', 'zk', 'data', 'root', 'stepDownAfter'] as const;
+const RESOURCE_LIMITS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const;
 const HOST_ONLY = ['lockDir'];
 const CLUSTER_ONLY = ['zk', 'data', 'root', 'stepDownAfter'];
 
@@ -68,16 +93,18 @@ export function singleton(options: SingletonOptions): Singleton {
   for (const key of scope === 'host' ? CLUSTER_ONLY : scope === 'cluster' ? HOST_ONLY : []) {
     if (given[key] !== undefined) throw invalidOption(key, `unset with scope '${scope}'`, given[key]);
   }
-  const run = given['run'] === undefined ? undefined : checkFunction<(context: RunContext) => unknown>(given['run'], 'run');
+  const job = checkJob(given);
   const backoffGiven = given['backoff'] === undefined ? {} : checkObject(given['backoff'], 'backoff');
   checkKnownKeys(backoffGiven, ['initial', 'max'], 'singleton() backoff');
   const initial = checkMillis(backoffGiven['initial'], 'backoff.initial', 100, 1);
   const max = checkMillis(backoffGiven['max'], 'backoff.max', Math.max(10_000, initial), initial);
   const keepAlive = given['keepAlive'] ?? false;
   if (typeof keepAlive !== 'boolean') throw invalidOption('keepAlive', 'a boolean', keepAlive);
-  const policy = { backoff: { initial, max }, keepAlive };
+  const every = given['every'] === undefined ? undefined : checkMillis(given['every'], 'every', 0, 1);
+  if (every !== undefined && !job) throw invalidOption('every', 'unset without run or task', every);
+  const policy = { backoff: { initial, max }, keepAlive, ...(every === undefined ? {} : { every }) };
   const host = scope === 'cluster' ? undefined : hostLock(name, given);
-  if (scope === 'host') return new Singleton(name, host!, run, policy);
+  if (scope === 'host') return new Singleton(name, host!, job, policy);
 
   const zk = given['zk'];
   if (!(zk instanceof ZkSession)) throw invalidOption('zk', 'a ZkSession', zk);
@@ -93,9 +120,9 @@ export function singleton(options: SingletonOptions): Singleton {
     { ...(data === undefined ? {} : { data }), ...(root ? { root } : {}), ...(stepDownAfter ? { stepDownAfter } : {}) },
     (error) => report(error),
   );
-  const job = new Singleton(name, host ? new HostClusterLease(host, cluster) : cluster, run, policy);
-  report = (error) => job.report(error);
-  return job;
+  const elected = new Singleton(name, host ? new HostClusterLease(host, cluster) : cluster, job, policy);
+  report = (error) => elected.report(error);
+  return elected;
 }
 
 function hostLock(name: string, given: Record<string, unknown>): HostLock {
@@ -104,4 +131,37 @@ function hostLock(name: string, given: Record<string, unknown>): HostLock {
     throw invalidOption('lockDir', 'a non-empty path', lockDir);
   }
   return new HostLock(name, (lockDir as string | undefined) ?? defaultLockDir(), lockDir === undefined);
+}
+
+/** `run` on the main thread, or `task` in a worker thread (with its stopTimeout and resourceLimits); neither is fine (a singleton that only leads). */
+function checkJob(given: Record<string, unknown>): Job | undefined {
+  const task = given['task'];
+  if (task === undefined) {
+    for (const key of ['stopTimeout', 'resourceLimits']) if (given[key] !== undefined) throw invalidOption(key, 'unset without task', given[key]);
+    return given['run'] === undefined ? undefined : { run: checkFunction<(context: RunContext) => unknown>(given['run'], 'run') };
+  }
+  if (given['run'] !== undefined) throw invalidOption('run', 'unset with task (the task is the job)', given['run']);
+  let file: string;
+  try {
+    file = task instanceof URL || (typeof task === 'string' && task.startsWith('file:')) ? fileURLToPath(task) : String(task);
+  } catch {
+    throw invalidOption('task', 'a file: URL or an absolute path', String(task));
+  }
+  if ((typeof task !== 'string' && !(task instanceof URL)) || !path.isAbsolute(file)) throw invalidOption('task', 'a file: URL or an absolute path', String(task));
+  if (!fs.statSync(file, { throwIfNoEntry: false })?.isFile()) throw invalidOption('task', 'an existing module file', file);
+  const stopTimeout = checkMillis(given['stopTimeout'], 'stopTimeout', 1000, 0);
+  const limits = given['resourceLimits'] === undefined ? undefined : checkObject(given['resourceLimits'], 'resourceLimits');
+  if (limits) {
+    checkKnownKeys(limits, RESOURCE_LIMITS, 'singleton() resourceLimits');
+    for (const key of RESOURCE_LIMITS) {
+      const value = limits[key];
+      if (value !== undefined && (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value))) throw invalidOption(`resourceLimits.${key}`, 'a positive number of MiB', value);
+    }
+  }
+  return new TaskRunner({
+    module: pathToFileURL(file).href,
+    stopTimeout,
+    keepThread: given['every'] !== undefined,
+    ...(limits ? { resourceLimits: limits as ResourceLimits } : {}),
+  });
 }

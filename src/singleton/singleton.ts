@@ -13,10 +13,31 @@ export interface RunContext {
 
 export type DemotionReason = 'closed' | 'failed' | 'lost';
 
+/** One run of the job (of `run`, or of the task in its thread). */
+export interface RunRecord {
+  /** Fencing token of the term it ran in. */
+  token: number;
+  /** When it started (ms since the epoch). */
+  startedAt: number;
+  /** How long it took, once it has settled. */
+  durationMs: number | undefined;
+  /** `stopped`: it ended because leadership did (its signal aborted). */
+  outcome: 'running' | 'succeeded' | 'failed' | 'stopped';
+}
+
 export interface SingletonEvents {
   elected: (event: { token: number }) => void;
   demoted: (event: { token: number; reason: DemotionReason }) => void;
+  /** A run settled. */
+  ran: (run: RunRecord) => void;
   error: (error: BellwetherError) => void;
+}
+
+/** @internal What the leader runs: `run` itself, or a task in a thread (which ends with the term). */
+export interface Job {
+  run(context: RunContext): unknown;
+  /** Awaited before the lease is released: whatever the job left running is gone by then. */
+  endTerm?(): Promise<void>;
 }
 
 export interface Backoff {
@@ -33,6 +54,8 @@ export interface SingletonPolicy {
   backoff: Backoff;
   /** Hold the process alive from `start()` until `close()` has settled. */
   keepAlive: boolean;
+  /** Run again this many ms after the previous run started (or when it ended, if later), while leader; else once per term. */
+  every?: number;
 }
 
 /**
@@ -42,7 +65,7 @@ export interface SingletonPolicy {
 export class Singleton extends EventEmitter<SingletonEvents> {
   readonly name: string;
   readonly #source: LeaseSource;
-  readonly #run: ((context: RunContext) => unknown) | undefined;
+  readonly #job: Job | undefined;
   readonly #policy: SingletonPolicy;
   readonly #closing = new AbortController();
   #state: State = 'latent';
@@ -53,14 +76,34 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   /** Its supervised worker is stopping: no new term may begin here (the job must not move into a leaving process). */
   #lastTerm = false;
   #unsubscribeStopping: (() => void) | undefined;
+  #lastRun: RunRecord | undefined;
+  /** performance.now() when the last run began: `every` counts from there. */
+  #lastRunBegan = 0;
+  #runs = 0;
+  #runFailures = 0;
 
   /** @internal use `singleton()` */
-  constructor(name: string, source: LeaseSource, run: ((context: RunContext) => unknown) | undefined, policy: SingletonPolicy) {
+  constructor(name: string, source: LeaseSource, job: Job | undefined, policy: SingletonPolicy) {
     super();
     this.name = name;
     this.#source = source;
-    this.#run = run;
+    this.#job = job;
     this.#policy = policy;
+  }
+
+  /** The last run in this process (the current one while it runs), or `undefined` before the first. */
+  get lastRun(): RunRecord | undefined {
+    return this.#lastRun && { ...this.#lastRun };
+  }
+
+  /** Runs started in this process. */
+  get runs(): number {
+    return this.#runs;
+  }
+
+  /** Runs in this process that failed (threw, or their thread crashed). */
+  get runFailures(): number {
+    return this.#runFailures;
   }
 
   /** True while this process holds the lease (and so runs the job). */
@@ -168,27 +211,61 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const leading = workerLeads();
     try {
       this.#notify('elected', { token: lease.token });
-      const run = this.#run;
-      if (run && !stop.signal.aborted) {
-        const context: RunContext = { signal: stop.signal, token: lease.token };
-        try {
-          // The lease is released only once run has settled: never two runs at once.
-          await run(context);
-        } catch (err) {
-          if (!stop.signal.aborted) {
-            this.#report(callbackFailed(`run of singleton ${this.name}`, err));
-            return 'failed';
-          }
-          if (!isAbortReason(err, stop.signal)) this.#report(callbackFailed(`run of singleton ${this.name}`, err));
+      const job = this.#job;
+      const context: RunContext = { signal: stop.signal, token: lease.token };
+      // The lease is released only once each run has settled (and the job's term has ended): never two runs at once.
+      for (let first = true; job && !stop.signal.aborted; first = false) {
+        if (!first) {
+          if (this.#policy.every === undefined) break;
+          // Every `every` ms from the previous start; a run that took longer is followed at once. Never two at once.
+          await delay(Math.max(0, this.#lastRunBegan + this.#policy.every - performance.now()), stop.signal);
+          if (stop.signal.aborted) break;
         }
+        if (!(await this.#runOnce(job, context))) return 'failed';
       }
       // run resolved: stay leader, idle, until closed or lost.
       if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
       return closing.aborted ? 'closed' : 'lost';
     } finally {
-      leading();
-      closing.removeEventListener('abort', onClose);
-      lease.lost.removeEventListener('abort', onLost);
+      try {
+        await this.#job?.endTerm?.();
+      } catch (err) {
+        this.#report(callbackFailed(`end of the term of singleton ${this.name}`, err));
+      } finally {
+        leading();
+        closing.removeEventListener('abort', onClose);
+        lease.lost.removeEventListener('abort', onLost);
+      }
+    }
+  }
+
+  /** One run, recorded; false if it failed while still leader (the term ends, and the singleton backs off). */
+  async #runOnce(job: Job, context: RunContext): Promise<boolean> {
+    const { signal } = context;
+    const record: RunRecord = { token: context.token, startedAt: Date.now(), durationMs: undefined, outcome: 'running' };
+    const began = performance.now();
+    this.#lastRunBegan = began;
+    this.#lastRun = record;
+    this.#runs += 1;
+    const settle = (outcome: RunRecord['outcome']): void => {
+      record.outcome = outcome;
+      record.durationMs = performance.now() - began;
+      if (outcome === 'failed') this.#runFailures += 1;
+      this.#notify('ran', { ...record });
+    };
+    try {
+      await job.run(context);
+      settle(signal.aborted ? 'stopped' : 'succeeded');
+      return true;
+    } catch (err) {
+      if (!signal.aborted) {
+        settle('failed');
+        this.#report(callbackFailed(`run of singleton ${this.name}`, err));
+        return false;
+      }
+      settle('stopped');
+      if (!isAbortReason(err, signal)) this.#report(callbackFailed(`run of singleton ${this.name}`, err));
+      return true;
     }
   }
 
@@ -199,7 +276,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   /** A listener that throws must not break the contention loop. */
-  #notify<E extends 'elected' | 'demoted'>(event: E, payload: Parameters<SingletonEvents[E]>[0]): void {
+  #notify<E extends 'elected' | 'demoted' | 'ran'>(event: E, payload: Parameters<SingletonEvents[E]>[0]): void {
     try {
       (this.emit as (event: E, payload: unknown) => boolean)(event, payload);
     } catch (err) {

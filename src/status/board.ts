@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { type MetricsMessage, isMetricsMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
-import type { Singleton } from '../singleton/singleton.js';
+import type { RunRecord, Singleton } from '../singleton/singleton.js';
 import { checkObject, checkKnownKeys, invalidOption } from '../validate.js';
 import { worker } from '../worker/worker.js';
 import { ZkSession, type ZkSessionState } from '../zk/session.js';
@@ -28,7 +28,18 @@ const READINESS: readonly Readiness[] = ['serving', 'serving+zk'];
 
 export interface BellwetherStatus {
   worker: { index: number | undefined; pid: number; supervised: boolean; ready: boolean };
-  singletons: { name: string; state: string; leader: boolean; token: number | undefined; leaderChanges: number }[];
+  singletons: {
+    name: string;
+    state: string;
+    leader: boolean;
+    token: number | undefined;
+    leaderChanges: number;
+    /** The last run of its job in this process, if any: when, how long, how it ended. */
+    lastRun: RunRecord | undefined;
+    /** Runs started in this process, and how many of them failed. */
+    runs: number;
+    runFailures: number;
+  }[];
   zk: { state: ZkSessionState; sessionId: string | undefined; timeout: number | undefined; expiries: number } | null;
 }
 
@@ -107,6 +118,9 @@ export class StatusBoard {
       };
       job.on('elected', onElected);
       this.#cleanup.push(() => job.off('elected', onElected));
+      const onRan = ({ outcome }: RunRecord): void => this.#tellPrimary({ bellwether: 'metrics-event', event: 'ran', singleton: job.name, failed: outcome === 'failed' });
+      job.on('ran', onRan);
+      this.#cleanup.push(() => job.off('ran', onRan));
     }
     if (this.#zk) {
       const onExpired = (): void => {
@@ -156,6 +170,9 @@ export class StatusBoard {
         leader: job.isLeader,
         token: job.token,
         leaderChanges: this.#leaderChanges.get(job) ?? 0,
+        lastRun: job.lastRun,
+        runs: job.runs,
+        runFailures: job.runFailures,
       })),
       zk: this.#zk
         ? { state: this.#zk.state, sessionId: this.#zk.sessionId, timeout: this.#zk.timeout, expiries: this.#expiries }
@@ -266,6 +283,38 @@ export class StatusBoard {
       collect() {
         this.reset();
         for (const s of board.snapshot().singletons) this.inc({ singleton: s.name }, s.leaderChanges);
+      },
+    });
+    new prom.Counter({
+      name: 'bellwether_singleton_runs_total',
+      help: 'Runs of the singleton\'s job (run, or its task) in this worker',
+      labelNames: ['singleton'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of board.snapshot().singletons) this.inc({ singleton: s.name }, s.runs);
+      },
+    });
+    new prom.Counter({
+      name: 'bellwether_singleton_run_failures_total',
+      help: 'Runs of the singleton\'s job in this worker that failed (threw, or their thread crashed)',
+      labelNames: ['singleton'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of board.snapshot().singletons) this.inc({ singleton: s.name }, s.runFailures);
+      },
+    });
+    new prom.Gauge({
+      name: 'bellwether_singleton_last_run_seconds',
+      help: 'Duration of the last settled run of the singleton\'s job in this worker',
+      labelNames: ['singleton'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of board.snapshot().singletons) {
+          if (s.lastRun?.durationMs !== undefined) this.set({ singleton: s.name }, s.lastRun.durationMs / 1000);
+        }
       },
     });
     if (this.#zk) {

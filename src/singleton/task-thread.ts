@@ -1,0 +1,52 @@
+/**
+ * What a task's worker thread runs (piscina's `filename`): loads the task
+ * module and calls its default export with the term's token, a signal that
+ * aborts when leadership ends, and `stillLeader()` for loops that never
+ * yield to the event loop.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
+import { abortError } from './abort.js';
+
+/** What the task module's default export gets. */
+export interface TaskContext {
+  /** Fencing token of this term (the singleton's `token`). */
+  token: number;
+  /** Aborts in this thread when leadership is lost or the singleton closes. */
+  signal: AbortSignal;
+  /**
+   * False from the moment leadership ends: a shared-memory read, no message
+   * round trip, for tight loops that never give the event loop a turn.
+   */
+  stillLeader(): boolean;
+}
+
+/** @internal What the main thread sends for one run. */
+export interface TaskMessage {
+  module: string;
+  token: number;
+  /** Int32 [0]: 0 while leader, 1 once leadership has ended. */
+  leading: SharedArrayBuffer;
+  /** One message on it: leadership has ended. */
+  port: MessagePort;
+}
+
+export default async function runTask({ module, token, leading, port }: TaskMessage): Promise<undefined> {
+  const flag = new Int32Array(leading);
+  const stillLeader = (): boolean => Atomics.load(flag, 0) === 0;
+  const controller = new AbortController();
+  const stop = (): void => controller.abort(abortError('leadership ended'));
+  port.once('message', stop);
+  if (!stillLeader()) stop();
+  try {
+    const loaded = (await import(module.startsWith('file:') ? module : pathToFileURL(module).href)) as { default?: unknown };
+    if (typeof loaded.default !== 'function') {
+      throw new TypeError(`task module ${module} has no default export function (export default async function ({ token, signal, stillLeader }) { ... })`);
+    }
+    await (loaded.default as (context: TaskContext) => unknown)({ token, signal: controller.signal, stillLeader });
+    // Nothing is sent back: a result that cannot be cloned must not fail a run that succeeded.
+    return undefined;
+  } finally {
+    port.close();
+  }
+}

@@ -1,0 +1,93 @@
+import { once } from 'node:events';
+import type { ResourceLimits, Worker } from 'node:worker_threads';
+import type { Piscina } from 'piscina';
+import { abortError } from './abort.js';
+import type { Job, RunContext } from './singleton.js';
+import type { TaskMessage } from './task-thread.js';
+
+const THREAD_ENTRY = new URL('./task-thread.js', import.meta.url).href;
+
+export interface TaskRunnerOptions {
+  /** The task module, as a file: URL. */
+  module: string;
+  /** ms a task gets to settle after leadership ends before its thread is terminated. */
+  stopTimeout: number;
+  /** Keep the thread between runs of a term (`every`); otherwise each run ends with its thread. */
+  keepThread: boolean;
+  resourceLimits?: ResourceLimits;
+}
+
+/**
+ * Runs a singleton's task in a worker thread of a piscina pool of one. The
+ * pool lives for a term at most: the term ends only once its thread is gone,
+ * so the next leader's task never runs beside this one, whatever this one
+ * does (spins, ignores its signal, left timers behind).
+ */
+export class TaskRunner implements Job {
+  readonly #options: TaskRunnerOptions;
+  #pool: Piscina | undefined;
+  /** Exits of every thread the pool started: awaited before a term ends. */
+  readonly #exits = new Map<Worker, Promise<unknown>>();
+
+  constructor(options: TaskRunnerOptions) {
+    this.#options = options;
+  }
+
+  async run({ signal, token }: RunContext): Promise<void> {
+    // Loaded on first use: a process without tasks never loads piscina.
+    const { Piscina } = await import('piscina');
+    if (signal.aborted) return;
+    const pool = (this.#pool ??= new Piscina({
+      filename: THREAD_ENTRY,
+      // No thread before the first run, and none started in place of one terminated.
+      minThreads: 0,
+      maxThreads: 1,
+      // One thread for the term (or the run): piscina must not retire it in between.
+      idleTimeout: 2 ** 31 - 1,
+      ...(this.#options.resourceLimits ? { resourceLimits: this.#options.resourceLimits } : {}),
+    }));
+    const leading = new SharedArrayBuffer(4);
+    const { port1, port2 } = new MessageChannel();
+    const terminate = new AbortController();
+    let deadline: NodeJS.Timeout | undefined;
+    const onEnd = (): void => {
+      // stillLeader() turns false at once; the thread's signal aborts when its event loop gets a turn.
+      Atomics.store(new Int32Array(leading), 0, 1);
+      port1.postMessage(null);
+      deadline = setTimeout(() => terminate.abort(abortError(`task did not settle within ${this.#options.stopTimeout} ms of the end of leadership`)), this.#options.stopTimeout);
+    };
+    if (signal.aborted) onEnd();
+    else signal.addEventListener('abort', onEnd, { once: true });
+    const message: TaskMessage = { module: this.#options.module, token, leading, port: port2 };
+    try {
+      const running = pool.run(message, { transferList: [port2] as never, signal: terminate.signal });
+      this.#track(pool);
+      await running;
+    } catch (err) {
+      // Terminated after the end of leadership: an abort, not the task's failure.
+      if (terminate.signal.aborted) throw signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(deadline);
+      signal.removeEventListener('abort', onEnd);
+      port1.close();
+      if (terminate.signal.aborted || !this.#options.keepThread) await this.endTerm();
+    }
+  }
+
+  /** Ends the pool and waits until each of its threads has exited. */
+  async endTerm(): Promise<void> {
+    const pool = this.#pool;
+    this.#pool = undefined;
+    if (!pool) return;
+    this.#track(pool);
+    await pool.destroy();
+    await Promise.all(this.#exits.values());
+    this.#exits.clear();
+  }
+
+  /** Threads piscina terminates on an abort leave the pool at once, before they exit: their exits are taken beforehand. */
+  #track(pool: Piscina): void {
+    for (const thread of pool.threads) if (!this.#exits.has(thread)) this.#exits.set(thread, once(thread, 'exit').catch(() => {}));
+  }
+}
