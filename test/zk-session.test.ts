@@ -6,7 +6,7 @@ import { bounded } from './helpers/bounded.js';
 import { freePort } from './helpers/ports.js';
 import { nextZk } from './helpers/emitter.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
-import { throughProxy } from './helpers/sessions.js';
+import { startProxy, throughProxy } from './helpers/sessions.js';
 import { expireSession, fourLetterWord, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 function openSession(t: TestContext, connect: string, options: Partial<ZkSessionOptions> = {}): ZkSession {
@@ -41,6 +41,21 @@ function collector<T>(count: number): { handler: (event: T) => void; events: T[]
 
 describe('ZkSession on one server', () => {
   const zk1 = useZooKeeper();
+  for (const runtime of RUNTIMES) {
+    test(`${runtime.name}: close() from a suspended listener: the client does not connect again, and the process exits`, async (t) => {
+      const proxy = await startProxy(t, zk1.ensemble.servers[0]!.clientPort);
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const client = fixtures.add(startFixture(runtime, fixture('zk-close-on-suspend'), [`127.0.0.1:${proxy.port}`]));
+      client.child.stdin!.end();
+      await client.next('started');
+      const before = proxy.connections;
+      proxy.drop();
+      await client.next('closed');
+      assert.deepEqual(await bounded('the process exits', client.exited, 10_000), { code: 0, signal: null }, client.stderr);
+      assert.equal(proxy.connections - before, 0, 'a connection was made after close()');
+    });
+  }
   const connect = (): string => zk1.ensemble.connectString();
   const port = (): number => zk1.ensemble.servers[0]!.clientPort;
 

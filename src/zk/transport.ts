@@ -11,6 +11,7 @@ interface ConnectionManagerInternals {
   setState(state: number): void;
   onSocketData(buffer: Buffer): void;
   findNextServer(callback: (server: unknown) => void): void;
+  connect(): void;
   packetQueue: { shift(): { callback?: (error: unknown) => void } | undefined };
   watcherManager: { emit(event: unknown): void };
 }
@@ -136,6 +137,10 @@ export class Transport {
     this.#abandoned = true;
     const manager = this.#manager;
     manager.setState(CM_CLOSING);
+    // Abandoned from inside the client's socket-closed handler (a 'suspended'
+    // listener that closes the session), the client would connect again right
+    // after: it connects no more.
+    manager.connect = (): void => {};
     // A socket destroyed while it connects closes without an error, which would
     // leave the connect timer (the session timeout) holding the process; and
     // an attempt still in the client's spin delay would open a socket and arm
