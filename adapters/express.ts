@@ -148,11 +148,11 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
     try {
       await start();
     } catch (err) {
-      // Cancelled by close() (a stop while starting): not the app's failure.
-      if (closing) return;
+      // Cancelled by close() or by the worker's stop (a slow ZooKeeper connect): not the app's failure.
+      if (closing || board.cancelled) return;
       throw err;
     }
-    if (closing) return;
+    if (closing || board.cancelled) return;
     if (server.listening) board.markReady();
     else server.once('listening', () => void (closing || board.markReady()));
   };

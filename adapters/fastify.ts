@@ -89,20 +89,16 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
   fastify.decorate('bellwether', board);
   // Ready to the supervisor once started and listening (onListen below), not as soon as the server listens.
   worker.deferReady();
-  let starting = true;
   // The supervisor's graceful stop closes the app (once its HTTP servers are drained): onClose closes the board.
-  worker.onShutdown(async () => {
-    // A stop while the board still starts (a slow ZooKeeper connect) cancels that start: registration
-    // then fails with BW_ERR_CLOSED, which the worker takes as the stop, not as a failure.
-    if (starting) await board.close();
-    await fastify.close();
-  });
+  worker.onShutdown(() => fastify.close());
 
   // If starting fails, the board closes what it started, and registration fails.
   try {
     await board.start();
-  } finally {
-    starting = false;
+  } catch (err) {
+    // Cancelled by the worker's stop (a slow ZooKeeper connect): the app loads on and the stop closes it.
+    if (board.cancelled) return;
+    throw err;
   }
   fastify.addHook('onClose', async () => {
     await board.close();

@@ -94,10 +94,20 @@ for (const runtime of RUNTIMES) {
       primary.child.kill('SIGTERM');
       // The session's connect timeout is 15 s: a stop that waited for the start would take that long.
       assert.deepEqual(await bounded('the primary exits', primary.exited, 10_000), { code: 0, signal: null });
-      assert.equal(primary.count('listening'), 0, 'a stopped app does not listen');
+      // Registration resolved (its start cancelled): the script loaded on, and the stop then closed the app.
+      assert.equal(primary.count('registered'), 1);
       assert.match(primary.stderr, /worker 0 exited \(0\)/);
       assert.doesNotMatch(primary.stderr, /cannot load entry script|SIGKILL/);
       assert.deepEqual(await gone(workers, 5000), []);
+    });
+
+    test('a stop while the entry script still loads runs its onShutdown callbacks only once it has loaded (not while it still uses what they close)', async (t) => {
+      const { primary } = start(t, runtime, fixture('boot-stop-pool'), { PORT: String(await freePort()) });
+      await primary.next('loading');
+      primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 10_000), { code: 0, signal: null });
+      assert.deepEqual(primary.events.map((e) => e.event), ['loading', 'queried', 'pool-ended']);
+      assert.match(primary.stderr, /worker 0 exited \(0\)/);
     });
 
     test('Fastify, the README snippet with no stop wiring: a graceful stop aborts the job and closes the app', async (t) => {

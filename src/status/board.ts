@@ -4,7 +4,7 @@ import { type MetricsMessage, isMetricsMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import type { RunRecord, Singleton } from '../singleton/singleton.js';
 import { checkObject, checkKnownKeys, invalidOption } from '../validate.js';
-import { worker } from '../worker/worker.js';
+import { onWorkerStopping, worker } from '../worker/worker.js';
 import { ZkSession, type ZkSessionState } from '../zk/session.js';
 import { aggregate, loadPromClient } from './metrics.js';
 
@@ -63,6 +63,10 @@ export class StatusBoard {
   #startedZk = false;
   /** Only what start() started is closed by close(). */
   readonly #startedSingletons: Singleton[] = [];
+  /** start() is under way. */
+  #starting = false;
+  /** close() came while start() was under way. */
+  #cancelled = false;
   #started: Promise<void> | undefined;
   #registry: Registry | undefined;
   #metricsSetUp: Promise<void> | undefined;
@@ -93,7 +97,8 @@ export class StatusBoard {
    * what was started is closed again before the error is thrown.
    */
   start(): Promise<void> {
-    this.#started ??= this.#start().catch(async (err: unknown) => {
+    if (!this.#started) this.#starting = true;
+    this.#started ??= this.#start().finally(() => (this.#starting = false)).catch(async (err: unknown) => {
       // The metrics set-up runs beside the rest: let it finish first, or what it adds would outlive close().
       await this.#metricsSetUp?.catch(() => {});
       await this.close().catch(() => {});
@@ -108,6 +113,18 @@ export class StatusBoard {
       if (this.#closed) throw new BellwetherError(ErrorCodes.CLOSED, 'the status board was closed while starting');
     };
     notClosed();
+    // A stop of this worker while it starts (a slow ZooKeeper connect) cancels the start: the stop
+    // waits for the entry script to load, and the script waits for this. Already begun: at once.
+    const unsubscribe = onWorkerStopping(() => void this.close());
+    try {
+      notClosed();
+      await this.#startParts(notClosed);
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  async #startParts(notClosed: () => void): Promise<void> {
     // First: a request for /metrics may come as soon as the app listens, before the session is up.
     this.#setUpMetricsOnce();
     for (const job of this.#singletons) {
@@ -142,6 +159,15 @@ export class StatusBoard {
     }
     await this.#metricsSetUp;
     notClosed();
+  }
+
+  /**
+   * close() came while start() was under way (the app's close, or this
+   * worker's stop during a slow ZooKeeper connect): start() rejects with
+   * BW_ERR_CLOSED, and that is no failure of the app.
+   */
+  get cancelled(): boolean {
+    return this.#cancelled;
   }
 
   /** The app serves: readiness can turn true, and the supervisor is told. */
@@ -208,6 +234,7 @@ export class StatusBoard {
 
   /** Closes what start() started; a start still under way is cancelled (it rejects with BW_ERR_CLOSED). */
   async close(): Promise<void> {
+    if (this.#starting) this.#cancelled = true;
     this.#closed = true;
     // A scrape no longer waits for this worker.
     if (this.#servingMetrics) this.#tellPrimary({ bellwether: 'metrics-off' });

@@ -8,8 +8,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ENV } from '../cluster/protocol.js';
 // Importing it starts heartbeats and orphan fencing before any user code runs.
-import { ErrorCodes } from '../errors.js';
-import { isStopping, markBooted, worker } from './worker.js';
+import { markBooted, worker } from './worker.js';
 
 function fail(message: string): never {
   // Written synchronously: process.exit() may drop buffered pipe output (Bun).
@@ -32,9 +31,6 @@ process.argv[1] = file;
 try {
   await import(pathToFileURL(file).href);
 } catch (err) {
-  // A graceful stop that began while the script loaded closed what the script
-  // was starting (an adapter's start still connecting): that is the stop, not a failure.
-  const cancelled = isStopping() && (err as { code?: unknown } | null)?.code === ErrorCodes.CLOSED;
-  if (!cancelled) fail(`cannot load entry script ${file}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  fail(`cannot load entry script ${file}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
 }
 markBooted();

@@ -84,8 +84,6 @@ class WorkerProcess implements WorkerRuntime {
   #runningAfterFork = false;
   readonly #onShutdown: Callback[] = [];
   readonly #onDraining: Callback[] = [];
-  /** Woken when a callback is registered (a stop under way before the entry script has loaded runs it). */
-  readonly #onRegistered: (() => void)[] = [];
   readonly #onStopping = new Set<() => void>();
   #stoppingBegun = false;
   #stopping = false;
@@ -151,12 +149,10 @@ class WorkerProcess implements WorkerRuntime {
 
   onDraining(cb: Callback): void {
     this.#onDraining.push(checkFunction<Callback>(cb, 'onDraining callback'));
-    for (const wake of this.#onRegistered.splice(0)) wake();
   }
 
   onShutdown(cb: Callback): void {
     this.#onShutdown.push(checkFunction<Callback>(cb, 'onShutdown callback'));
-    for (const wake of this.#onRegistered.splice(0)) wake();
   }
 
   zkSettings(): ZkSessionSettings | undefined {
@@ -254,10 +250,6 @@ class WorkerProcess implements WorkerRuntime {
   }
 
   /** @internal Runs `cb` synchronously as a graceful stop begins (at once if it has); returns an unsubscribe. */
-  get stopping(): boolean {
-    return this.#stopping;
-  }
-
   onStopping(cb: () => void): () => void {
     if (this.#stoppingBegun) {
       cb();
@@ -305,30 +297,22 @@ class WorkerProcess implements WorkerRuntime {
     this.#drainUntil = drainUntil;
     // First, before any await.
     this.#beginStopping();
-    let draining = 0;
-    let shutdown = 0;
-    const unrun = (): boolean => draining < this.#onDraining.length || shutdown < this.#onShutdown.length;
-    const runCallbacks = async (): Promise<void> => {
-      // Requests in flight finish before onShutdown callbacks close what they may use (pools,
-      // sessions); onDraining callbacks end what would hold the drain (streams, long polls).
-      await Promise.all([
-        ...[...this.#servers].map((server) => this.#drain(server)),
-        (async () => {
-          for (; draining < this.#onDraining.length; draining++) await this.#isolated('onDraining callback', this.#onDraining[draining]!);
-        })(),
-      ]);
-      // By index: a callback registered while others run still runs.
-      for (; shutdown < this.#onShutdown.length; shutdown++) await this.#isolated('onShutdown callback', this.#onShutdown[shutdown]!);
-    };
-    // A stop that arrives while the entry script still loads runs the
-    // callbacks registered so far at once, and each one registered later as it
-    // comes: the script may be waiting on what they cancel (an adapter's start
-    // still connecting to ZooKeeper). Once the script has loaded, the rest.
-    while (!this.#booted) {
-      if (unrun()) await runCallbacks();
-      else await Promise.race([this.#bootDone, new Promise<void>((resolve) => this.#onRegistered.push(resolve))]);
-    }
-    await runCallbacks();
+    // A stop that arrives while the entry script still loads waits for it:
+    // its servers and callbacks are not there yet, and the script may still use
+    // what they close. (What the script waits on that a stop must cancel, such
+    // as an adapter's start still connecting to ZooKeeper, listens for the
+    // stop's beginning, which comes first, before any await.)
+    await this.#bootDone;
+    // Requests in flight finish before onShutdown callbacks close what they may use (pools,
+    // sessions); onDraining callbacks end what would hold the drain (streams, long polls).
+    await Promise.all([
+      ...[...this.#servers].map((server) => this.#drain(server)),
+      (async () => {
+        for (let i = 0; i < this.#onDraining.length; i++) await this.#isolated('onDraining callback', this.#onDraining[i]!);
+      })(),
+    ]);
+    // By index: a callback registered while others run still runs.
+    for (let i = 0; i < this.#onShutdown.length; i++) await this.#isolated('onShutdown callback', this.#onShutdown[i]!);
     this.#leaving = true;
     if (!process.connected) return;
     try {
@@ -418,11 +402,6 @@ export function workerLeads(): () => void {
   const runtime = instance as Partial<WorkerProcess>;
   if (!worker.isSupervised || typeof runtime.lead !== 'function') return () => {};
   return runtime.lead();
-}
-
-/** @internal Whether this worker's graceful stop has begun (the bootstrap: an entry script it cancelled did not fail). */
-export function isStopping(): boolean {
-  return (instance as Partial<WorkerProcess>).stopping === true;
 }
 
 /** @internal The bootstrap marks the end of boot: afterFork callbacks may run. */
