@@ -4,7 +4,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { Candidate, type Singleton, ZkSession, singleton } from 'bellwether';
+import { Candidate, type Singleton, StatusBoard, ZkSession, singleton } from 'bellwether';
 import { type BellwetherRouter, bellwether } from 'bellwether/express';
 import express from 'express';
 import { bounded } from './helpers/bounded.js';
@@ -329,6 +329,22 @@ describe('bellwether/express with ZooKeeper', () => {
     await rival.close();
     await bounded('leads again after the rival', again, 10_000);
     assert.equal(await metric(leaderChanges), 3);
+  });
+});
+
+describe('the status board of singletons started before it', () => {
+  test('an election before the board existed is counted, in the snapshot and the metrics', async (t) => {
+    const job = reporter(tempDir(t));
+    t.after(() => job.close());
+    const elected = next(job, 'elected');
+    await job.start();
+    await elected;
+    const board = new StatusBoard({ singletons: [job], metrics: true });
+    t.after(() => board.close());
+    await board.start();
+    assert.equal(board.snapshot().singletons[0]?.leaderChanges, 1);
+    const families = parsePrometheusText((await board.metrics())!.body);
+    assert.equal(samplesOf(families, 'bellwether_singleton_leader_changes_total', { singleton: 'reporter' })[0]?.value, 1);
   });
 });
 

@@ -16,19 +16,24 @@ import { RUNTIMES, type Runtime, fixture } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 import { useZooKeeper } from './helpers/zookeeper.js';
 
-const APP = fixture('express-metrics-app');
-
-function start(t: TestContext, runtime: Runtime, workers: number, env: Record<string, string>): { primary: Fixture; port: number } {
+function start(t: TestContext, runtime: Runtime, workers: number, env: Record<string, string>, app = 'express-metrics-app'): { primary: Fixture; port: number } {
   const port = Number(env['PORT']);
   const fixtures = new Fixtures();
   t.after(() => fixtures.killAll());
   const primary = fixtures.add(
-    new Fixture(runtime.bin, [CLI, 'start', APP, '--workers', String(workers), '--heartbeat', '100', '--name', `metrics-${port}`], `bellwether start metrics (${runtime.name})`, {
+    new Fixture(runtime.bin, [CLI, 'start', fixture(app), '--workers', String(workers), '--heartbeat', '100', '--name', `metrics-${port}`], `bellwether start metrics (${runtime.name})`, {
       ...env,
       BELLWETHER_LOCK_DIR: tempDir(t),
     }),
   );
   return { primary, port };
+}
+
+/** Scrapes until `ready` holds (bounded): counts reach the primary in their own messages, beside a scrape. */
+async function scrapeUntil(port: number, ready: (families: Map<string, Family>) => boolean): Promise<Map<string, Family>> {
+  let families = await scrape(port);
+  for (let i = 0; i < 50 && !ready(families); i++) families = await scrape(port);
+  return families;
 }
 
 /** One scrape, parsed; a worker without metrics answers 404, so the scrape is asked again (bounded). */
@@ -113,19 +118,46 @@ for (const runtime of RUNTIMES) {
       process.kill(first['pid'] as number, 'SIGKILL');
       const second = await primary.next('elected', (e) => e['pid'] !== first['pid']);
       // The replacement counts its election and run before it serves: a scrape may come first, so ask until they are counted (bounded).
-      let after = await scrape(port);
-      const counted = (families: Map<string, Family>): boolean =>
-        value(families, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }) === 2 &&
-        value(families, 'bellwether_singleton_runs_total', { worker: '0', singleton: 'metered' }) === 2;
-      for (let i = 0; i < 50 && !counted(after); i++) after = await scrape(port);
+      const after = await scrapeUntil(
+        port,
+        (families) =>
+          value(families, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }) === 2 &&
+          value(families, 'bellwether_singleton_runs_total', { worker: '0', singleton: 'metered' }) === 2,
+      );
       assert.equal(value(after, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }), 2, 'kept across the restart');
       assert.equal(value(after, 'bellwether_worker_restarts_total', { worker: '0' }), 1);
       assert.equal(value(after, 'bellwether_singleton_runs_total', { worker: '0', singleton: 'metered' }), 2, 'one run per term, counted across the restart');
       assert.equal(value(after, 'bellwether_singleton_run_failures_total', { worker: '0', singleton: 'metered' }), 0);
       assert.equal(value(after, 'bellwether_singleton_leader', { worker: '0', pid: String(second['pid']) }), 1);
       assert.equal(samplesOf(after, 'bellwether_singleton_leader', { pid: String(first['pid']) }).length, 0, 'the dead worker is gone from the gauges');
+      // Many scrapes at once: each answered, with one listener in the worker for all of them.
+      const many = await Promise.all(Array.from({ length: 30 }, () => scrape(port)));
+      assert.ok(many.every((families) => samplesOf(families, 'bellwether_worker_restarts_total').length === 1));
+      assert.doesNotMatch(primary.stderr, /MaxListenersExceeded/);
       primary.child.kill('SIGTERM');
       assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
+    });
+
+    test('two boards in one worker (two apps) listing the same singleton: one election counted once, one leader shown', async (t) => {
+      const { primary, port } = start(t, runtime, 1, { PORT: String(await freePort()), PORT2: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t), SAME_SINGLETON: '1' }, 'two-boards-app');
+      await primary.next('attached');
+      const families = await scrapeUntil(port, (f) => value(f, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'a' }) === 1);
+      assert.equal(primary.count('elected'), 1);
+      assert.equal(value(families, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'a' }), 1);
+      assert.equal(value(families, 'bellwether_singleton_leader', { worker: '0', singleton: 'a' }), 1, 'shown by one board, not summed over two');
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'answered' }), 2, 'both boards answered');
+    });
+
+    test('two boards in one worker: one closes, the other still serves its series and is still asked', async (t) => {
+      const port2 = await freePort();
+      const { primary } = start(t, runtime, 1, { PORT: String(await freePort()), PORT2: String(port2), SINGLETON_LOCK_DIR: tempDir(t) }, 'two-boards-app');
+      await primary.next('attached');
+      assert.equal((await getText(port2, '/close-first')).body, 'closed');
+      const families = await scrape(port2);
+      assert.equal(samplesOf(families, 'bellwether_singleton_leader', { singleton: 'b' }).length, 1, "the open board's gauge");
+      assert.equal(samplesOf(families, 'bellwether_singleton_leader', { singleton: 'a' }).length, 0, "the closed board's is gone");
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'answered' }), 1);
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'missing' }), 0);
     });
 
     test('a scrape waits only for the workers that serve metrics, and not for one whose event loop is blocked: it is counted missing', async (t) => {

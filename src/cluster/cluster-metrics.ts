@@ -1,22 +1,17 @@
 import type { Worker } from 'node:cluster';
 import { aggregate, loadPromClient } from '../status/metrics.js';
+import type { SingletonCounts } from '../status/process-counts.js';
 import type { MetricsMessage } from './protocol.js';
 import type { SlotInfo } from './slot.js';
 
 type PromClient = NonNullable<Awaited<ReturnType<typeof loadPromClient>>>;
 
 /**
- * How long a scrape waits for the workers that serve metrics. One that has
- * not answered by then (blocked, or busy beyond this) is left out of that
- * scrape and counted in `bellwether_metrics_workers{state="missing"}`.
+ * How long a scrape waits for the boards that serve metrics. One that has
+ * not answered by then (its worker blocked, or busy beyond this) is left
+ * out of that scrape and counted in `bellwether_metrics_workers{state="missing"}`.
  */
 export const SCRAPE_DEADLINE_MS = 500;
-
-interface SingletonCounts {
-  elected: number;
-  runs: number;
-  failures: number;
-}
 
 /** A worker as the primary's metrics see it. */
 export interface MetricsWorker {
@@ -25,16 +20,27 @@ export interface MetricsWorker {
   readonly index: number;
 }
 
+/** A scrape under way: the boards it waits for, and what came. */
+interface Collection {
+  readonly expected: Set<string>;
+  readonly reports: unknown[][];
+  answered: number;
+  readonly check: () => void;
+}
+
+/** A board of a worker, as a key. */
+const boardKey = (worker: Worker, board: string): string => `${worker.id}/${board}`;
+
 /**
- * The primary's half of the cluster's metrics: which workers serve metrics
+ * The primary's half of the cluster's metrics: which boards serve metrics
  * (a scrape waits for those only, and only until a short deadline), the
  * counters kept per slot, so that they stay monotonic across the workers a
  * slot goes through, and the one Prometheus text a scrape gets.
  */
 export class ClusterMetrics {
-  /** Workers that said metrics-on, and not metrics-off since. */
-  readonly #serving = new Set<Worker>();
-  readonly #pending = new Map<string, (from: Worker, metrics: unknown[]) => void>();
+  /** Boards that said metrics-on, and not metrics-off since, by worker. */
+  readonly #serving = new Map<Worker, Set<string>>();
+  readonly #collections = new Map<string, Collection>();
   /** Per slot index, per singleton: elections, runs and failed runs. */
   readonly #singletons = new Map<number, Map<string, SingletonCounts>>();
   /** Per slot index, for slots whose workers have a session: expiries. */
@@ -44,69 +50,87 @@ export class ClusterMetrics {
   onMessage(from: MetricsWorker, message: MetricsMessage, answer: (id: string) => void): void {
     switch (message.bellwether) {
       case 'metrics-on': {
-        this.#serving.add(from.worker);
+        let boards = this.#serving.get(from.worker);
+        if (!boards) this.#serving.set(from.worker, (boards = new Set()));
+        boards.add(message.board);
         // Counters exist from the start, at 0, not from their first event.
         for (const name of message.singletons) this.#countsOf(from.index, name);
         if (message.zk && !this.#expiries.has(from.index)) this.#expiries.set(from.index, 0);
         return;
       }
       case 'metrics-off':
-        this.#serving.delete(from.worker);
+        this.#serving.get(from.worker)?.delete(message.board);
+        this.#gone([boardKey(from.worker, message.board)]);
         return;
       case 'metrics-event':
-        if (message.event === 'elected') this.#countsOf(from.index, message.singleton).elected += 1;
-        else if (message.event === 'ran') {
+        if (message.event === 'counts') {
           const counts = this.#countsOf(from.index, message.singleton);
-          counts.runs += 1;
-          if (message.failed) counts.failures += 1;
-        } else this.#expiries.set(from.index, (this.#expiries.get(from.index) ?? 0) + 1);
+          counts.elected += message.elected;
+          counts.runs += message.runs;
+          counts.failures += message.failures;
+        } else this.#expiries.set(from.index, (this.#expiries.get(from.index) ?? 0) + message.count);
         return;
       case 'metrics-request':
         answer(message.id);
         return;
-      case 'metrics-report':
-        this.#pending.get(message.id)?.(from.worker, message.metrics);
+      case 'metrics-report': {
+        const collection = this.#collections.get(message.id);
+        if (!collection) return; // too late: that scrape was answered
+        collection.reports.push(message.metrics);
+        if (collection.expected.delete(boardKey(from.worker, message.board))) collection.answered += 1;
+        collection.check();
         return;
+      }
       default:
     }
   }
 
-  /** The worker exited: nothing to wait for. */
+  /** The worker exited: nothing of it to wait for. */
   forget(worker: Worker): void {
+    const boards = this.#serving.get(worker);
     this.#serving.delete(worker);
+    this.#gone([...(boards ?? [])].map((board) => boardKey(worker, board)));
   }
 
   /** The cluster's Prometheus text for one scrape, or null without prom-client. */
   async scrape(id: string, slots: SlotInfo[]): Promise<string | null> {
     const prom = await loadPromClient();
     if (!prom) return null;
-    const expected = [...this.#serving].filter((w) => !w.isDead() && w.isConnected());
-    const reports: unknown[][] = [];
-    const answered = new Set<Worker>();
-    await new Promise<void>((resolve) => {
-      const finish = (): void => {
+    const targets = [...this.#serving].filter(([w, boards]) => boards.size > 0 && !w.isDead() && w.isConnected()).map(([w]) => w);
+    const expected = new Set(targets.flatMap((w) => [...this.#serving.get(w)!].map((board) => boardKey(w, board))));
+    const collection = await new Promise<Collection>((resolve) => {
+      let settled = false;
+      const done = (): void => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
-        resolve();
+        this.#collections.delete(id);
+        resolve(collection);
       };
-      const timer = setTimeout(finish, SCRAPE_DEADLINE_MS);
-      this.#pending.set(id, (from, metrics) => {
-        reports.push(metrics);
-        answered.add(from);
-        if (expected.every((w) => answered.has(w))) finish();
-      });
-      if (expected.length === 0) finish();
-      for (const w of expected) {
+      const collection: Collection = { expected, reports: [], answered: 0, check: () => void (expected.size === 0 && done()) };
+      const timer = setTimeout(done, SCRAPE_DEADLINE_MS);
+      this.#collections.set(id, collection);
+      for (const w of targets) {
         try {
           w.send({ bellwether: 'metrics-collect', id } satisfies MetricsMessage);
         } catch {
-          // gone meanwhile: counted missing
+          // gone meanwhile: its exit takes it off
         }
       }
+      collection.check();
     });
-    this.#pending.delete(id);
-    const missing = expected.filter((w) => !answered.has(w)).length;
-    reports.push(await this.#primarySeries(prom, slots, { answered: expected.length - missing, missing }));
+    // Left expected: no answer in time (a board that said metrics-off meanwhile, or whose worker exited, is neither).
+    const { reports, answered, expected: missing } = collection;
+    reports.push(await this.#primarySeries(prom, slots, { answered, missing: missing.size }));
     return (await aggregate(reports))?.body ?? null;
+  }
+
+  /** Boards that stopped serving (or whose worker exited): scrapes under way no longer wait for them. */
+  #gone(keys: string[]): void {
+    for (const collection of this.#collections.values()) {
+      for (const key of keys) collection.expected.delete(key);
+      collection.check();
+    }
   }
 
   #countsOf(index: number, singleton: string): SingletonCounts {
@@ -118,7 +142,7 @@ export class ClusterMetrics {
   }
 
   /** The primary's own series: per slot, restarts, status code and the counters; and this scrape's answers. */
-  async #primarySeries(prom: PromClient, slots: SlotInfo[], workers: { answered: number; missing: number }): Promise<unknown[]> {
+  async #primarySeries(prom: PromClient, slots: SlotInfo[], boards: { answered: number; missing: number }): Promise<unknown[]> {
     const registry = new prom.Registry();
     const restarts = new prom.Counter({ name: 'bellwether_worker_restarts_total', help: 'Times the worker of a slot was replaced', labelNames: ['worker'], registers: [registry] });
     const code = new prom.Gauge({
@@ -141,7 +165,7 @@ export class ClusterMetrics {
     if (this.#expiries.size > 0) {
       const expiries = new prom.Counter({
         name: 'bellwether_zk_session_expiries_total',
-        help: 'ZooKeeper session expiries seen by the workers of the slot (kept by the primary across the slot\'s workers)',
+        help: "ZooKeeper session expiries seen by the workers of the slot (kept by the primary across the slot's workers)",
         labelNames: ['worker'],
         registers: [registry],
       });
@@ -149,12 +173,12 @@ export class ClusterMetrics {
     }
     const answers = new prom.Gauge({
       name: 'bellwether_metrics_workers',
-      help: `Workers serving metrics in this scrape: answered, or missing (no answer within ${SCRAPE_DEADLINE_MS} ms)`,
+      help: `Boards (one per worker, as a rule) serving metrics in this scrape: answered, or missing (no answer within ${SCRAPE_DEADLINE_MS} ms)`,
       labelNames: ['state'],
       registers: [registry],
     });
-    answers.set({ state: 'answered' }, workers.answered);
-    answers.set({ state: 'missing' }, workers.missing);
+    answers.set({ state: 'answered' }, boards.answered);
+    answers.set({ state: 'missing' }, boards.missing);
     return (await registry.getMetricsAsJSON()) as unknown[];
   }
 }

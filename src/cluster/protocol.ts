@@ -39,18 +39,17 @@ export type WorkerMessage =
  * the primary's, per slot, so that they outlive the workers that count.
  */
 export type MetricsMessage =
-  /** The worker serves metrics from now on (its singletons, whether it has a session): the primary collects from it. */
-  | { bellwether: 'metrics-on'; singletons: string[]; zk: boolean }
-  /** It no longer does (its board closed): a scrape does not wait for it. */
-  | { bellwether: 'metrics-off' }
-  /** A counted event: a singleton of the worker was elected, its session expired, or a run of a job settled. */
-  | { bellwether: 'metrics-event'; event: 'elected'; singleton: string }
-  | { bellwether: 'metrics-event'; event: 'expired' }
-  /** A run of a singleton's job settled (`failed`: it threw, or its thread crashed). */
-  | { bellwether: 'metrics-event'; event: 'ran'; singleton: string; failed: boolean }
+  /** A board of the worker serves metrics from now on (its singletons, whether it has a session): the primary collects from it. */
+  | { bellwether: 'metrics-on'; board: string; singletons: string[]; zk: boolean }
+  /** It no longer does (it closed): a scrape does not wait for it. */
+  | { bellwether: 'metrics-off'; board: string }
+  /** Increases of a singleton's counts in the worker (elections, runs, failed runs) since it last said. */
+  | { bellwether: 'metrics-event'; event: 'counts'; singleton: string; elected: number; runs: number; failures: number }
+  /** Expiries of the worker's session since it last said. */
+  | { bellwether: 'metrics-event'; event: 'expiries'; count: number }
   | { bellwether: 'metrics-request'; id: string }
   | { bellwether: 'metrics-collect'; id: string }
-  | { bellwether: 'metrics-report'; id: string; metrics: unknown[] }
+  | { bellwether: 'metrics-report'; id: string; board: string; metrics: unknown[] }
   | { bellwether: 'metrics-response'; id: string; body: string | null };
 
 export function isMetricsMessage(message: unknown): message is MetricsMessage {

@@ -81,6 +81,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   #lastRunBegan = 0;
   #runs = 0;
   #runFailures = 0;
+  #elections = 0;
 
   /** @internal use `singleton()` */
   constructor(name: string, source: LeaseSource, job: Job | undefined, policy: SingletonPolicy) {
@@ -94,6 +95,11 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   /** The last run in this process (the current one while it runs), or `undefined` before the first. */
   get lastRun(): RunRecord | undefined {
     return this.#lastRun && { ...this.#lastRun };
+  }
+
+  /** Times this process was elected (terms begun here). */
+  get elections(): number {
+    return this.#elections;
   }
 
   /** Runs started in this process. */
@@ -210,6 +216,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (lease.lost.aborted) onLost();
     const leading = workerLeads();
     try {
+      this.#elections += 1;
       this.#notify('elected', { token: lease.token });
       const job = this.#job;
       const context: RunContext = { signal: stop.signal, token: lease.token };

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Registry } from 'prom-client';
 import { type MetricsMessage, isMetricsMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import type { RunRecord, Singleton } from '../singleton/singleton.js';
@@ -7,6 +6,8 @@ import { checkObject, checkKnownKeys, invalidOption } from '../validate.js';
 import { onWorkerStopping, worker } from '../worker/worker.js';
 import { ZkSession, type ZkSessionState } from '../zk/session.js';
 import { aggregate, loadPromClient } from './metrics.js';
+import { claim, release, untoldOfSession, untoldOfSingleton } from './process-counts.js';
+import { WorkerSeries } from './worker-series.js';
 
 export interface StatusBoardOptions {
   /** Singletons this process contends for; `start()` starts them. */
@@ -43,8 +44,6 @@ export interface BellwetherStatus {
   zk: { state: ZkSessionState; sessionId: string | undefined; timeout: number | undefined; expiries: number } | null;
 }
 
-const SESSION_STATES: ZkSessionState[] = ['latent', 'connecting', 'connected', 'suspended', 'closed'];
-
 /**
  * What the adapters serve: liveness, readiness, a JSON status of this worker
  * (its singletons, leadership, fencing tokens, session) and Prometheus
@@ -55,9 +54,9 @@ export class StatusBoard {
   readonly #zk: ZkSession | undefined;
   readonly #metricsEnabled: boolean;
   readonly #readiness: Readiness;
-  readonly #leaderChanges = new Map<Singleton, number>();
   readonly #cleanup: (() => void)[] = [];
-  #expiries = 0;
+  /** This board's name in its messages to the primary: a worker may have more than one. */
+  readonly #id = randomUUID();
   #ready = false;
   #closed = false;
   #startedZk = false;
@@ -68,10 +67,15 @@ export class StatusBoard {
   /** close() came while start() was under way. */
   #cancelled = false;
   #started: Promise<void> | undefined;
-  #registry: Registry | undefined;
+  #series: WorkerSeries | undefined;
   #metricsSetUp: Promise<void> | undefined;
-  /** The primary was told this worker serves metrics (and not yet that it stopped). */
+  /** The primary was told this board serves metrics (and not yet that it stopped). */
   #servingMetrics = false;
+  /** Scrapes waiting for the primary's answer, by id. */
+  readonly #awaitingResponse = new Map<string, (body: string | null) => void>();
+  readonly #onResponse = (message: unknown): void => {
+    if (isMetricsMessage(message) && message.bellwether === 'metrics-response') this.#awaitingResponse.get(message.id)?.(message.body);
+  };
 
   constructor(options: StatusBoardOptions = {}) {
     const given = checkObject(options, 'bellwether adapter options');
@@ -127,25 +131,23 @@ export class StatusBoard {
   async #startParts(notClosed: () => void): Promise<void> {
     // First: a request for /metrics may come as soon as the app listens, before the session is up.
     this.#setUpMetricsOnce();
+    // The primary keeps the counters: it is told of every increase, from what was counted before this board on.
     for (const job of this.#singletons) {
-      this.#leaderChanges.set(job, 0);
-      const onElected = (): void => {
-        this.#leaderChanges.set(job, (this.#leaderChanges.get(job) ?? 0) + 1);
-        this.#tellPrimary({ bellwether: 'metrics-event', event: 'elected', singleton: job.name });
-      };
-      job.on('elected', onElected);
-      this.#cleanup.push(() => job.off('elected', onElected));
-      const onRan = ({ outcome }: RunRecord): void => this.#tellPrimary({ bellwether: 'metrics-event', event: 'ran', singleton: job.name, failed: outcome === 'failed' });
-      job.on('ran', onRan);
-      this.#cleanup.push(() => job.off('ran', onRan));
+      const tell = (): void => this.#tellCounts(job);
+      tell();
+      job.on('elected', tell);
+      job.on('ran', tell);
+      this.#cleanup.push(() => {
+        job.off('elected', tell);
+        job.off('ran', tell);
+      });
     }
     if (this.#zk) {
-      const onExpired = (): void => {
-        this.#expiries += 1;
-        this.#tellPrimary({ bellwether: 'metrics-event', event: 'expired' });
-      };
-      this.#zk.on('expired', onExpired);
-      this.#cleanup.push(() => this.#zk?.off('expired', onExpired));
+      const zk = this.#zk;
+      const tell = (): void => this.#tellExpiries(zk);
+      tell();
+      zk.on('expired', tell);
+      this.#cleanup.push(() => zk.off('expired', tell));
       if (this.#zk.state === 'latent') {
         this.#startedZk = true;
         await this.#zk.start();
@@ -195,13 +197,13 @@ export class StatusBoard {
         state: job.state,
         leader: job.isLeader,
         token: job.token,
-        leaderChanges: this.#leaderChanges.get(job) ?? 0,
+        leaderChanges: job.elections,
         lastRun: job.lastRun,
         runs: job.runs,
         runFailures: job.runFailures,
       })),
       zk: this.#zk
-        ? { state: this.#zk.state, sessionId: this.#zk.sessionId, timeout: this.#zk.timeout, expiries: this.#expiries }
+        ? { state: this.#zk.state, sessionId: this.#zk.sessionId, timeout: this.#zk.timeout, expiries: this.#zk.expiries }
         : null,
     };
   }
@@ -211,35 +213,36 @@ export class StatusBoard {
     // A scrape may come before start() (Express serves as soon as it listens): the registry comes first.
     // One that comes while prom-client is still loading waits for it (not "unavailable").
     await this.#setUpMetricsOnce()?.catch(() => undefined);
-    if (!this.#metricsEnabled || !this.#registry) return undefined;
+    if (!this.#metricsEnabled || !this.#series) return undefined;
     if (!worker.isSupervised) return aggregate([await this.#collect()]);
     const id = randomUUID();
     const body = await new Promise<string | null>((resolve) => {
       const timer = setTimeout(() => done(null), 3000);
       const done = (value: string | null): void => {
         clearTimeout(timer);
-        process.off('message', onMessage);
+        this.#awaitingResponse.delete(id);
+        if (this.#awaitingResponse.size === 0) process.off('message', this.#onResponse);
         resolve(value);
       };
-      const onMessage = (message: unknown): void => {
-        if (isMetricsMessage(message) && message.bellwether === 'metrics-response' && message.id === id) done(message.body);
-      };
-      process.on('message', onMessage);
+      // One listener for every scrape under way, however many.
+      if (this.#awaitingResponse.size === 0) process.on('message', this.#onResponse);
+      this.#awaitingResponse.set(id, done);
       this.#tellPrimary({ bellwether: 'metrics-request', id });
     });
     // No answer from the primary (or it has no prom-client): this worker's own.
     if (body === null) return aggregate([await this.#collect()]);
-    return { contentType: this.#registry.contentType, body };
+    return { contentType: this.#series.registry.contentType, body };
   }
 
   /** Closes what start() started; a start still under way is cancelled (it rejects with BW_ERR_CLOSED). */
   async close(): Promise<void> {
     if (this.#starting) this.#cancelled = true;
     this.#closed = true;
-    // A scrape no longer waits for this worker.
-    if (this.#servingMetrics) this.#tellPrimary({ bellwether: 'metrics-off' });
+    // A scrape no longer waits for this board.
+    if (this.#servingMetrics) this.#tellPrimary({ bellwether: 'metrics-off', board: this.#id });
     this.#servingMetrics = false;
     for (const undo of this.#cleanup.splice(0)) undo();
+    for (const shown of [...this.#singletons, ...(this.#zk ? [this.#zk] : [])]) release(shown, this);
     await Promise.all(this.#startedSingletons.map((job) => job.close()));
     if (this.#startedZk) await this.#zk?.close();
   }
@@ -248,19 +251,36 @@ export class StatusBoard {
     await this.close();
   }
 
-  /**
-   * This process's series, as prom-client JSON (labelled with the worker
-   * index and pid). For the primary without counters: it keeps its own per
-   * slot, which outlive this process.
-   */
-  async #collect(forPrimary = false): Promise<unknown[]> {
-    const metrics = (await this.#registry!.getMetricsAsJSON()) as { type?: unknown }[];
-    return forPrimary ? metrics.filter((metric) => metric.type !== 'counter') : metrics;
+  /** This process's series, as prom-client JSON (labelled with the worker index and pid); for the primary without counters. */
+  #collect(forPrimary = false): Promise<unknown[]> {
+    const zk = this.#zk && claim(this.#zk, this) ? this.#zk : undefined;
+    return this.#series!.collect(this.#shownSingletons(), zk, !forPrimary);
+  }
+
+  /** The singletons whose series this board shows: those no other board of this process shows. */
+  #shownSingletons(): Singleton[] {
+    return this.#singletons.filter((job) => claim(job, this));
+  }
+
+  #tellCounts(job: Singleton): void {
+    if (!this.#tellsPrimary()) return;
+    const counts = untoldOfSingleton(job);
+    if (counts) this.#tellPrimary({ bellwether: 'metrics-event', event: 'counts', singleton: job.name, ...counts });
+  }
+
+  #tellExpiries(zk: ZkSession): void {
+    if (!this.#tellsPrimary()) return;
+    const count = untoldOfSession(zk);
+    if (count > 0) this.#tellPrimary({ bellwether: 'metrics-event', event: 'expiries', count });
+  }
+
+  #tellsPrimary(): boolean {
+    return this.#metricsEnabled && worker.isSupervised && process.connected;
   }
 
   /** A metrics message to the supervisor's primary: only when supervised with metrics on; a closed channel is no error. */
   #tellPrimary(message: MetricsMessage): void {
-    if (!this.#metricsEnabled || !worker.isSupervised || !process.connected) return;
+    if (!this.#tellsPrimary()) return;
     try {
       // With a callback, a closed channel is reported there instead of as an 'error' event.
       process.send?.(message, undefined, undefined, () => {});
@@ -288,94 +308,20 @@ export class StatusBoard {
     }
     // Closed before the first scrape or start() got here: nothing to set up that would outlive close().
     if (this.#closed) return;
-    const registry = new prom.Registry();
     // pid too: during a rolling restart two workers share an index, and same-label gauges would be summed.
-    registry.setDefaultLabels({ worker: String(worker.index ?? 'standalone'), pid: String(process.pid) });
-    const board = this;
-    new prom.Gauge({
-      name: 'bellwether_singleton_leader',
-      help: '1 while this worker leads the singleton',
-      labelNames: ['singleton'],
-      registers: [registry],
-      collect() {
-        for (const s of board.snapshot().singletons) this.set({ singleton: s.name }, s.leader ? 1 : 0);
-      },
-    });
-    // Under the supervisor these counters come from the primary (per slot, across restarts); this process's own are for a scrape without it.
-    new prom.Counter({
-      name: 'bellwether_singleton_leader_changes_total',
-      help: 'Times this worker was elected leader of the singleton',
-      labelNames: ['singleton'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const s of board.snapshot().singletons) this.inc({ singleton: s.name }, s.leaderChanges);
-      },
-    });
-    new prom.Counter({
-      name: 'bellwether_singleton_runs_total',
-      help: 'Runs of the singleton\'s job (run, or its task) in this worker',
-      labelNames: ['singleton'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const s of board.snapshot().singletons) this.inc({ singleton: s.name }, s.runs);
-      },
-    });
-    new prom.Counter({
-      name: 'bellwether_singleton_run_failures_total',
-      help: 'Runs of the singleton\'s job in this worker that failed (threw, or their thread crashed)',
-      labelNames: ['singleton'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const s of board.snapshot().singletons) this.inc({ singleton: s.name }, s.runFailures);
-      },
-    });
-    new prom.Gauge({
-      name: 'bellwether_singleton_last_run_seconds',
-      help: 'Duration of the last settled run of the singleton\'s job in this worker',
-      labelNames: ['singleton'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const s of board.snapshot().singletons) {
-          if (s.lastRun?.durationMs !== undefined) this.set({ singleton: s.name }, s.lastRun.durationMs / 1000);
-        }
-      },
-    });
-    if (this.#zk) {
-      new prom.Gauge({
-        name: 'bellwether_zk_session_state',
-        help: '1 for the current state of the ZooKeeper session',
-        labelNames: ['state'],
-        registers: [registry],
-        collect() {
-          const state = board.snapshot().zk?.state;
-          for (const s of SESSION_STATES) this.set({ state: s }, s === state ? 1 : 0);
-        },
-      });
-      new prom.Counter({
-        name: 'bellwether_zk_session_expiries_total',
-        help: 'ZooKeeper session expiries seen by this worker',
-        registers: [registry],
-        collect() {
-          this.reset();
-          this.inc(board.snapshot().zk?.expiries ?? 0);
-        },
-      });
-    }
-    this.#registry = registry;
+    const labels = { worker: String(worker.index ?? 'standalone'), pid: String(process.pid) };
+    // One board of this process shows the session's series.
+    this.#series = new WorkerSeries(prom, labels, this.#zk !== undefined && claim(this.#zk, this));
     if (worker.isSupervised) {
       // The primary collects every worker's series for one scrape.
       const onCollect = (message: unknown): void => {
         if (!isMetricsMessage(message) || message.bellwether !== 'metrics-collect') return;
-        void this.#collect(true).then((metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, metrics }));
+        void this.#collect(true).then((metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, board: this.#id, metrics }));
       };
       process.on('message', onCollect);
       this.#cleanup.push(() => process.off('message', onCollect));
       this.#servingMetrics = true;
-      this.#tellPrimary({ bellwether: 'metrics-on', singletons: this.#singletons.map((job) => job.name), zk: this.#zk !== undefined });
+      this.#tellPrimary({ bellwether: 'metrics-on', board: this.#id, singletons: this.#singletons.map((job) => job.name), zk: this.#zk !== undefined });
     }
   }
 }

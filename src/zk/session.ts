@@ -77,6 +77,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   readonly #watches = new Set<PersistentWatch<unknown, unknown>>();
   readonly #ephemerals = new Set<Ephemeral>();
   #state: ZkSessionState = 'latent';
+  #expiries = 0;
   /** Aborted by close(): cuts retry delays short. */
   readonly #closing = new AbortController();
   #transport: Transport | undefined;
@@ -120,6 +121,11 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
    */
   silence(): number {
     return this.#transport ? performance.now() - this.#transport.lastHeard : 0;
+  }
+
+  /** Sessions of this object that expired (each replaced by a new one, unless onExpire is 'exit'). */
+  get expiries(): number {
+    return this.#expiries;
   }
 
   /** Hex id of the current session, once connected. */
@@ -334,7 +340,10 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     // One-shot watches died with the session; their owners re-check on the new one.
     this.#oneShot.clear();
     this.#oneShotWatchers.clear();
-    this.#queue.push(() => this.emit('expired', { sessionId }));
+    this.#queue.push(() => {
+      this.#expiries += 1;
+      this.emit('expired', { sessionId });
+    });
     for (const callback of this.#onExpire) this.#queue.push(() => callback({ sessionId }));
     if (this.#settings.onExpire === 'exit') {
       this.#transport = undefined;
