@@ -11,7 +11,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 
 interface Snapshot {
   worker: { index: number; pid: number; ready: boolean };
-  singletons: { name: string; leader: boolean; token: number | undefined }[];
+  singletons: { name: string; leader: boolean; token: number | undefined; lastRun?: { outcome: string; durationMs?: number } }[];
 }
 
 /**
@@ -65,11 +65,21 @@ for (const example of ['express', 'fastify']) {
         assert.equal(all.size, 4, 'every worker answered');
         assert.deepEqual([...all.values()].map((s) => s.worker.index).sort(), [0, 1, 2, 3]);
 
+        if (example === 'fastify') {
+          // The digest task ran in a worker thread of its leader (a few hundred ms of hashing), once per 10 s.
+          let digest: Snapshot['singletons'][number] | undefined;
+          for (let round = 0; round < 100 && digest?.lastRun?.outcome !== 'succeeded'; round++) {
+            digest = [...(await snapshots(port, 4)).values()].map((s) => s.singletons.find((j) => j.name === 'digest')!).find((j) => j.leader);
+          }
+          assert.equal(digest?.lastRun?.outcome, 'succeeded', JSON.stringify(digest));
+          assert.ok((digest?.lastRun?.durationMs ?? 0) > 0);
+        }
+
         const metrics = await getText(port, '/metrics');
         assert.equal(metrics.status, 200);
         assert.match(metrics.type, /text\/plain/);
         const families = parsePrometheusText(metrics.body);
-        const leaderSeries = samplesOf(families, 'bellwether_singleton_leader');
+        const leaderSeries = samplesOf(families, 'bellwether_singleton_leader', { singleton: 'health-reporter' });
         assert.equal(leaderSeries.length, 4, 'one scrape shows every worker');
         assert.equal(leaderSeries.reduce((n, s) => n + s.value, 0), 1, 'exactly one leader in the metrics');
         assert.equal(samplesOf(families, 'bellwether_worker_restarts_total').length, 4);

@@ -8,8 +8,9 @@
 // host with flock(2), or, with ZK_CONNECT=host:port[,...], one per fleet
 // (scope 'host+cluster': the host's lock holder stands in a ZooKeeper
 // election). Kill the reporting worker (its pid is in /bellwether) and
-// another takes over at once with a higher fencing token. Ctrl-C stops the
-// workers gracefully.
+// another takes over at once with a higher fencing token. A second
+// singleton, digest, runs a CPU-heavy task in a worker thread every 10 s
+// (digest-task.js). Ctrl-C stops the workers gracefully.
 //
 // BELLWETHER_ADAPTER=off runs the same app without the plugin (the
 // throughput benchmark's baseline).
@@ -48,7 +49,16 @@ if (process.env.BELLWETHER_ADAPTER !== 'off') {
     },
   });
   reporter.on('error', (err) => console.error(`${name}: ${err.code}: ${err.message}`));
-  await app.register(bellwether, { singletons: [reporter], ...(zk ? { zk } : {}), metrics: true });
+  // A CPU-heavy job as a task: it runs in a worker thread of the leading
+  // worker every 10 s, so that worker's requests and heartbeats go on.
+  const digest = singleton({
+    name: 'digest',
+    ...(zk ? { scope: 'host+cluster', zk, data: os.hostname() } : {}),
+    task: new URL('./digest-task.js', import.meta.url),
+    every: 10_000,
+  });
+  digest.on('error', (err) => console.error(`${name}: ${err.code}: ${err.message}`));
+  await app.register(bellwether, { singletons: [reporter, digest], ...(zk ? { zk } : {}), metrics: true });
 }
 
 // Graceful stop: the worker drains the server by itself (in-flight requests
