@@ -133,6 +133,23 @@ for (const runtime of RUNTIMES) {
       await closeAll(runner);
     });
 
+    test('a thread that exits, or runs out of its heap limit, is a failed run; Bun warns that it does not enforce the limit', async (t) => {
+      const { dir, logFile, fixtures } = setUp(t);
+      const exits = host(fixtures, logFile, dir, { TASK_MODE: 'exit' });
+      assert.match(String((await exits.next('error'))['cause']), /exited with code: 3/);
+      assert.equal((await exits.next('ran'))['outcome'], 'failed');
+      assert.equal((await exits.next('demoted'))['reason'], 'failed');
+      await closeAll(exits);
+      const heap = host(fixtures, logFile, dir, { TASK_MODE: 'oom', HEAP_MB: '32', STOP_TIMEOUT: '200' });
+      if (runtime.name === 'bun') {
+        assert.match(String((await heap.next('warning'))['message']), /resourceLimits are not enforced under Bun/);
+      } else {
+        assert.match(String((await heap.next('error'))['cause']), /memory limit/);
+        assert.equal((await heap.next('ran'))['outcome'], 'failed');
+      }
+      await closeAll(heap);
+    });
+
     test('cluster: the leader\'s server goes silent: it steps down and its task\'s thread is gone before the next leader\'s task starts', async (t) => {
       const { logFile, fixtures } = setUp(t);
       const proxy = await startProxy(t, zk.ensemble.servers[0]!.clientPort);

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
-import type { BellwetherError } from '../errors.js';
+import { BellwetherError, ErrorCodes } from '../errors.js';
 import { ZkSession } from '../zk/session.js';
 import { checkPath } from '../zk/paths.js';
 import { ClusterLease, HostClusterLease } from './cluster-lease.js';
@@ -157,6 +157,10 @@ function checkJob(given: Record<string, unknown>): Job | undefined {
       const value = limits[key];
       if (value !== undefined && (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value))) throw invalidOption(`resourceLimits.${key}`, 'a positive number of MiB', value);
     }
+  }
+  // Measured: Bun 1.4 accepts resourceLimits and does not enforce them (a task grew without bound).
+  if (limits && process.versions['bun']) {
+    process.emitWarning(new BellwetherError(ErrorCodes.UNSUPPORTED, `singleton ${String(given['name'])}: resourceLimits are not enforced under Bun; stopTimeout still ends the task's thread`));
   }
   return new TaskRunner({
     module: pathToFileURL(file).href,
