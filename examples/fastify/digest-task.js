@@ -1,5 +1,5 @@
 // The `digest` singleton's task: it runs in a worker thread of the leading
-// worker, every 10 s. CPU-heavy work (hashing 256 MiB, a few hundred ms)
+// worker, every 10 s. CPU-heavy work (hashing 64 MiB, about 100 ms)
 // that on the main thread would hold that worker's requests, its heartbeats
 // and its ZooKeeper session; in the thread they go on. It checks
 // stillLeader() between 1 MiB slices (a shared-memory read, no message
@@ -12,7 +12,7 @@ export default function digest({ token, stillLeader }) {
   const hash = crypto.createHash('sha256');
   const slice = Buffer.alloc(2 ** 20, token % 256);
   let mebibytes = 0;
-  while (mebibytes < 256 && stillLeader()) {
+  while (mebibytes < 64 && stillLeader()) {
     hash.update(slice);
     mebibytes += 1;
   }
