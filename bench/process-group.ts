@@ -52,8 +52,10 @@ export class ProcessGroup {
   readonly closed: Promise<number | null>;
   readonly #cleanup = (): void => killGroup(this.child.pid);
 
-  constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  /** `stdin: 'pipe'` for commands sent with `send()`. */
+  constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore') {
+    this.child = spawn(command, args, { detached: true, stdio: [stdin, 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.child.stdin?.on('error', () => {}); // EPIPE once it exited
     cleanups.add(this.#cleanup);
     this.closed = new Promise((resolve) => {
       this.child.once('error', (err) => {
@@ -63,6 +65,11 @@ export class ProcessGroup {
       this.child.once('close', (code) => resolve(code));
     });
     for (const stream of [this.child.stdout!, this.child.stderr!]) readline.createInterface({ input: stream }).on('line', (line) => this.lines.push(line));
+  }
+
+  /** One line on its stdin (spawned with `stdin: 'pipe'`). */
+  send(line: string): void {
+    this.child.stdin?.write(`${line}\n`);
   }
 
   get pid(): number {

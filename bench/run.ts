@@ -10,6 +10,7 @@ import { zkSession } from './zk-session.js';
 import { adapters } from './adapters.js';
 import { restarts } from './restarts.js';
 import { reuseport } from './reuseport.js';
+import { tasks } from './tasks.js';
 
 const SUITES: Record<string, (scale: number) => Promise<string>> = {
   'host-failover': hostFailover,
@@ -20,6 +21,7 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   supervisor: supervisorBench,
   restarts,
   reuseport,
+  tasks,
 };
 
 const args = process.argv.slice(2);
