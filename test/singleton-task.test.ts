@@ -150,6 +150,37 @@ for (const runtime of RUNTIMES) {
       await closeAll(heap);
     });
 
+    test('a task that stops on its signal, or when stillLeader() turns false, ends by itself: a stopped run, no error; what a task throws keeps its message', async (t) => {
+      const { dir, logFile, fixtures } = setUp(t);
+      for (const mode of ['signal', 'watch']) {
+        // stopTimeout 60 s: a task that did not stop by itself would hold close() that long.
+        const runner = host(fixtures, logFile, dir, { TASK_MODE: mode, STOP_TIMEOUT: '60000' });
+        const token = Number((await runner.next('elected'))['token']);
+        await logged(logFile, (r) => r.kind === 'start' && r.token === token);
+        await closeAll(runner);
+        assert.equal((await runner.next('ran'))['outcome'], 'stopped', mode);
+        assert.equal(runner.count('error'), 0, `${mode}: ${JSON.stringify(runner.events.find((e) => e.event === 'error'))}`);
+        assert.ok(records(logFile).some((r) => r.kind === 'stop' && r.token === token), `${mode}: the task itself wrote its last record`);
+      }
+      const throws = host(fixtures, logFile, dir, { TASK_MODE: 'uncloneable' });
+      assert.equal((await throws.next('error'))['cause'], 'with a function as its cause');
+      await closeAll(throws);
+    });
+
+    test('a thread that fails as it starts (out of a 1 MiB heap) is a failed run, not the end of the process (Bun: the limit is not enforced, the task runs)', async (t) => {
+      const { dir, logFile, fixtures } = setUp(t);
+      const runner = host(fixtures, logFile, dir, { TASK_MODE: 'spin', HEAP_MB: '1' });
+      if (runtime.name === 'bun') {
+        const token = Number((await runner.next('elected'))['token']);
+        await logged(logFile, (r) => r.kind === 'tick' && r.token === token);
+      } else {
+        assert.match(String((await runner.next('error'))['cause']), /memory limit/);
+        assert.equal((await runner.next('ran'))['outcome'], 'failed');
+        await nth(runner, 'elected', 2); // it contends again after the backoff
+      }
+      await closeAll(runner);
+    });
+
     test('cluster: the leader\'s server goes silent: it steps down and its task\'s thread is gone before the next leader\'s task starts', async (t) => {
       const { logFile, fixtures } = setUp(t);
       const proxy = await startProxy(t, zk.ensemble.servers[0]!.clientPort);

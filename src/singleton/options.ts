@@ -148,7 +148,13 @@ function checkJob(given: Record<string, unknown>): Job | undefined {
     throw invalidOption('task', 'a file: URL or an absolute path', String(task));
   }
   if ((typeof task !== 'string' && !(task instanceof URL)) || !path.isAbsolute(file)) throw invalidOption('task', 'a file: URL or an absolute path', String(task));
-  if (!fs.statSync(file, { throwIfNoEntry: false })?.isFile()) throw invalidOption('task', 'an existing module file', file);
+  let isFile = false;
+  try {
+    isFile = fs.statSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
+  } catch {
+    // not a path the system takes (a NUL byte): not a module file either
+  }
+  if (!isFile) throw invalidOption('task', 'an existing module file', file);
   const stopTimeout = checkMillis(given['stopTimeout'], 'stopTimeout', 1000, 0);
   const limits = given['resourceLimits'] === undefined ? undefined : checkObject(given['resourceLimits'], 'resourceLimits');
   if (limits) {
@@ -157,6 +163,9 @@ function checkJob(given: Record<string, unknown>): Job | undefined {
       const value = limits[key];
       if (value !== undefined && (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value))) throw invalidOption(`resourceLimits.${key}`, 'a positive number of MiB', value);
     }
+    // Measured on Node 20: a thread with a stack of 0.2 MiB fails in its bootstrap, which ends the whole process.
+    const stack = limits['stackSizeMb'];
+    if (typeof stack === 'number' && stack < 1) throw invalidOption('resourceLimits.stackSizeMb', 'at least 1 (MiB)', stack);
   }
   // Measured: Bun 1.4 accepts resourceLimits and does not enforce them (a task grew without bound).
   if (limits && process.versions['bun']) {

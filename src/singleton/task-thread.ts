@@ -46,7 +46,28 @@ export default async function runTask({ module, token, leading, port }: TaskMess
     await (loaded.default as (context: TaskContext) => unknown)({ token, signal: controller.signal, stillLeader });
     // Nothing is sent back: a result that cannot be cloned must not fail a run that succeeded.
     return undefined;
+  } catch (err) {
+    // Stopped the usual way once leadership ended (its signal's reason, or an API it was given the signal to):
+    // no failure. Decided here: the AbortError's name does not survive the way back.
+    if (controller.signal.aborted && (err === controller.signal.reason || (err as Error | null)?.name === 'AbortError')) return undefined;
+    throw cloneable(err);
   } finally {
     port.close();
+  }
+}
+
+/** What was thrown, as an Error that survives the structured clone back (a function, or an object with methods, would not). */
+function cloneable(err: unknown): unknown {
+  try {
+    structuredClone(err);
+    return err;
+  } catch {
+    const message = (err as { message?: unknown } | null)?.message;
+    const error = new Error(typeof message === 'string' ? message : String(err));
+    if (err instanceof Error) {
+      error.name = err.name;
+      error.stack = err.stack ?? error.stack;
+    }
+    return error;
   }
 }

@@ -26,6 +26,8 @@ export interface TaskRunnerOptions {
 export class TaskRunner implements Job {
   readonly #options: TaskRunnerOptions;
   #pool: Piscina | undefined;
+  /** Rejects when the pool reports an error of its own. */
+  #threadFailed: Promise<never> | undefined;
   /** Exits of every thread the pool started: awaited before a term ends. */
   readonly #exits = new Map<Worker, Promise<unknown>>();
 
@@ -37,7 +39,7 @@ export class TaskRunner implements Job {
     // Loaded on first use: a process without tasks never loads piscina.
     const { Piscina } = await import('piscina');
     if (signal.aborted) return;
-    const pool = (this.#pool ??= new Piscina({
+    const pool = (this.#pool ??= this.#watched(new Piscina({
       filename: THREAD_ENTRY,
       // No thread before the first run, and none started in place of one terminated.
       minThreads: 0,
@@ -45,7 +47,7 @@ export class TaskRunner implements Job {
       // One thread for the term (or the run): piscina must not retire it in between.
       idleTimeout: 2 ** 31 - 1,
       ...(this.#options.resourceLimits ? { resourceLimits: this.#options.resourceLimits } : {}),
-    }));
+    })));
     const leading = new SharedArrayBuffer(4);
     const { port1, port2 } = new MessageChannel();
     const terminate = new AbortController();
@@ -62,7 +64,8 @@ export class TaskRunner implements Job {
     try {
       const running = pool.run(message, { transferList: [port2] as never, signal: terminate.signal });
       this.#track(pool);
-      await running;
+      // A thread that dies before it takes the task (out of its resourceLimits at start-up) never settles the run.
+      await Promise.race([running, this.#threadFailed!]);
     } catch (err) {
       // Terminated after the end of leadership: an abort, not the task's failure.
       if (terminate.signal.aborted) throw signal.reason;
@@ -73,6 +76,13 @@ export class TaskRunner implements Job {
       port1.close();
       if (terminate.signal.aborted || !this.#options.keepThread) await this.endTerm();
     }
+  }
+
+  /** The pool's own errors (a thread that fails outside a task) fail the run instead of the process. */
+  #watched(pool: Piscina): Piscina {
+    this.#threadFailed = new Promise<never>((_, reject) => pool.on('error', reject));
+    this.#threadFailed.catch(() => {});
+    return pool;
   }
 
   /** Ends the pool and waits until each of its threads has exited. */
