@@ -64,6 +64,8 @@ export const ErrorCodes = {
   ALREADY_RUNNING: 'BW_ERR_ALREADY_RUNNING',
   /** A rolling restart stopped: a replacement did not become ready, so the old worker was kept. */
   ROLLOUT_FAILED: 'BW_ERR_ROLLOUT_FAILED',
+  /** A singleton's task did not settle within stopTimeout of the end of leadership: its thread was terminated. */
+  TASK_TERMINATED: 'BW_ERR_TASK_TERMINATED',
   /**
    * The control socket's path is unusable: too long for a Unix socket, or
    * something other than a socket is there (never removed), or its directory

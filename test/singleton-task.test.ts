@@ -97,6 +97,9 @@ for (const runtime of RUNTIMES) {
       assert.ok(next > token);
       const ran = await leader.next('ran');
       assert.equal(ran['outcome'], 'stopped');
+      const terminated = await leader.next('error');
+      assert.equal(terminated['code'], 'BW_ERR_TASK_TERMINATED', 'the singleton says that its task had to be terminated');
+      assert.match(String(terminated['message']), /did not settle within 300 ms/);
       await logged(logFile, (r) => r.kind === 'start' && r.token === next);
       const log = records(logFile);
       assert.deepEqual(log.filter((r) => r.kind === 'start').map((r) => [r.pid, r.token]), [[leader.pid, token], [other.pid, next]], 'the thread sees the singleton\'s token');

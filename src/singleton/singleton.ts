@@ -271,7 +271,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         return false;
       }
       settle('stopped');
-      if (!isAbortReason(err, signal)) this.#report(callbackFailed(`run of singleton ${this.name}`, err));
+      if (err instanceof BellwetherError && err.code === ErrorCodes.TASK_TERMINATED) {
+        this.#report(new BellwetherError(err.code, `singleton ${this.name}: ${err.message}`));
+      } else if (!isAbortReason(err, signal)) this.#report(callbackFailed(`run of singleton ${this.name}`, err));
       return true;
     }
   }

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import type { ResourceLimits, Worker } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
+import { BellwetherError, ErrorCodes } from '../errors.js';
 import { abortError } from './abort.js';
 import type { Job, RunContext } from './singleton.js';
 import type { TaskMessage } from './task-thread.js';
@@ -56,7 +57,7 @@ export class TaskRunner implements Job {
       // stillLeader() turns false at once; the thread's signal aborts when its event loop gets a turn.
       Atomics.store(new Int32Array(leading), 0, 1);
       port1.postMessage(null);
-      deadline = setTimeout(() => terminate.abort(abortError(`task did not settle within ${this.#options.stopTimeout} ms of the end of leadership`)), this.#options.stopTimeout);
+      deadline = setTimeout(() => terminate.abort(abortError('stop timeout')), this.#options.stopTimeout);
     };
     if (signal.aborted) onEnd();
     else signal.addEventListener('abort', onEnd, { once: true });
@@ -67,8 +68,8 @@ export class TaskRunner implements Job {
       // A thread that dies before it takes the task (out of its resourceLimits at start-up) never settles the run.
       await Promise.race([running, this.#threadFailed!]);
     } catch (err) {
-      // Terminated after the end of leadership: an abort, not the task's failure.
-      if (terminate.signal.aborted) throw signal.reason;
+      // Terminated after the end of leadership: the run stopped; the singleton says why (an error event, not a failure).
+      if (terminate.signal.aborted) throw new BellwetherError(ErrorCodes.TASK_TERMINATED, `its task did not settle within ${this.#options.stopTimeout} ms of the end of leadership: its thread was terminated`);
       throw err;
     } finally {
       clearTimeout(deadline);
