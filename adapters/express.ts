@@ -125,11 +125,10 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await Promise.all([...servers].map((server) => drainServer(server, { timeout: DRAIN_TIMEOUT_MS })));
-      // Cancels a start still under way (a slow ZooKeeper connect) instead of waiting for it;
-      // once it has settled, closes again whatever it started meanwhile.
+      // Cancels a start still under way (a slow ZooKeeper connect) instead of waiting for it; the
+      // cancelled start closes what it started meanwhile before it settles, which close() waits for.
       await board.close();
       await started?.catch(() => {});
-      await board.close();
     })();
     return closing;
   };
