@@ -348,6 +348,24 @@ describe('the status board of singletons started before it', () => {
   });
 });
 
+describe('two status boards of one process', () => {
+  test("outside the supervisor each shows its own singletons' series (nothing is summed there)", async (t) => {
+    const job = reporter(tempDir(t));
+    const boards = [new StatusBoard({ singletons: [job], metrics: true }), new StatusBoard({ singletons: [job], metrics: true })];
+    t.after(async () => {
+      for (const board of boards) await board.close();
+      await job.close();
+    });
+    const elected = next(job, 'elected');
+    for (const board of boards) await board.start();
+    await elected;
+    for (const board of boards) {
+      const families = parsePrometheusText((await board.metrics())!.body);
+      assert.equal(samplesOf(families, 'bellwether_singleton_leader', { singleton: 'reporter' })[0]?.value, 1);
+    }
+  });
+});
+
 describe('the status board when starting fails', () => {
   test('in a supervised worker, a board whose start() fails leaves no message listener behind after close(), even once prom-client has loaded', async (t) => {
     const { fork } = await import('node:child_process');

@@ -27,8 +27,8 @@ export interface TaskRunnerOptions {
 export class TaskRunner implements Job {
   readonly #options: TaskRunnerOptions;
   #pool: Piscina | undefined;
-  /** Rejects when the pool reports an error of its own. */
-  #threadFailed: Promise<never> | undefined;
+  /** The pool reported an error of its own: it starts no thread any more. */
+  #poolFailed = false;
   /** Exits of every thread the pool started: awaited before a term ends. */
   readonly #exits = new Map<Worker, Promise<unknown>>();
 
@@ -40,6 +40,8 @@ export class TaskRunner implements Job {
     // Loaded on first use: a process without tasks never loads piscina.
     const { Piscina } = await import('piscina');
     if (signal.aborted) return;
+    // A pool whose idle thread failed between runs (piscina stops starting threads then): a new one.
+    if (this.#poolFailed) await this.endTerm();
     const pool = (this.#pool ??= this.#watched(new Piscina({
       filename: THREAD_ENTRY,
       // No thread before the first run, and none started in place of one terminated.
@@ -53,6 +55,7 @@ export class TaskRunner implements Job {
     const { port1, port2 } = new MessageChannel();
     const terminate = new AbortController();
     let deadline: NodeJS.Timeout | undefined;
+    let onPoolError: ((err: unknown) => void) | undefined;
     const onEnd = (): void => {
       // stillLeader() turns false at once; the thread's signal aborts when its event loop gets a turn.
       Atomics.store(new Int32Array(leading), 0, 1);
@@ -65,8 +68,10 @@ export class TaskRunner implements Job {
     try {
       const running = pool.run(message, { transferList: [port2] as never, signal: terminate.signal });
       this.#track(pool);
-      // A thread that dies before it takes the task (out of its resourceLimits at start-up) never settles the run.
-      await Promise.race([running, this.#threadFailed!]);
+      // A thread that dies before it takes the task (out of its resourceLimits at start-up) never settles the run:
+      // the pool's own error, during this run, fails it.
+      const failed = new Promise<never>((_, reject) => pool.on('error', (onPoolError = reject)));
+      await Promise.race([running, failed]);
     } catch (err) {
       // Terminated after the end of leadership: the run stopped; the singleton says why (an error event, not a failure).
       if (terminate.signal.aborted) throw new BellwetherError(ErrorCodes.TASK_TERMINATED, `its task did not settle within ${this.#options.stopTimeout} ms of the end of leadership: its thread was terminated`);
@@ -74,15 +79,19 @@ export class TaskRunner implements Job {
     } finally {
       clearTimeout(deadline);
       signal.removeEventListener('abort', onEnd);
+      if (onPoolError) pool.off('error', onPoolError);
       port1.close();
       if (terminate.signal.aborted || !this.#options.keepThread) await this.endTerm();
     }
   }
 
-  /** The pool's own errors (a thread that fails outside a task) fail the run instead of the process. */
+  /**
+   * The pool's own errors (a thread that fails outside a task) must not end the process: during a
+   * run they fail it (above); between runs the pool is replaced at the next one.
+   */
   #watched(pool: Piscina): Piscina {
-    this.#threadFailed = new Promise<never>((_, reject) => pool.on('error', reject));
-    this.#threadFailed.catch(() => {});
+    this.#poolFailed = false;
+    pool.on('error', () => void (this.#poolFailed = true));
     return pool;
   }
 

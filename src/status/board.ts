@@ -116,11 +116,11 @@ export class StatusBoard {
     const notClosed = (): void => {
       if (this.#closed) throw new BellwetherError(ErrorCodes.CLOSED, 'the status board was closed while starting');
     };
-    notClosed();
     // A stop of this worker while it starts (a slow ZooKeeper connect) cancels the start: the stop
     // waits for the entry script to load, and the script waits for this. Already begun: at once.
     const unsubscribe = onWorkerStopping(() => void this.close());
     try {
+      // Closed before (or, by a stop already begun, just now): start nothing.
       notClosed();
       await this.#startParts(notClosed);
     } finally {
@@ -251,15 +251,15 @@ export class StatusBoard {
     await this.close();
   }
 
-  /** This process's series, as prom-client JSON (labelled with the worker index and pid); for the primary without counters. */
+  /**
+   * This process's series, as prom-client JSON (labelled with the worker index and pid). For the
+   * primary, which sums same-label series: without counters, and each singleton and session shown
+   * by one board of this process only. A board's own scrape shows all of its own.
+   */
   #collect(forPrimary = false): Promise<unknown[]> {
+    if (!forPrimary) return this.#series!.collect(this.#singletons, this.#zk, true);
     const zk = this.#zk && claim(this.#zk, this) ? this.#zk : undefined;
-    return this.#series!.collect(this.#shownSingletons(), zk, !forPrimary);
-  }
-
-  /** The singletons whose series this board shows: those no other board of this process shows. */
-  #shownSingletons(): Singleton[] {
-    return this.#singletons.filter((job) => claim(job, this));
+    return this.#series!.collect(this.#singletons.filter((job) => claim(job, this)), zk, false);
   }
 
   #tellCounts(job: Singleton): void {
@@ -310,8 +310,7 @@ export class StatusBoard {
     if (this.#closed) return;
     // pid too: during a rolling restart two workers share an index, and same-label gauges would be summed.
     const labels = { worker: String(worker.index ?? 'standalone'), pid: String(process.pid) };
-    // One board of this process shows the session's series.
-    this.#series = new WorkerSeries(prom, labels, this.#zk !== undefined && claim(this.#zk, this));
+    this.#series = new WorkerSeries(prom, labels, this.#zk !== undefined);
     if (worker.isSupervised) {
       // The primary collects every worker's series for one scrape.
       const onCollect = (message: unknown): void => {
