@@ -162,13 +162,16 @@ describe('start(): bad lock directories and files fail before anything is locked
       assert.equal(await startCode(t, lockDir), 'BW_ERR_LOCK_ACCESS');
       return;
     }
-    // Root ignores permission bits: run the check as the directory's owner, nobody.
+    // Root ignores permission bits: run the check as the directory's owner,
+    // nobody, who may not be able to read the checkout: the fixture becomes
+    // nobody once loaded.
     fs.chmodSync(dir, 0o755);
     fs.chownSync(lockDir, NOBODY, NOBODY);
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
-    const child = fixtures.add(startFixture(node, fixture('start-singleton'), ['job', lockDir], {}, NOBODY));
-    assert.equal((await child.next('result'))['code'], 'BW_ERR_LOCK_ACCESS');
+    const child = fixtures.add(startFixture(node, fixture('start-singleton'), ['job', lockDir], { BW_TEST_RUN_AS: String(NOBODY) }));
+    const result = await child.next('result');
+    assert.deepEqual([result['code'], result['uid']], ['BW_ERR_LOCK_ACCESS', NOBODY]);
   });
 
   test('BELLWETHER_FLOCK naming no trusted program: missing, relative, or writable by others', async (t) => {

@@ -24,7 +24,7 @@ export class Fixture {
   #stderr = '';
   #stderrWaiters: ((text: string) => boolean)[] = [];
 
-  constructor(command: string, args: string[], label: string, env: NodeJS.ProcessEnv = {}, uid?: number) {
+  constructor(command: string, args: string[], label: string, env: NodeJS.ProcessEnv = {}) {
     this.label = label;
     // Under setpriv --pdeathsig KILL: if the process that started the fixture
     // dies (a test runner killed at its timeout, a runner fixture SIGKILLed),
@@ -34,7 +34,6 @@ export class Fixture {
     this.child = spawn(bin, argv, {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
-      ...(uid === undefined ? {} : { uid, gid: uid }),
     });
     // 'close', not 'exit': it comes after the last stdout line has been read.
     this.exited = once(this.child, 'close').then(([code, signal]) => ({ code, signal })) as Fixture['exited'];
@@ -121,8 +120,8 @@ export class Fixture {
   }
 }
 
-export function startFixture(runtime: Runtime, script: string, args: string[], env: NodeJS.ProcessEnv = {}, uid?: number): Fixture {
-  return new Fixture(runtime.bin, [script, ...args], `${runtime.name} ${script.split('/').pop()} ${args.join(' ')}`, env, uid);
+export function startFixture(runtime: Runtime, script: string, args: string[], env: NodeJS.ProcessEnv = {}): Fixture {
+  return new Fixture(runtime.bin, [script, ...args], `${runtime.name} ${script.split('/').pop()} ${args.join(' ')}`, env);
 }
 
 /** Tracks every fixture of a test so none outlives it, whatever the outcome. */
