@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { waitForBlockedWaiters } from '../test/helpers/proc-locks.js';
+import { flockRequests, waitForBlockedWaiters } from '../test/helpers/proc-locks.js';
 import { bun, fixture, node } from '../test/helpers/runtimes.js';
+import { withoutUtilLinux } from '../test/helpers/without-util-linux.js';
 import { LineChild } from './lines.js';
 import { summarize, table } from './stats.js';
 
@@ -40,6 +41,23 @@ const fsExtNode: Kind = {
   kernelQueue: true,
   start: (dir, name) => new LineChild(node.bin, [contender('fs-ext'), dir, name]),
 };
+/** Tools directory of the runs without util-linux (made by hostFailover, removed after it). */
+let hiddenTools: string | undefined;
+
+/** bellwether on a host without util-linux: its built-in waiter, a process of its own runtime. */
+function builtIn(runtime: typeof node): Kind {
+  return {
+    label: `bellwether, ${runtime.name === 'node' ? 'Node' : 'Bun'}, no util-linux`,
+    kernelQueue: true,
+    start: (dir, name) => {
+      const { wrapper, env } = withoutUtilLinux(hiddenTools as string);
+      return new LineChild(wrapper[0] as string, [...wrapper.slice(1), runtime.bin, contender('bellwether'), dir, name], env);
+    },
+  };
+}
+const builtInNode = builtIn(node);
+const builtInBun = builtIn(bun);
+
 const properLockfileNode: Kind = {
   label: 'proper-lockfile defaults, Node',
   kernelQueue: false,
@@ -90,6 +108,15 @@ async function measure(holderKind: Kind, waiterKind: Kind, takeovers: number): P
 }
 
 export async function hostFailover(scale: number): Promise<string> {
+  hiddenTools = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-bench-tools-'));
+  try {
+    return `${await failover(scale)}\n${await waiterMemory()}`;
+  } finally {
+    fs.rmSync(hiddenTools, { recursive: true, force: true });
+  }
+}
+
+async function failover(scale: number): Promise<string> {
   const n = (count: number): number => Math.max(1, Math.round(count * scale));
   const rows: (string | number)[][] = [];
   const row = (label: string, samples: number[], floor?: number): number => {
@@ -101,6 +128,8 @@ export async function hostFailover(scale: number): Promise<string> {
     const holderName = runtime.label.split(', ')[1];
     const floor = row(`${holderName} holder -> flock(1) waiter`, await measure(runtime, flock1, n(50)));
     row(`${holderName} holder -> ${runtime.label}`, await measure(runtime, runtime, n(50)), floor);
+    const hidden = runtime === bellwetherNode ? builtInNode : builtInBun;
+    row(`${holderName} holder -> ${hidden.label}`, await measure(runtime, hidden, n(50)), floor);
     if (runtime === bellwetherNode) {
       row(`Node holder -> ${fsExtNode.label}`, await measure(fsExtNode, fsExtNode, n(50)), floor);
       row(`Node holder -> ${properLockfileNode.label}`, await measure(properLockfileNode, properLockfileNode, n(3)), floor);
@@ -111,6 +140,41 @@ export async function hostFailover(scale: number): Promise<string> {
     ['holder -> waiter', 'takeovers', 'min', 'median', 'p99', 'median vs floor'],
     rows,
   );
+}
+
+/** Resident and proportional memory of a process, from the kernel (MiB). */
+function memoryOf(pid: number): { rss: number; pss: number } {
+  const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1]);
+  return { rss: kib('Rss') / 1024, pss: kib('Pss') / 1024 };
+}
+
+/**
+ * What a waiting singleton costs beyond its own process: the waiter
+ * process queued in flock(2) for it (flock(1) under setpriv, or the
+ * built-in waiter), measured with 4 waiting singletons behind a holder.
+ */
+async function waiterMemory(): Promise<string> {
+  const WAITING = 4;
+  const rows: (string | number)[][] = [];
+  for (const kind of [bellwetherNode, builtInNode, bellwetherBun, builtInBun]) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-bench-'));
+    const file = path.join(dir, 'job.lock');
+    const processes = [kind.start(dir, 'job')];
+    try {
+      await processes[0]!.until('acquired');
+      for (let i = 0; i < WAITING; i++) processes.push(kind.start(dir, 'job'));
+      await waitForBlockedWaiters(file, WAITING);
+      const waiters = flockRequests(file).blockedPids.map((pid) => ({ program: path.basename(fs.realpathSync(`/proc/${pid}/exe`)), ...memoryOf(pid) }));
+      const rss = summarize(waiters.map((w) => w.rss));
+      const pss = summarize(waiters.map((w) => w.pss));
+      rows.push([kind.label, waiters[0]!.program, WAITING, rss.median.toFixed(1), pss.median.toFixed(1)]);
+    } finally {
+      await Promise.all(processes.map((p) => p.kill()));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return table('Memory of the waiter process behind each waiting singleton (MiB)', ['singleton', 'waiter program', 'waiting', 'RSS median', 'PSS median'], rows);
 }
 
 /** 4 concurrent pbkdf2 in a process that also has 4 lock waiters (UV_THREADPOOL_SIZE=4). */

@@ -7,6 +7,7 @@ import { Fixtures, startFixture } from './helpers/child.js';
 import { waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { bun, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { FLOCK } from './helpers/tools.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
@@ -21,7 +22,7 @@ test('bellwether lock <name>: free, then held by a process outside bellwether (f
   assert.equal(cli('lock', 'job', '--lock-dir', dir).status, 3);
 
   // A holder from outside: flock(1), as an operator pausing the job.
-  const operator = spawn('flock', ['-o', path.join(dir, 'job.lock'), '-c', 'echo held; exec cat']);
+  const operator = spawn(FLOCK, ['-o', path.join(dir, 'job.lock'), '-c', 'echo held; exec cat']);
   t.after(() => operator.kill('SIGKILL'));
   await once(operator.stdout, 'data');
   const held = cli('lock', 'job', '--lock-dir', dir);

@@ -9,13 +9,14 @@ import bellwether from 'bellwether/fastify';
 import { keepLoopAlive, next, nextZk } from './helpers/emitter.js';
 import { tempDir } from './helpers/temp.js';
 import { useZooKeeper } from './helpers/zookeeper.js';
+import { FLOCK } from './helpers/tools.js';
 
 // Waiting singletons do not keep a process alive: the test run must.
 keepLoopAlive();
 
 /** Whether some process holds the flock(2) lock on `file` (flock -n exits 75 when it is held). */
 function lockHeld(file: string): boolean {
-  const probe = spawnSync('flock', ['-n', '-E', '75', file, 'true']);
+  const probe = spawnSync(FLOCK, ['-n', '-E', '75', file, 'true']);
   if (probe.status !== 0 && probe.status !== 75) throw new Error(`flock probe failed: ${probe.status} ${probe.stderr}`);
   return probe.status === 75;
 }

@@ -16,6 +16,7 @@ import { checkFenceLog } from './helpers/fence-log.js';
 import { waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { FLOCK } from './helpers/tools.js';
 
 const NOBODY = 65534;
 const CONTENDER = fixture('host-contender');
@@ -109,7 +110,7 @@ for (const runtime of RUNTIMES) {
       const dir = tempDir(t);
       const file = path.join(dir, 'job.lock');
       const logFile = path.join(dir, 'fence.log');
-      const holder = fixtures.add(startFixture(runtime, CONTENDER, [dir, 'job', logFile], { STOP_DELAY_MS: '600' }));
+      const holder = fixtures.add(startFixture(runtime, CONTENDER, [dir, 'job', logFile], { STOP_ON_COMMAND: '1' }));
       await bounded('holder runs', holder.next('running'), 20_000);
       const { ino } = fs.statSync(file);
       fs.unlinkSync(file);
@@ -118,6 +119,12 @@ for (const runtime of RUNTIMES) {
       while (!(fs.existsSync(file) && fs.statSync(file).ino !== ino) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       assert.ok(fs.existsSync(file), 'the holder put its file back');
       const newcomer = fixtures.add(startFixture(runtime, CONTENDER, [dir, 'job', logFile]));
+      await bounded('newcomer contends', newcomer.next('contending'), 20_000);
+      // Queued in the kernel behind the put-back lock while the old job still runs:
+      // the holder's stop ends only then, as a slow job's would.
+      await waitForBlockedWaiters(file, 1);
+      await bounded('holder told to stop', holder.next('stopping'), 5000);
+      holder.send('finish-stop');
       await bounded('newcomer runs', newcomer.next('running'), 10_000);
       assert.deepEqual(checkFenceLog(logFile), [1, 2], 'the newcomer started after the old job stopped, with the next token');
     });
@@ -220,7 +227,7 @@ describe('lock directory and file checks', () => {
     assert.equal(fs.statSync(file).mode & 0o777, 0o600);
     await job.close();
     // As nobody, with the lock free: the file cannot even be opened.
-    const probe = spawnSync('/usr/bin/flock', ['-n', file, 'true'], { uid: NOBODY, gid: NOBODY, encoding: 'utf8' });
+    const probe = spawnSync(FLOCK, ['-n', file, 'true'], { uid: NOBODY, gid: NOBODY, encoding: 'utf8' });
     assert.notEqual(probe.status, 0);
     assert.match(probe.stderr, /Permission denied/);
   });

@@ -8,6 +8,7 @@ import { checkFenceLog } from './helpers/fence-log.js';
 import { waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { type Runtime, bun, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { FLOCK } from './helpers/tools.js';
 
 const CONTENDER = fixture('host-contender');
 
@@ -63,7 +64,7 @@ describe('host singleton across processes', () => {
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
     // An operator pausing the job: flock(1) holds the lock until its command ends.
-    const operator = spawn('flock', ['-o', lockFile, '-c', 'echo held; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const operator = spawn(FLOCK, ['-o', lockFile, '-c', 'echo held; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
     t.after(() => operator.kill('SIGKILL'));
     await once(operator.stdout, 'data');
 
@@ -78,7 +79,7 @@ describe('host singleton across processes', () => {
     assert.equal(contenders.filter((f) => f.count('elected') > 0).length, 1);
 
     // And the other way round: flock(1) cannot take the file from a holder.
-    const probe = spawn('flock', ['-n', lockFile, 'true']);
+    const probe = spawn(FLOCK, ['-n', lockFile, 'true']);
     const [code] = await once(probe, 'exit');
     assert.equal(code, 1, 'flock -n fails while a bellwether process holds the lock');
 

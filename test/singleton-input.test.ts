@@ -8,6 +8,7 @@ import { Fixtures, startFixture } from './helpers/child.js';
 import { keepLoopAlive } from './helpers/emitter.js';
 import { fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { FLOCK } from './helpers/tools.js';
 
 const NOBODY = 65534;
 const TASK = new URL('./fixtures/task-job.js', import.meta.url);
@@ -177,7 +178,7 @@ describe('start(): bad lock directories and files fail before anything is locked
   test('BELLWETHER_FLOCK naming no trusted program: missing, relative, or writable by others', async (t) => {
     const dir = tempDir(t);
     const loose = path.join(dir, 'flock');
-    fs.copyFileSync('/usr/bin/flock', loose);
+    fs.copyFileSync(FLOCK, loose);
     fs.chmodSync(loose, 0o777);
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());

@@ -10,12 +10,13 @@ import { Fixtures, startFixture } from './helpers/child.js';
 import { flockState, waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { RUNTIMES, type Runtime, fixture, node } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { FLOCK } from './helpers/tools.js';
 
 const WAITERS = fixture('threadpool-waiters');
 
 /** An operator holding the lock with flock(1) until its stdin closes. */
 async function holdWithFlock(t: TestContext, file: string): Promise<ChildProcessWithoutNullStreams> {
-  const operator = spawn('flock', ['-o', file, '-c', 'echo held; exec cat']);
+  const operator = spawn(FLOCK, ['-o', file, '-c', 'echo held; exec cat']);
   t.after(() => operator.kill('SIGKILL'));
   await once(operator.stdout, 'data');
   return operator;

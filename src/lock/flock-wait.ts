@@ -2,7 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { BellwetherError, ErrorCodes } from '../errors.js';
+import { nativeFlock, nativeFlockError } from './flock-native.js';
 
 /**
  * Waiting for a flock(2) lock without holding a thread of this process.
@@ -11,22 +13,40 @@ import { BellwetherError, ErrorCodes } from '../errors.js';
  * either occupy a libuv threadpool thread (fs-ext's async flock: four waiters
  * stall all fs, dns and crypto work) or a worker thread, which Node joins at
  * exit, so a waiting process could not exit until someone else released the
- * lock. Instead a `flock(1)` child blocks on a descriptor it inherits from
- * us. flock(2) locks belong to the open file description, which the child
+ * lock. Instead a child process blocks on a descriptor it inherits from us.
+ * flock(2) locks belong to the open file description, which the child
  * shares: when the child's flock(2) returns and the child exits, the lock is
  * ours, held by our descriptor, and released when we close it or die.
  *
- * Cancelling is killing the child. `setpriv --pdeathsig KILL` (when present)
- * makes the kernel kill the child if we die first, so no orphan stays queued
- * on the lock.
+ * The child is util-linux's `flock(1)` where it is installed, under
+ * `setpriv --pdeathsig KILL` (when present) so that the kernel kills it if
+ * we die first and no orphan stays queued on the lock. Where it is not
+ * (distroless and Alpine images), the child is our own runtime running
+ * wait-child.js, which never outlives us either.
+ *
+ * A lock nobody holds is taken at once in this process, with no child at
+ * all, when flock(2) can be called here (fs-ext on Node, bun:ffi on Bun).
+ * Cancelling a wait is killing the child.
  */
 
+/** How a wait is made: the child's command line, and the line it prints once it holds the lock. */
+export interface WaitMethod {
+  kind: 'flock(1)' | 'built-in';
+  command: string;
+  args: string[];
+  /** Printed by the child the moment its flock(2) returns. */
+  locked: string;
+  /** The child's stdin: a pipe whose end tells the built-in waiter on Node that we are gone. */
+  stdin: 'pipe' | 'ignore';
+  env: NodeJS.ProcessEnv;
+}
+
 interface Programs {
-  flock: string;
+  flock: string | undefined;
   setpriv: string | undefined;
 }
 
-let programs: Programs | undefined;
+let programs_: Programs | undefined;
 
 /**
  * Where the helpers are looked for: system directories only, never PATH.
@@ -71,29 +91,58 @@ function findProgram(name: keyof typeof OVERRIDES): string | undefined {
   return undefined;
 }
 
-/** Looks the helper programs up once; throws BW_ERR_FLOCK_UNAVAILABLE when flock(1) is missing. */
-export function flockPrograms(): Programs {
-  if (programs) return programs;
-  const flock = findProgram('flock');
-  if (!flock) {
+/** The helper programs, looked up once: flock(1) may be missing (then the built-in waiter is used). */
+function programs(): Programs {
+  programs_ ??= { flock: findProgram('flock'), setpriv: findProgram('setpriv') };
+  return programs_;
+}
+
+const WAIT_CHILD = fileURLToPath(new URL('./wait-child.js', import.meta.url));
+
+/** Variables that would make the built-in waiter something else: a cluster worker, or a process with the app's preloads and inspector. */
+const NOT_INHERITED = ['NODE_OPTIONS', 'NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE'];
+
+let method: WaitMethod | undefined;
+
+/**
+ * How this process waits for locks: flock(1) where util-linux is
+ * installed, else the built-in waiter. Throws BW_ERR_FLOCK_UNAVAILABLE when
+ * neither can work.
+ */
+export function waitMethod(): WaitMethod {
+  if (method) return method;
+  const { flock, setpriv } = programs();
+  if (flock) {
+    const flockArgs = ['--verbose', '3'];
+    const [command, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', flock, ...flockArgs]] : [flock, flockArgs];
+    method = { kind: 'flock(1)', command, args, locked: 'getting lock took', stdin: 'ignore', env: process.env };
+    return method;
+  }
+  if (!nativeFlock()) {
     throw new BellwetherError(
       ErrorCodes.FLOCK_UNAVAILABLE,
-      `the flock(1) program (util-linux) was not found in ${SYSTEM_DIRS.join(', ')}; install util-linux, or set BELLWETHER_FLOCK to its absolute path`,
+      `no way to wait for a lock here: the flock(1) program (util-linux) is not in ${SYSTEM_DIRS.join(', ')}, and ${nativeFlockError()}; ` +
+        'install util-linux, or let the optional dependency fs-ext build (it needs make, g++ and python3), or set BELLWETHER_FLOCK to the absolute path of flock(1)',
     );
   }
-  programs = { flock, setpriv: findProgram('setpriv') };
-  return programs;
+  const env = { ...process.env };
+  for (const name of NOT_INHERITED) delete env[name];
+  const onBun = Boolean(process.versions['bun']);
+  method = { kind: 'built-in', command: process.execPath, args: [WAIT_CHILD, String(process.pid)], locked: 'locked', stdin: onBun ? 'ignore' : 'pipe', env };
+  return method;
 }
 
 /**
- * Takes the lock on `fd` now if nobody holds it (flock -n on our
- * descriptor: the lock then belongs to our open file description until we
- * close it). Returns false when someone holds it; throws when flock(1)
- * cannot run. Synchronous: it never waits for the lock.
+ * Takes the lock on `fd` now if nobody holds it: the lock then belongs to
+ * our open file description until we close it. Returns false when someone
+ * holds it. In this process when flock(2) can be called here, else with
+ * `flock -n` on our descriptor. Synchronous: it never waits for the lock.
  */
 export function lockNowIfFree(fd: number): boolean {
-  const { flock } = flockPrograms();
-  const status = spawnSync(flock, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }).status;
+  const native = nativeFlock();
+  if (native) return native.tryLock(fd);
+  waitMethod(); // throws when there is no flock(1) either
+  const status = spawnSync(programs().flock as string, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }).status;
   if (status === 75) return false;
   if (status !== 0) throw new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(1) could not take the lock (status ${status})`);
   return true;
@@ -108,29 +157,52 @@ export interface FlockWaiter {
   gone(): Promise<void>;
 }
 
+/** A lock taken in this process: no helper to wait for. */
+const NO_CHILD: FlockWaiter = { gone: () => Promise.resolve() };
+
 /**
  * Resolves once `fd` holds an exclusive flock(2) lock. Rejects with
  * `signal.reason` when the signal aborts first; the lock is then not held,
  * and the helper is gone (so closing `fd` leaves nothing locked).
  *
- * `flock --verbose` prints "getting lock took ..." the moment flock(2)
- * returns: reading that line is faster than waiting for the child to exit
- * and be reaped.
+ * `tryHereFirst`: take a free lock in this process, with no helper. Not for
+ * a holder trying again after its term: at its release the kernel wakes
+ * the queued waiters and takes them off the queue until they run, and a
+ * try from here, microseconds later, would always win (seen: a holder
+ * whose file was deleted led again while a newcomer had queued first).
+ *
+ * The waiter prints a line the moment its flock(2) returns (`flock
+ * --verbose`: "getting lock took ..."): reading it is faster than waiting
+ * for the child to exit and be reaped.
  */
-export function waitForExclusiveLock(fd: number, signal: AbortSignal): Promise<FlockWaiter> {
+export function waitForExclusiveLock(fd: number, signal: AbortSignal, tryHereFirst: boolean): Promise<FlockWaiter> {
   if (signal.aborted) return Promise.reject(signal.reason);
-  const { flock, setpriv } = flockPrograms();
-  const flockArgs = ['--verbose', '3'];
-  const [command, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', flock, ...flockArgs]] : [flock, flockArgs];
+  let how: WaitMethod;
+  try {
+    how = waitMethod();
+    // A free lock needs no child: taken here when flock(2) can be called here.
+    if (tryHereFirst && nativeFlock()?.tryLock(fd)) return Promise.resolve(NO_CHILD);
+  } catch (err) {
+    return Promise.reject(
+      err instanceof BellwetherError ? err : new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(2) failed: ${(err as Error).message}`, { cause: err }),
+    );
+  }
+  const { command, args, locked, stdin, env } = how;
   return new Promise<FlockWaiter>((resolve, reject) => {
     // Its own process group: a Ctrl-C meant for the app must not kill the waiter
-    // (its parent decides; --pdeathsig still ends it if the parent dies).
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore', fd], detached: true });
-    const stdout = child.stdout as Readable & { unref?: () => void };
+    // (its parent decides; it still ends if the parent dies).
+    const child = spawn(command, args, { stdio: [stdin, 'pipe', 'pipe', fd], detached: true, env });
+    type Unrefable = { unref?: () => void };
+    const stdout = child.stdout as Readable & Unrefable;
+    const stderr = child.stderr as Readable & Unrefable;
     // While it waits, the waiter never keeps the process alive on its own
     // (the singleton's keepAlive option does that, for its whole life).
     child.unref();
     stdout.unref?.();
+    stderr.unref?.();
+    (child.stdin as Unrefable | null)?.unref?.();
+    let errors = '';
+    stderr.setEncoding('utf8').on('data', (chunk: string) => void (errors = (errors + chunk).slice(-1000)));
     let exited = false;
     const exit = new Promise<void>((resolveExit) =>
       child.once('exit', () => {
@@ -169,7 +241,7 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal): Promise<F
     stdout.on('data', (chunk: string) => {
       output += chunk;
       // An aborted wait ends at the exit, whatever the child printed.
-      if (output.includes('getting lock took') && !signal.aborted) settle();
+      if (output.includes(locked) && !signal.aborted) settle();
     });
     child.once('error', (err) => {
       settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `could not run ${command}: ${err.message}`, { cause: err }));
@@ -177,15 +249,11 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal): Promise<F
     void exit.then(() => {
       const { exitCode: code, signalCode: exitSignal } = child;
       if (signal.aborted) settle(signal.reason);
-      // flock(1) exits 0 only once the lock is taken.
+      // The waiter exits 0 only once the lock is taken.
       else if (code === 0) settle();
       else {
-        settle(
-          new BellwetherError(
-            ErrorCodes.FLOCK_UNAVAILABLE,
-            `flock(1) waiting for the lock ended without it (${exitSignal ? `signal ${exitSignal}` : `exit code ${code}`})`,
-          ),
-        );
+        const why = `${exitSignal ? `signal ${exitSignal}` : `exit code ${code}`}${errors.trim() ? `: ${errors.trim()}` : ''}`;
+        settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `the ${how.kind} lock waiter ended without the lock (${why})`));
       }
     });
   });

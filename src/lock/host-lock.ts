@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import type { Lease, LeaseSource } from '../singleton/lease.js';
-import { type FlockWaiter, flockPrograms, waitForExclusiveLock } from './flock-wait.js';
+import { type FlockWaiter, waitForExclusiveLock, waitMethod } from './flock-wait.js';
 import { checkDirectory, prepareLockDir } from './lock-dir.js';
 import { advanceFencingToken, isLockedPath, openLockFile, republishLockFile } from './lock-file.js';
 
@@ -22,6 +22,8 @@ export class HostLock implements LeaseSource {
   #file: string | undefined;
   /** The highest token this process has held: its count never goes back, whatever happens to the file. */
   #seen = 0;
+  /** Whether a term of ours ended: the next wait queues behind the others (see waitForExclusiveLock). */
+  #heldBefore = false;
 
   constructor(name: string, lockDir: string, isDefaultDir: boolean) {
     this.#dir = lockDir;
@@ -35,7 +37,7 @@ export class HostLock implements LeaseSource {
   }
 
   prepare(): void {
-    flockPrograms();
+    waitMethod();
     this.#realDir = prepareLockDir(this.#dir, this.#isDefaultDir);
     this.#file = path.join(this.#realDir, `${this.#name}.lock`);
     // Opening once checks the file itself (symlink, owner, type, mode) up front.
@@ -54,7 +56,7 @@ export class HostLock implements LeaseSource {
       const fd = openLockFile(file);
       let waiter: FlockWaiter;
       try {
-        waiter = await waitForExclusiveLock(fd, signal);
+        waiter = await waitForExclusiveLock(fd, signal, !this.#heldBefore);
       } catch (err) {
         fs.closeSync(fd);
         throw err;
@@ -70,6 +72,7 @@ export class HostLock implements LeaseSource {
       try {
         const token = advanceFencingToken(fd, file, this.#seen);
         this.#seen = token;
+        this.#heldBefore = true;
         return this.#lease(fd, file, waiter, token);
       } catch (err) {
         await waiter.gone();

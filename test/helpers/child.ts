@@ -1,10 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Runtime } from './runtimes.js';
-
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => fs.existsSync(file));
+import { SETPRIV } from './tools.js';
 
 export interface FixtureEvent {
   event: string;
@@ -120,8 +118,13 @@ export class Fixture {
   }
 }
 
-export function startFixture(runtime: Runtime, script: string, args: string[], env: NodeJS.ProcessEnv = {}): Fixture {
-  return new Fixture(runtime.bin, [script, ...args], `${runtime.name} ${script.split('/').pop()} ${args.join(' ')}`, env);
+/**
+ * `wrapper`: a command line that execs the rest in place (same pid), such as
+ * scripts/without-util-linux.sh with BW_TEST_TOOLS given.
+ */
+export function startFixture(runtime: Runtime, script: string, args: string[], env: NodeJS.ProcessEnv = {}, wrapper: string[] = []): Fixture {
+  const [command, ...prefix] = [...wrapper, runtime.bin];
+  return new Fixture(command as string, [...prefix, script, ...args], `${runtime.name} ${script.split('/').pop()} ${args.join(' ')}`, env);
 }
 
 /** Tracks every fixture of a test so none outlives it, whatever the outcome. */

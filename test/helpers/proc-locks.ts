@@ -6,9 +6,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * holder, and the requests blocked behind it (lines with "->").
  */
 export function flockState(file: string): { held: number; blocked: number } {
+  const { held, blockedPids } = flockRequests(file);
+  return { held, blocked: blockedPids.length };
+}
+
+/** The same, with the pids of the processes blocked behind the holder. */
+export function flockRequests(file: string): { held: number; blockedPids: number[] } {
   const inode = fs.statSync(file).ino;
   let held = 0;
-  let blocked = 0;
+  const blockedPids: number[] = [];
   for (const line of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
     const fields = line.trim().split(/\s+/);
     const isBlocked = fields[1] === '->';
@@ -16,10 +22,10 @@ export function flockState(file: string): { held: number; blocked: number } {
     // rest: FLOCK ADVISORY WRITE <pid> <maj:min:inode> <start> <end>
     if (rest[0] !== 'FLOCK') continue;
     if (Number(rest[4]?.split(':')[2]) !== inode) continue;
-    if (isBlocked) blocked += 1;
+    if (isBlocked) blockedPids.push(Number(rest[3]));
     else held += 1;
   }
-  return { held, blocked };
+  return { held, blockedPids };
 }
 
 /**

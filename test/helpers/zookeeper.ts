@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { freePorts } from './ports.js';
+import { SETPRIV } from './tools.js';
 
 export interface ZkServer {
   readonly id: number;
@@ -162,7 +163,7 @@ class ServerProcess implements ZkServer {
     let child: ChildProcess;
     try {
       // setpriv execs java in place (same pid) and has the kernel SIGKILL it when this process dies.
-      child = spawn('setpriv', ['--pdeathsig', 'KILL', 'java', ...JVM_ARGS, '-cp', zkClassPath(), this.#mainClass, this.#configFile], {
+      child = spawn(SETPRIV, ['--pdeathsig', 'KILL', 'java', ...JVM_ARGS, '-cp', zkClassPath(), this.#mainClass, this.#configFile], {
         stdio: ['ignore', log, log],
       });
     } finally {
