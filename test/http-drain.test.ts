@@ -81,6 +81,19 @@ for (const runtime of RUNTIMES) {
     });
   });
 
+  test(`drainServer() under ${runtime.name} settles as the last connection closes, in a process with nothing else to wait for`, async (t) => {
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const run = fixtures.add(startFixture(runtime, fixture('drain-last-close'), []));
+    // It settled at a later sweep, whose timer does not hold the process: Node exited first (13, an unsettled top-level await).
+    const { code } = await bounded('the fixture', run.exited, 20_000);
+    assert.equal(code, 0, run.stderr);
+    const drained = run.events.find((e) => e.event === 'drained');
+    assert.ok(drained, `no 'drained' report: ${run.stderr}`);
+    const afterMs = drained['afterMs'] as number;
+    assert.ok(afterMs >= 100 && afterMs < 10_000, `drained after ${afterMs} ms: by the idle grace, not the deadline`);
+  });
+
   test(`drainServer() under ${runtime.name}: no race with a client's next request, in-flight requests finish, idle connections closed after the grace, the rest at the deadline, upgraded ones left to the app`, async (t) => {
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());

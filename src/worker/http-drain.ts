@@ -42,8 +42,10 @@ const SWEEP_MS = 50;
  */
 type ServingSocket = net.Socket & { _httpMessage?: http.ServerResponse | null; parser?: unknown };
 
+/** A server's open connections; `emptied`, set by a drain, runs when the last one closes. */
+type Connections = Set<ServingSocket> & { emptied?: () => void };
 const CONNECTIONS = Symbol('bellwether.httpConnections');
-type Tracked = HttpServer & { [CONNECTIONS]?: Set<ServingSocket> };
+type Tracked = HttpServer & { [CONNECTIONS]?: Connections };
 
 /**
  * Starts counting the server's connections (idempotent). Call it before the
@@ -52,13 +54,16 @@ type Tracked = HttpServer & { [CONNECTIONS]?: Set<ServingSocket> };
 export function trackConnections(server: HttpServer): void {
   const tracked = server as Tracked;
   if (tracked[CONNECTIONS]) return;
-  const connections = new Set<ServingSocket>();
+  const connections: Connections = new Set<ServingSocket>();
   tracked[CONNECTIONS] = connections;
   // TLS servers serve HTTP on the TLS socket, which is the one that carries `_httpMessage`.
   const event = isTls(server) ? 'secureConnection' : 'connection';
   server.on(event, (socket: ServingSocket) => {
     connections.add(socket);
-    socket.once('close', () => connections.delete(socket));
+    socket.once('close', () => {
+      connections.delete(socket);
+      if (connections.size === 0) connections.emptied?.();
+    });
   });
 }
 
@@ -96,6 +101,7 @@ export function drainServerUntil(server: HttpServer, deadline: () => number, idl
     const idle = new Map<ServingSocket, { since: number; bytesRead: number }>();
     const finish = (): void => {
       clearInterval(sweep);
+      connections.emptied = undefined;
       resolve();
     };
     const sweepIdle = (): void => {
@@ -123,9 +129,12 @@ export function drainServerUntil(server: HttpServer, deadline: () => number, idl
       }
       if (connections.size === 0) finish();
     };
-    // Never the reason the process stays up: open connections are.
+    // Never the reason the process stays up: open connections are. So the drain ends as the last
+    // one closes (destroyed by a sweep, or closed by its client), not at a next sweep that may never
+    // come: with nothing else to wait for, the process would exit with the drain unsettled.
     const sweep = setInterval(sweepIdle, SWEEP_MS);
     sweep.unref();
+    connections.emptied = finish;
     sweepIdle();
   });
   return draining[DRAINING];
