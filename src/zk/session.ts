@@ -4,10 +4,12 @@ import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { delay, settledWithin } from '../singleton/abort.js';
 import { Ephemeral, type EphemeralHandle } from './ephemeral.js';
 import { EventQueue } from './event-queue.js';
+import { Multi } from './multi.js';
 import { type ZkSessionOptions, type ZkSessionSettings, resolveZkOptions } from './options.js';
 import { checkPath, joinPath } from './paths.js';
-import { type Stat, toStat } from './stat.js';
-import { Transaction } from './transaction.js';
+import { toStat } from './raw-stat.js';
+import type { Stat } from './stat.js';
+import type { Transaction } from './transaction.js';
 import { Transport, type TransportState } from './transport.js';
 import {
   type ChildrenEvent,
@@ -553,7 +555,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   /** Several writes that all happen or none: `session.transaction().create(...).set(...).commit()`. */
   transaction(): Transaction {
     this.#operations += 1;
-    return new Transaction(this.#client(), (err) => fromZk(err, 'transaction'));
+    return new Multi(this.#client(), (err) => fromZk(err, 'transaction'));
   }
 
   /**

@@ -1,53 +1,17 @@
-import zookeeper, { type Client } from 'node-zookeeper-client';
-import type { BellwetherError } from '../errors.js';
-import { checkPath } from './paths.js';
-
-type Op =
-  | { kind: 'create'; path: string; data: Buffer; mode: number }
-  | { kind: 'set'; path: string; data: Buffer; version: number }
-  | { kind: 'delete'; path: string; version: number }
-  | { kind: 'check'; path: string; version: number };
-
-/** Writes that happen all together or not at all (ZooKeeper's multi). Not retried: it is not idempotent. */
-export class Transaction {
-  readonly #client: Client;
-  readonly #mapError: (err: unknown) => BellwetherError;
-  readonly #ops: Op[] = [];
-
-  constructor(client: Client, mapError: (err: unknown) => BellwetherError) {
-    this.#client = client;
-    this.#mapError = mapError;
-  }
-
-  create(path: string, data: Buffer | string = Buffer.alloc(0), mode: 'persistent' | 'ephemeral' = 'persistent'): this {
-    const zkMode = mode === 'ephemeral' ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT;
-    this.#ops.push({ kind: 'create', path: checkPath(path), data: Buffer.from(data), mode: zkMode });
-    return this;
-  }
-
-  set(path: string, data: Buffer | string, version = -1): this {
-    this.#ops.push({ kind: 'set', path: checkPath(path), data: Buffer.from(data), version });
-    return this;
-  }
-
-  delete(path: string, version = -1): this {
-    this.#ops.push({ kind: 'delete', path: checkPath(path), version });
-    return this;
-  }
-
-  check(path: string, version: number): this {
-    this.#ops.push({ kind: 'check', path: checkPath(path), version });
-    return this;
-  }
-
-  commit(): Promise<void> {
-    const tx = this.#client.transaction();
-    for (const op of this.#ops) {
-      if (op.kind === 'create') tx.create(op.path, op.data, op.mode);
-      else if (op.kind === 'set') tx.setData(op.path, op.data, op.version);
-      else if (op.kind === 'delete') tx.remove(op.path, op.version);
-      else tx.check(op.path, op.version);
-    }
-    return new Promise((resolve, reject) => tx.commit((err) => (err ? reject(this.#mapError(err)) : resolve())));
-  }
+/**
+ * Writes that happen all together or not at all (ZooKeeper's multi), from
+ * `session.transaction()`. Each method checks its path and adds a write;
+ * nothing is sent before `commit()`.
+ */
+export interface Transaction {
+  /** Creates `path` (`mode` `'persistent'` by default, or `'ephemeral'`); empty data by default. */
+  create(path: string, data?: Buffer | string, mode?: 'persistent' | 'ephemeral'): this;
+  /** Sets the data of `path`, if its version is `version` (`-1`, the default: any version). */
+  set(path: string, data: Buffer | string, version?: number): this;
+  /** Deletes `path`, if its version is `version` (`-1`, the default: any version). */
+  delete(path: string, version?: number): this;
+  /** Fails the transaction unless `path`'s version is `version`. */
+  check(path: string, version: number): this;
+  /** Sends the writes; rejects with a BellwetherError. Not retried: it is not idempotent. */
+  commit(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import zookeeper, { type Client } from 'node-zookeeper-client';
-import { sessionIdHex } from './stat.js';
+import { sessionIdHex } from './raw-stat.js';
 
 /** The parts of node-zookeeper-client's ConnectionManager (1.1.3) we hook into. */
 interface ConnectionManagerInternals {
