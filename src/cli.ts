@@ -4,15 +4,13 @@ import { LAUNCHED_BY } from './launched-by.js';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type StatusReport, defaultControlSocket, printable, readStatus } from './cluster/control-socket.js';
-import { GIVEN_UP_EXIT_CODE, ORPHAN_EXIT_CODE } from './cluster/protocol.js';
 import { warnAboutReuseport } from './cluster/reuseport-check.js';
-
-/** `bellwether status` when no supervisor of that name answers (as `lock` when nobody holds the lock). */
-const NOT_RUNNING_EXIT_CODE = 3;
 import { Supervisor } from './cluster/supervisor.js';
 import { BellwetherError, ErrorCodes } from './errors.js';
+import { EXIT, exitCodeOf } from './exit-codes.js';
 import { defaultLockDir } from './lock/lock-dir.js';
 import { inspectHostLock, resetHostLock } from './lock/inspect.js';
+import { checkName } from './validate.js';
 
 const HELP = `Usage: bellwether <command> [options]
 
@@ -38,30 +36,83 @@ Commands:
                              notices a parent that died before this process loaded
       --name NAME            supervisor name, for status (default "default")
       --socket PATH          control socket (default: in the lock directory)
-      Exit code: 0 after a stop by signal, ${GIVEN_UP_EXIT_CODE} once every worker slot was given
-      up (crash loop: nothing left to serve), ${ORPHAN_EXIT_CODE} when stopped because the parent
-      was gone (--stop-with-parent), 2 for bad input.
+      Exit code 0 after a stop by signal, ${EXIT.GIVEN_UP} once every worker slot was given
+      up (crash loop: nothing left to serve), ${EXIT.ORPHANED} when stopped because the parent
+      was gone, ${EXIT.RUNNING} when a supervisor of that name already runs.
 
   status [--name NAME] [--socket PATH] [--json]
       Per worker slot of a running supervisor: index, pid, state, status
       code (0 healthy, >0 unhealthy code, -1 silent), restarts, uptime, memory.
       Slots given up after a crash loop are listed as "given-up".
-      Exit code 0, or 3 when no supervisor of that name is running.
+      Exit code 0, or ${EXIT.NOT_RUNNING} when no supervisor of that name is running.
 
   lock <name> [--lock-dir DIR] [--json] [--reset]
       Shows whether the host singleton <name> is running on this host (its
       flock(2) lock is held), how many processes wait for it, and the last
-      holder's fencing token and pid. Exit code 0 when held, 3 when nobody
+      holder's fencing token and pid. Exit code 0 when held, ${EXIT.NOT_RUNNING} when nobody
       holds it.
       --reset restarts the fencing count (the next holder gets token 1),
-      only while nobody holds the lock (exit code 3 otherwise, nothing changed).
+      only while nobody holds the lock (exit code ${EXIT.RUNNING} otherwise, nothing changed).
+      --lock-dir DIR   lock directory (default: ${defaultLockDir()})
 
 Options:
-  --lock-dir DIR   lock directory (default: ${defaultLockDir()})
-  --json           print JSON instead of text
+  --json           print JSON instead of text (status, lock); on failure,
+                   {"error":{"code","exitCode","message"}}
   -h, --help       this help
   -v, --version    the version
+
+Exit codes (failures print one line on stderr: bellwether: BW_ERR_...: what, where, what to do):
+  ${EXIT.OK}   done (status: it answered; lock: held)
+  ${EXIT.FAILED}   an unexpected failure: please report it
+  ${EXIT.NOT_RUNNING}   not running (status: no supervisor; lock: the lock is free)
+  ${EXIT.GIVEN_UP}   start: every worker slot given up after crash loops
+  ${EXIT.RUNNING}   refused because it runs (start: that name; lock --reset: the lock is held)
+  ${EXIT.USAGE}  usage: unknown command or option, missing or extra argument, bad value or name
+  ${EXIT.DATA}  a lock file holding something else (lock --reset rewrites it)
+  ${EXIT.NO_INPUT}  missing: the entry script, the lock directory, the socket's directory
+  ${EXIT.UNAVAILABLE}  flock(1) cannot be run
+  ${EXIT.ORPHANED}  start: stopped because its parent was gone
+  ${EXIT.NO_ANSWER}  status: the supervisor did not answer in time (busy or stuck): try again
+  ${EXIT.NO_PERMISSION}  permission denied (control socket, its directory, lock directory or file)
+  ${EXIT.PATH_REFUSED}  a path refused: not a socket, another user's, open to others, too long,
+       another program's socket
 `;
+
+/** The options each command takes (besides --help and --version), and how it is called. */
+const COMMANDS: Record<string, { options: string[]; usage: string }> = {
+  start: {
+    options: [
+      'workers', 'timeout', 'heartbeat', 'kill-timeout', 'shutdown-timeout', 'boot-timeout', 'restart-delay', 'max-restarts',
+      'restart-window', 'stop-with-parent', 'parent-pid', 'name', 'socket',
+    ],
+    usage: 'bellwether start <entry.js> [options] [-- args for the entry]',
+  },
+  status: { options: ['name', 'socket', 'json'], usage: 'bellwether status [--name NAME] [--socket PATH] [--json]' },
+  lock: { options: ['lock-dir', 'json', 'reset'], usage: 'bellwether lock <name> [--lock-dir DIR] [--json] [--reset]' },
+};
+
+/** Supervisor option names as its errors say them, and the flags that set them. */
+const FLAG_OF: Record<string, string> = {
+  workers: '--workers',
+  timeout: '--timeout',
+  heartbeat: '--heartbeat',
+  killTimeout: '--kill-timeout',
+  shutdownTimeout: '--shutdown-timeout',
+  bootTimeout: '--boot-timeout',
+  'restart.initialDelay': '--restart-delay',
+  'restart.maxRestarts': '--max-restarts',
+  'restart.window': '--restart-window',
+  'supervisor name': 'supervisor name (--name)',
+  controlSocket: '--socket',
+};
+
+function usage(message: string): BellwetherError {
+  return new BellwetherError(ErrorCodes.USAGE, message);
+}
+
+function quoted(args: string[]): string {
+  return args.map((a) => JSON.stringify(a)).join(' ');
+}
 
 function version(): string {
   const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -76,141 +127,194 @@ function numberOption(value: string | undefined, flag: string): number | undefin
   return number;
 }
 
+/** parseArgs' errors (several lines, in its words) as one line in ours. */
+function parseError(err: unknown): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return err;
+  const message = (err as Error).message;
+  const flag = /'(-[^' ]*)/.exec(message)?.[1] ?? 'an option';
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return usage(`unknown option ${flag} (bellwether --help lists the options)`);
+  if (/does not take/.test(message)) return usage(`${flag} takes no value`);
+  return usage(`${flag} needs a value (one starting with a dash is written ${flag}=VALUE)`);
+}
+
+/** A Supervisor option error in the words of the command line: its flags instead of its option names. */
+function inFlags(err: unknown): unknown {
+  if (!(err instanceof BellwetherError) || (err.code !== ErrorCodes.INVALID_OPTION && err.code !== ErrorCodes.INVALID_NAME)) return err;
+  let message = err.message;
+  for (const [option, flag] of Object.entries(FLAG_OF)) {
+    message = message.replace(new RegExp(`(?<![\\w.-])${option.replace('.', '\\.')}(?= must| \\()`, 'g'), flag);
+  }
+  return new BellwetherError(err.code, message, { cause: err });
+}
+
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      'lock-dir': { type: 'string' },
-      workers: { type: 'string' },
-      timeout: { type: 'string' },
-      heartbeat: { type: 'string' },
-      'kill-timeout': { type: 'string' },
-      'shutdown-timeout': { type: 'string' },
-      'boot-timeout': { type: 'string' },
-      'restart-delay': { type: 'string' },
-      'max-restarts': { type: 'string' },
-      'restart-window': { type: 'string' },
-      'stop-with-parent': { type: 'boolean', default: false },
-      'parent-pid': { type: 'string' },
-      name: { type: 'string' },
-      socket: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      reset: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-      version: { type: 'boolean', short: 'v', default: false },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'lock-dir': { type: 'string' },
+        workers: { type: 'string' },
+        timeout: { type: 'string' },
+        heartbeat: { type: 'string' },
+        'kill-timeout': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
+        'boot-timeout': { type: 'string' },
+        'restart-delay': { type: 'string' },
+        'max-restarts': { type: 'string' },
+        'restart-window': { type: 'string' },
+        'stop-with-parent': { type: 'boolean' },
+        'parent-pid': { type: 'string' },
+        name: { type: 'string' },
+        socket: { type: 'string' },
+        json: { type: 'boolean' },
+        reset: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    throw parseError(err);
+  }
+  const { values, positionals } = parsed;
   if (values.version) {
     process.stdout.write(`${version()}\n`);
-    return 0;
+    return EXIT.OK;
   }
-  const [command, name, ...rest] = positionals;
-  if (values.help || command === undefined) {
+  if (values.help) {
     process.stdout.write(HELP);
-    return values.help ? 0 : 2;
+    return EXIT.OK;
   }
-  if (command === 'start' && name !== undefined) {
-    const supervisor = new Supervisor({
-      exec: name,
-      args: rest,
+  const [command, ...args] = positionals;
+  if (command === undefined) throw usage('no command: use bellwether start, status or lock (bellwether --help)');
+  const spec = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (spec === undefined) throw usage(`unknown command ${JSON.stringify(command)}: use bellwether start, status or lock (bellwether --help)`);
+  for (const [option, value] of Object.entries(values)) {
+    if (!spec.options.includes(option)) throw usage(`--${option} is not an option of ${command} (its options: ${spec.options.map((o) => `--${o}`).join(', ')})`);
+    // An empty path would be the current directory.
+    if (value === '') throw new BellwetherError(ErrorCodes.INVALID_OPTION, `--${option} needs a value, got ""`);
+  }
+  if (command === 'start') {
+    const [entry, ...rest] = args;
+    if (entry === undefined || entry === '') throw usage(`start needs the workers' entry script: ${spec.usage}`);
+    return start(entry, rest, values);
+  }
+  if (command === 'status') {
+    if (args.length > 0) throw usage(`status takes no argument, got ${quoted(args)}: ${spec.usage}`);
+    return status(values.name, values.socket, values.json === true);
+  }
+  if (args.length !== 1) {
+    throw usage(args.length === 0 ? `lock needs the singleton's name: ${spec.usage}` : `lock takes one name, got ${quoted(args)}: ${spec.usage}`);
+  }
+  return lock(args[0]!, values['lock-dir'], values.json === true, values.reset === true);
+}
+
+type Values = Partial<Record<string, string | boolean>>;
+
+async function start(entry: string, args: string[], values: Values): Promise<number> {
+  const text = (flag: string): string | undefined => values[flag] as string | undefined;
+  const parentPid = numberOption(text('parent-pid'), '--parent-pid');
+  if (parentPid !== undefined && !(Number.isInteger(parentPid) && parentPid > 0)) {
+    throw new BellwetherError(ErrorCodes.INVALID_OPTION, `--parent-pid must be a process id (a positive integer), got ${JSON.stringify(text('parent-pid'))}`);
+  }
+  let supervisor: Supervisor;
+  try {
+    supervisor = new Supervisor({
+      exec: entry,
+      args,
       ...defined({
-        workers: numberOption(values.workers, '--workers'),
-        timeout: numberOption(values.timeout, '--timeout'),
-        heartbeat: numberOption(values.heartbeat, '--heartbeat'),
-        killTimeout: numberOption(values['kill-timeout'], '--kill-timeout'),
-        shutdownTimeout: numberOption(values['shutdown-timeout'], '--shutdown-timeout'),
-        bootTimeout: numberOption(values['boot-timeout'], '--boot-timeout'),
-        name: values.name,
-        controlSocket: values.socket,
+        workers: numberOption(text('workers'), '--workers'),
+        timeout: numberOption(text('timeout'), '--timeout'),
+        heartbeat: numberOption(text('heartbeat'), '--heartbeat'),
+        killTimeout: numberOption(text('kill-timeout'), '--kill-timeout'),
+        shutdownTimeout: numberOption(text('shutdown-timeout'), '--shutdown-timeout'),
+        bootTimeout: numberOption(text('boot-timeout'), '--boot-timeout'),
+        name: text('name'),
+        controlSocket: text('socket'),
       }),
       restart: defined({
-        initialDelay: numberOption(values['restart-delay'], '--restart-delay'),
-        maxRestarts: numberOption(values['max-restarts'], '--max-restarts'),
-        window: numberOption(values['restart-window'], '--restart-window'),
+        initialDelay: numberOption(text('restart-delay'), '--restart-delay'),
+        maxRestarts: numberOption(text('max-restarts'), '--max-restarts'),
+        window: numberOption(text('restart-window'), '--restart-window'),
       }),
-      stopWithParent: numberOption(values['parent-pid'], '--parent-pid') ?? (values['stop-with-parent'] ? LAUNCHED_BY : false),
+      stopWithParent: parentPid ?? (values['stop-with-parent'] ? LAUNCHED_BY : false),
     });
-    let exitCode = 0;
-    supervisor.on('error', (err) => process.stderr.write(`bellwether: ${err.code}: ${err.message}\n`));
-    supervisor.on('exit', (slot, exit) =>
-      process.stderr.write(`bellwether: worker ${slot.index} exited (${exit.signal ?? exit.code})${exit.replaced ? ', replacing it' : ''}\n`),
+  } catch (err) {
+    throw inFlags(err);
+  }
+  let exitCode: number = EXIT.OK;
+  supervisor.on('error', (err) => process.stderr.write(`bellwether: ${err.code}: ${err.message}\n`));
+  supervisor.on('exit', (slot, exit) =>
+    process.stderr.write(`bellwether: worker ${slot.index} exited (${exit.signal ?? exit.code})${exit.replaced ? ', replacing it' : ''}\n`),
+  );
+  supervisor.on('kill', (slot, reason) => process.stderr.write(`bellwether: killing worker ${slot.index} (pid ${slot.pid}): ${reason}\n`));
+  supervisor.on('restarted', () => process.stderr.write('bellwether: rolling restart done: every worker replaced\n'));
+  // A primary with no worker left looks healthy to a process manager while serving nothing: leave instead.
+  // The first reason to leave sets the exit code.
+  supervisor.on('exhausted', (slots) => {
+    exitCode ||= EXIT.GIVEN_UP;
+    process.stderr.write(`bellwether: every worker slot (${slots.length}) was given up after crash loops; nothing left to serve, exiting with code ${exitCode}\n`);
+    void supervisor.stop();
+  });
+  supervisor.on('orphaned', ({ parent }) => {
+    exitCode ||= EXIT.ORPHANED;
+    process.stderr.write(`bellwether: parent process ${parent} is gone (--stop-with-parent / --parent-pid); stopping\n`);
+  });
+  const stopped = new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
+  // Bun without net.ipv4.tcp_migrate_req=1: restarts may reset queued connections. Said once a
+  // worker serves, so that a start that fails says only why.
+  supervisor.once('ready', () => warnAboutReuseport());
+  await supervisor.start();
+  const ready = supervisor.status().filter((slot) => slot.state === 'ready').length;
+  if (supervisor.state === 'running') process.stderr.write(`bellwether: ${ready} of ${supervisor.status().length} workers ready (primary pid ${process.pid})\n`);
+  await stopped;
+  return exitCode;
+}
+
+async function status(givenName: string | undefined, socket: string | undefined, json: boolean): Promise<number> {
+  const name = checkName(givenName ?? 'default', 'supervisor name (--name)');
+  // Named in messages when its socket is found by name.
+  const report: StatusReport = await readStatus(socket ?? defaultControlSocket(name), { name: socket === undefined ? name : undefined });
+  if (json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return EXIT.OK;
+  }
+  // Only safe characters reach the terminal, whatever the socket said.
+  process.stdout.write(`supervisor ${printable(report.name)} (pid ${report.pid})\n`);
+  process.stdout.write('index  pid      state     code  restarts  uptime(s)  rss(MiB)\n');
+  for (const w of report.workers) {
+    const rss = typeof w.rss === 'number' ? (w.rss / 2 ** 20).toFixed(1) : '-';
+    process.stdout.write(
+      `${String(w.index).padEnd(7)}${String(w.pid ?? '-').padEnd(9)}${printable(w.state).padEnd(10)}${String(w.code).padEnd(6)}${String(w.restarts).padEnd(10)}${(w.uptime / 1000).toFixed(0).padEnd(11)}${rss}\n`,
     );
-    supervisor.on('kill', (slot, reason) => process.stderr.write(`bellwether: killing worker ${slot.index} (pid ${slot.pid}): ${reason}\n`));
-    supervisor.on('restarted', () => process.stderr.write('bellwether: rolling restart done: every worker replaced\n'));
-    // A primary with no worker left looks healthy to a process manager while serving nothing: leave instead.
-    // The first reason to leave sets the exit code.
-    supervisor.on('exhausted', (slots) => {
-      exitCode ||= GIVEN_UP_EXIT_CODE;
-      process.stderr.write(`bellwether: every worker slot (${slots.length}) was given up after crash loops; nothing left to serve, exiting with code ${exitCode}\n`);
-      void supervisor.stop();
-    });
-    supervisor.on('orphaned', ({ parent }) => {
-      exitCode ||= ORPHAN_EXIT_CODE;
-      process.stderr.write(`bellwether: parent process ${parent} is gone (--stop-with-parent / --parent-pid); stopping\n`);
-    });
-    const stopped = new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
-    // Bun without net.ipv4.tcp_migrate_req=1: restarts may reset queued connections.
-    warnAboutReuseport();
-    await supervisor.start();
-    const ready = supervisor.status().filter((slot) => slot.state === 'ready').length;
-    if (supervisor.state === 'running') process.stderr.write(`bellwether: ${ready} of ${supervisor.status().length} workers ready (primary pid ${process.pid})\n`);
-    await stopped;
-    return exitCode;
   }
-  if (command === 'status' && name === undefined) {
-    const name = values.name ?? 'default';
-    const socket = values.socket ?? defaultControlSocket(name);
-    let status: StatusReport;
-    try {
-      status = await readStatus(socket);
-    } catch (err) {
-      if (!(err instanceof BellwetherError) || err.code !== ErrorCodes.NOT_RUNNING) throw err;
-      process.stderr.write(`bellwether: no supervisor named ${printable(name)} is running (no control socket answers at ${printable(socket)})\n`);
-      return NOT_RUNNING_EXIT_CODE;
-    }
-    if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
-    else {
-      // Only safe characters reach the terminal, whatever the socket said.
-      process.stdout.write(`supervisor ${printable(status.name)} (pid ${status.pid})\n`);
-      process.stdout.write('index  pid      state     code  restarts  uptime(s)  rss(MiB)\n');
-      for (const w of status.workers) {
-        const rss = typeof w.rss === 'number' ? (w.rss / 2 ** 20).toFixed(1) : '-';
-        process.stdout.write(
-          `${String(w.index).padEnd(7)}${String(w.pid ?? '-').padEnd(9)}${printable(w.state).padEnd(10)}${String(w.code).padEnd(6)}${String(w.restarts).padEnd(10)}${(w.uptime / 1000).toFixed(0).padEnd(11)}${rss}\n`,
-        );
-      }
-      const rollout = status.rollout;
-      if (rollout?.state === 'failed') {
-        process.stdout.write(`last rolling restart: stopped at slot ${rollout.slot}: ${printable(String(rollout.reason))}; its old worker keeps serving\n`);
-      } else if (rollout) process.stdout.write(`last rolling restart: ${printable(rollout.state)}${rollout.reason ? ` (${printable(rollout.reason)})` : ''}\n`);
-      const givenUp = status.workers.filter((w) => w.state === 'given-up').map((w) => w.index);
-      if (givenUp.length > 0) {
-        process.stdout.write(`given up after crash loops (not restarted): slot${givenUp.length > 1 ? 's' : ''} ${givenUp.join(', ')}; see the primary's log\n`);
-      }
-    }
-    return 0;
+  const rollout = report.rollout;
+  if (rollout?.state === 'failed') {
+    process.stdout.write(`last rolling restart: stopped at slot ${rollout.slot}: ${printable(String(rollout.reason))}; its old worker keeps serving\n`);
+  } else if (rollout) process.stdout.write(`last rolling restart: ${printable(rollout.state)}${rollout.reason ? ` (${printable(rollout.reason)})` : ''}\n`);
+  const givenUp = report.workers.filter((w) => w.state === 'given-up').map((w) => w.index);
+  if (givenUp.length > 0) {
+    process.stdout.write(`given up after crash loops (not restarted): slot${givenUp.length > 1 ? 's' : ''} ${givenUp.join(', ')}; see the primary's log\n`);
   }
-  if (command !== 'lock' || name === undefined || rest.length > 0) {
-    process.stderr.write(`bellwether: unknown command line: ${positionals.join(' ')}\n\n${HELP}`);
-    return 2;
-  }
-  const lockDir = values['lock-dir'];
-  if (values.reset) {
-    if (resetHostLock(name, lockDir ?? defaultLockDir(), lockDir === undefined)) {
-      process.stdout.write(`${name}: fencing count reset; the next holder gets token 1\n`);
-      return 0;
-    }
-    process.stderr.write(`bellwether: ${name} is running (lock held): not reset; stop it first\n`);
-    return 3;
+  return EXIT.OK;
+}
+
+function lock(name: string, lockDir: string | undefined, json: boolean, reset: boolean): number {
+  if (reset) {
+    const { file, reset: done } = resetHostLock(name, lockDir ?? defaultLockDir(), lockDir === undefined);
+    if (!done) throw new BellwetherError(ErrorCodes.ALREADY_RUNNING, `${name} is running (its lock ${file} is held): fencing count not reset; stop it first`);
+    process.stdout.write(json ? `${JSON.stringify({ file, reset: true })}\n` : `${name}: fencing count reset; the next holder gets token 1\n`);
+    return EXIT.OK;
   }
   const report = inspectHostLock(name, lockDir ?? defaultLockDir(), lockDir === undefined);
-  if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else {
     const last = report.lastToken === undefined ? 'never held' : `last holder pid ${report.lastPid}, fencing token ${report.lastToken}`;
     process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${report.waiting} waiting; ${last}\n  ${report.file}\n`);
   }
-  return report.held ? 0 : 3;
+  return report.held ? EXIT.OK : EXIT.NOT_RUNNING;
 }
 
 /** Drops undefined values, so that the Supervisor applies its defaults. */
@@ -218,10 +322,24 @@ function defined<T extends object>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/**
+ * A failure, as one line on stderr (its code, what failed, where, what to
+ * do; never a stack trace) and, under --json, as an error object on stdout.
+ */
+function fail(err: unknown, json: boolean): number {
+  const exitCode = exitCodeOf(err);
+  const code = err instanceof BellwetherError ? err.code : undefined;
+  // One line of safe characters: names and paths come from the command line and the file system.
+  const message = printable(err instanceof Error ? err.message : String(err));
+  process.stderr.write(`bellwether: ${code === undefined ? 'unexpected error (please report it)' : code}: ${message}\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code: code ?? null, exitCode, message } })}\n`);
+  return exitCode;
+}
+
+const argv = process.argv.slice(2);
 try {
-  process.exitCode = await main(process.argv.slice(2));
+  process.exitCode = await main(argv);
 } catch (err) {
-  const code = err instanceof BellwetherError ? `${err.code}: ` : '';
-  process.stderr.write(`bellwether: ${code}${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 2;
+  const end = argv.indexOf('--');
+  process.exitCode = fail(err, (end === -1 ? argv : argv.slice(0, end)).includes('--json'));
 }

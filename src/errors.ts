@@ -60,7 +60,11 @@ export const ErrorCodes = {
   ENTRY_NOT_FOUND: 'BW_ERR_ENTRY_NOT_FOUND',
   /** A worker slot exited too often within the restart window and was given up. */
   CRASH_LOOP: 'BW_ERR_CRASH_LOOP',
-  /** Another supervisor of the same name is running (its control socket answers). */
+  /**
+   * Refused because it is running: another supervisor of the same name
+   * answers on its control socket, or (`bellwether lock --reset`) the
+   * singleton's lock is held.
+   */
   ALREADY_RUNNING: 'BW_ERR_ALREADY_RUNNING',
   /** A rolling restart stopped: a replacement did not become ready, so the old worker was kept. */
   ROLLOUT_FAILED: 'BW_ERR_ROLLOUT_FAILED',
@@ -69,11 +73,18 @@ export const ErrorCodes = {
   /**
    * The control socket's path is unusable: too long for a Unix socket, or
    * something other than a socket is there (never removed), or its directory
-   * or the socket itself belongs to another user.
+   * or the socket itself belongs to another user, or what answers there is
+   * not a supervisor's status.
    */
   CONTROL_SOCKET_UNSAFE: 'BW_ERR_CONTROL_SOCKET_UNSAFE',
+  /** This user may not use the control socket or its directory (EACCES, EPERM). */
+  CONTROL_SOCKET_ACCESS: 'BW_ERR_CONTROL_SOCKET_ACCESS',
   /** No supervisor answers on the control socket (none of that name is running). */
   NOT_RUNNING: 'BW_ERR_NOT_RUNNING',
+  /** Something listens on the control socket but sent no status in time: a busy or stuck supervisor. */
+  NO_ANSWER: 'BW_ERR_NO_ANSWER',
+  /** The `bellwether` command line is not understood: an unknown command or option, a missing or extra argument. */
+  USAGE: 'BW_ERR_USAGE',
   /** The requested feature is not available in this build. */
   UNSUPPORTED: 'BW_ERR_UNSUPPORTED',
 } as const;

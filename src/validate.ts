@@ -35,11 +35,11 @@ export function checkFunction<T extends (...args: never[]) => unknown>(value: un
   return value as T;
 }
 
-/** An integer number of milliseconds in [min, max]; `undefined` gives the default. */
-export function checkMillis(value: unknown, option: string, fallback: number, min = 0, max = 2 ** 31 - 1): number {
+/** An integer number of milliseconds (or of `unit`) in [min, max]; `undefined` gives the default. */
+export function checkMillis(value: unknown, option: string, fallback: number, min = 0, max = 2 ** 31 - 1, unit = 'milliseconds'): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidOption(option, `an integer number of milliseconds from ${min} to ${max}`, value);
+    throw invalidOption(option, `an integer number of ${unit} from ${min} to ${max}`, value);
   }
   return value;
 }

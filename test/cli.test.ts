@@ -29,8 +29,8 @@ test('bellwether lock <name>: free, then held by a process outside bellwether (f
   assert.equal(held.status, 0);
   assert.match(held.stdout, /^job: running \(lock held\); 0 waiting; never held/);
   const reset = cli('lock', 'job', '--lock-dir', dir, '--reset');
-  assert.equal(reset.status, 3, 'never reset while held');
-  assert.match(reset.stderr, /job is running \(lock held\): not reset/);
+  assert.equal(reset.status, 5, 'never reset while held');
+  assert.equal(reset.stderr, `bellwether: BW_ERR_ALREADY_RUNNING: job is running (its lock ${path.join(dir, 'job.lock')} is held): fencing count not reset; stop it first\n`);
 });
 
 test('bellwether lock <name>: a bellwether holder\'s pid and token, the waiters; --reset once it is free', async (t) => {
@@ -50,8 +50,9 @@ test('bellwether lock <name>: a bellwether holder\'s pid and token, the waiters;
   await waiter.next('running');
   await waiter.kill('SIGKILL');
   assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false, waiting: 0, lastToken: 2, lastPid: waiter.pid });
-  const reset = cli('lock', 'job', '--lock-dir', dir, '--reset');
+  const reset = cli('lock', 'job', '--lock-dir', dir, '--reset', '--json');
   assert.equal(reset.status, 0, reset.stderr);
+  assert.deepEqual(JSON.parse(reset.stdout), { file: path.join(dir, 'job.lock'), reset: true });
   assert.equal(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout).lastToken, 0, 'the next holder gets token 1');
 });
 
@@ -59,7 +60,7 @@ test('bellwether: help, version, bad input', () => {
   assert.match(cli('--help').stdout, /Usage: bellwether <command>/);
   assert.match(cli('--version').stdout, /^\d+\.\d+\.\d+\n$/);
   const bad = cli('lock', '../x', '--lock-dir', '/tmp');
-  assert.equal(bad.status, 2);
+  assert.equal(bad.status, 64);
   assert.match(bad.stderr, /BW_ERR_INVALID_NAME/);
-  assert.equal(cli('frobnicate').status, 2);
+  assert.equal(cli('frobnicate').status, 64);
 });

@@ -52,8 +52,8 @@ for (const runtime of RUNTIMES) {
       assert.ok([0, 1].includes(Number((await getJson(port))['index'])));
 
       const second = start('api', 1, { PORT: String(await freePort()) });
-      assert.equal((await bounded('the second start exits', second.exited, 10_000)).code, 2);
-      assert.match(second.stderr, /BW_ERR_ALREADY_RUNNING: a supervisor already answers on .*supervisor-api\.sock/);
+      assert.equal((await bounded('the second start exits', second.exited, 10_000)).code, 5);
+      assert.equal(second.stderr, `bellwether: BW_ERR_ALREADY_RUNNING: supervisor api (pid ${primary.pid}) is already running with control socket ${socket}: stop it first, or give this one another --name\n`);
 
       primary.child.kill('SIGINT');
       assert.deepEqual(await bounded('the primary exits', primary.exited, 20_000), { code: 0, signal: null });

@@ -101,7 +101,7 @@ describe('control socket paths', () => {
     const file = path.join(tempDir(t), 'data.db');
     fs.writeFileSync(file, 'precious');
     const result = await bellwether(['start', HTTP_APP, '--workers', '1', '--socket', file]);
-    assert.equal(result.code, 2);
+    assert.equal(result.code, 78);
     assert.match(result.stderr, /BW_ERR_CONTROL_SOCKET_UNSAFE: .*data\.db exists and is not a socket; it is left alone/);
     assert.equal(fs.readFileSync(file, 'utf8'), 'precious');
   });
@@ -109,7 +109,7 @@ describe('control socket paths', () => {
   test('a name that makes the socket path too long for a Unix socket fails before anything starts, leaving no file', async (t) => {
     const runtimeDir = tempDir(t);
     const result = await bellwether(['start', HTTP_APP, '--workers', '1', '--name', 'n'.repeat(120)], { env: { BELLWETHER_LOCK_DIR: path.join(runtimeDir, 'bellwether') } });
-    assert.equal(result.code, 2);
+    assert.equal(result.code, 78);
     assert.match(result.stderr, /BW_ERR_CONTROL_SOCKET_UNSAFE: control socket path .* is \d+ bytes; a Unix socket path holds at most 107/);
     assert.deepEqual(fs.existsSync(path.join(runtimeDir, 'bellwether')) ? fs.readdirSync(path.join(runtimeDir, 'bellwether')) : [], []);
   });
@@ -118,7 +118,7 @@ describe('control socket paths', () => {
     const dir = tempDir(t);
     const missing = await bellwether(['status', '--socket', path.join(dir, 'none.sock')]);
     assert.equal(missing.code, 3);
-    assert.match(missing.stderr, /no supervisor named default is running \(no control socket answers at .*none\.sock\)/);
+    assert.match(missing.stderr, /no supervisor is running on .*none\.sock: it does not exist/);
     // A fake supervisor in our own directory, answering with terminal escapes.
     const fakePath = path.join(dir, 'fake.sock');
     const fake = net.createServer((c) => {
@@ -140,13 +140,13 @@ describe('control socket paths', () => {
     t.after(() => badServer.close());
     await new Promise<void>((resolve) => badServer.listen(badPath, resolve));
     const malformed = await bellwether(['status', '--socket', badPath]);
-    assert.equal(malformed.code, 2);
+    assert.equal(malformed.code, 78);
     assert.match(malformed.stderr, /not a supervisor's status \(a wrong rollout\)/);
     assert.equal(malformed.stdout, '');
     // The same socket owned by another user: not trusted.
     fs.chownSync(fakePath, 65534, 65534);
     const planted = await bellwether(['status', '--socket', fakePath]);
-    assert.equal(planted.code, 2);
+    assert.equal(planted.code, 78);
     assert.match(planted.stderr, /BW_ERR_CONTROL_SOCKET_UNSAFE: .*fake\.sock is owned by uid 65534/);
     // A directory others can write to (no sticky bit): anyone could have put it there.
     const open = path.join(dir, 'open');
@@ -156,7 +156,7 @@ describe('control socket paths', () => {
     t.after(() => openSock.close());
     await new Promise<void>((resolve) => openSock.listen(path.join(open, 's.sock'), resolve));
     const unsafe = await bellwether(['status', '--socket', path.join(open, 's.sock')]);
-    assert.equal(unsafe.code, 2);
+    assert.equal(unsafe.code, 78);
     assert.match(unsafe.stderr, /BW_ERR_CONTROL_SOCKET_UNSAFE: control socket directory .* is not safe/);
   });
 
@@ -170,7 +170,7 @@ describe('control socket paths', () => {
     t.after(() => agent.close());
     await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
     const result = await bellwether(['start', HTTP_APP, '--workers', '1', '--socket', agentPath]);
-    assert.equal(result.code, 2);
+    assert.equal(result.code, 78);
     assert.match(result.stderr, /BW_ERR_CONTROL_SOCKET_UNSAFE: something listens on .*agent\.sock/);
     const client = net.connect(agentPath);
     client.end('hello');

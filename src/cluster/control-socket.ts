@@ -29,7 +29,10 @@ export function defaultControlSocket(name: string): string {
 
 /** The socket path for a supervisor, checked before anything starts (a longer path would be truncated by the kernel). */
 export function controlSocketPath(name: string, explicit: string | undefined): string {
-  const socketPath = path.resolve(explicit ?? defaultControlSocket(name));
+  return checkPathLength(path.resolve(explicit ?? defaultControlSocket(name)));
+}
+
+function checkPathLength(socketPath: string): string {
   const bytes = Buffer.byteLength(socketPath);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
     throw new BellwetherError(
@@ -40,12 +43,22 @@ export function controlSocketPath(name: string, explicit: string | undefined): s
   return socketPath;
 }
 
+/** A failed lstat or connect on the socket: a permission problem, or a path we cannot use. */
+function socketPathError(doing: string, socketPath: string, err: unknown, hint = ''): BellwetherError {
+  const errno = errnoOf(err);
+  if (errno === 'EACCES' || errno === 'EPERM') {
+    return new BellwetherError(ErrorCodes.CONTROL_SOCKET_ACCESS, `no permission to ${doing} ${socketPath} (${errno})${hint}`, { cause: err });
+  }
+  return new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `cannot ${doing} ${socketPath}: ${String(err)}`, { cause: err });
+}
+
 /**
  * A unix socket (0600, in a directory only this user can write) that answers
  * every connection with the supervisor's status as one JSON line.
  */
 export class ControlSocket {
   readonly path: string;
+  readonly #name: string;
   readonly #server: net.Server;
   readonly #explicit: boolean;
   readonly #connections = new Set<net.Socket>();
@@ -53,6 +66,7 @@ export class ControlSocket {
   #created: { dev: number; ino: number } | undefined;
 
   constructor(name: string, socketPath: string | undefined, status: () => ControlStatus) {
+    this.#name = name;
     this.#explicit = socketPath !== undefined;
     this.path = controlSocketPath(name, socketPath);
     this.#server = net.createServer((connection) => {
@@ -68,7 +82,7 @@ export class ControlSocket {
   }
 
   async listen(): Promise<void> {
-    const dir = prepareLockDir(path.dirname(this.path), !this.#explicit);
+    const dir = prepareLockDir(path.dirname(this.path), !this.#explicit, this.#explicit ? 'control socket directory' : 'lock directory');
     await this.#clearStale();
     // Bound in a private directory (0700) and chmod'ed there, then linked into
     // place: the socket is never reachable with another mode, and the process
@@ -112,14 +126,17 @@ export class ControlSocket {
       stat = fs.lstatSync(this.path);
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') return;
-      throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `cannot check control socket path ${this.path}: ${String(err)}`, { cause: err });
+      throw socketPathError('check control socket path', this.path, err);
     }
     if (!stat.isSocket()) {
       throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${this.path} exists and is not a socket; it is left alone: choose another --socket or --name`);
     }
     const listener = await probe(this.path);
-    if (listener === 'supervisor') {
-      throw new BellwetherError(ErrorCodes.ALREADY_RUNNING, `a supervisor already answers on ${this.path}; give this one another name`);
+    if (typeof listener === 'number') {
+      throw new BellwetherError(
+        ErrorCodes.ALREADY_RUNNING,
+        `supervisor ${this.#name} (pid ${listener}) is already running with control socket ${this.path}: stop it first, or give this one another --name`,
+      );
     }
     if (listener === 'other') {
       throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `something listens on ${this.path} (not a bellwether supervisor, or a busy one); it is left alone: choose another --socket or --name`);
@@ -148,15 +165,54 @@ export class ControlSocket {
 /**
  * Reads one status line from a control socket, after checking that the
  * socket and its directory belong to this user: a socket planted by someone
- * else could report fake pids that an operator would then kill.
+ * else could report fake pids that an operator would then kill. `name` is
+ * the supervisor's, when the path is its default one: messages then speak
+ * of it by name. Every failure is a BellwetherError that says what to do.
  */
-export async function readStatus(socketPath: string, timeoutMs = 2000): Promise<StatusReport> {
-  const absolute = path.resolve(socketPath);
-  checkOwnSocket(absolute);
+export async function readStatus(socketPath: string, options: { name?: string | undefined; timeoutMs?: number } = {}): Promise<StatusReport> {
+  const { name, timeoutMs = 2000 } = options;
+  const absolute = checkPathLength(path.resolve(socketPath));
+  const notRunning = (why: string, cause?: unknown): BellwetherError =>
+    new BellwetherError(ErrorCodes.NOT_RUNNING, `no supervisor ${name === undefined ? `is running on ${absolute}` : `named ${name} is running`}: ${why}`, { cause });
+  const startOne = `start one with: bellwether start <entry.js>${name === undefined ? ` --socket ${absolute}` : name === 'default' ? '' : ` --name ${name}`}`;
+  const asOwner = ': run bellwether status as the user that started the supervisor';
+  const dir = path.dirname(absolute);
+  try {
+    prepareLockDir(dir, false, 'control socket directory');
+  } catch (err) {
+    const code = err instanceof BellwetherError ? err.code : undefined;
+    if (code === ErrorCodes.LOCK_DIR_MISSING) throw notRunning(`directory ${dir} does not exist; ${startOne}`, err);
+    if (code === ErrorCodes.LOCK_DIR_NOT_DIRECTORY) throw notRunning(`${dir} is not a directory`, err);
+    if (code === ErrorCodes.LOCK_ACCESS) throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_ACCESS, `no permission to use control socket directory ${dir}${asOwner}`, { cause: err });
+    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `control socket directory ${dir} is not safe: ${(err as Error).message}`, { cause: err });
+  }
+  const missing = (err: unknown): BellwetherError => notRunning(`${name === undefined ? 'it' : absolute} does not exist; ${startOne}`, err);
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(absolute);
+  } catch (err) {
+    throw errnoOf(err) === 'ENOENT' ? missing(err) : socketPathError('check', absolute, err, asOwner);
+  }
+  const uid = process.getuid?.();
+  if (!stat.isSocket()) throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${absolute} is not a socket: no supervisor's control socket (check --socket)`);
+  if (uid !== undefined && stat.uid !== uid) {
+    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${absolute} is owned by uid ${stat.uid}, not by this user (uid ${uid}): not trusted`);
+  }
   const text = await new Promise<string>((resolve, reject) => {
     const socket = net.connect(absolute);
     let received = '';
-    const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${absolute} within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (err: BellwetherError): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    const noAnswer = (cause?: unknown): BellwetherError =>
+      new BellwetherError(
+        ErrorCodes.NO_ANSWER,
+        `nothing answered on ${absolute} within ${timeoutMs} ms: the supervisor is busy or stuck (or another program listens there); try again, and see its log`,
+        { cause },
+      );
+    const timer = setTimeout(() => fail(noAnswer()), timeoutMs);
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => (received += chunk));
     socket.on('end', () => {
@@ -164,39 +220,16 @@ export async function readStatus(socketPath: string, timeoutMs = 2000): Promise<
       resolve(received);
     });
     socket.on('error', (err) => {
-      clearTimeout(timer);
       const code = errnoOf(err);
-      if (code === 'ECONNREFUSED' || code === 'ENOENT') reject(notRunning(absolute, err));
-      else reject(err);
+      // Removed since the check above: the supervisor stopped meanwhile.
+      if (code === 'ENOENT') fail(missing(err));
+      else if (code === 'ECONNREFUSED') {
+        fail(notRunning(`nobody listens ${name === undefined ? 'there' : `on ${absolute}`} (a socket left by a supervisor that exited; the next one started with it replaces it)`, err));
+      } else if (code === 'EAGAIN') fail(noAnswer(err)); // its listen backlog is full
+      else fail(socketPathError('connect to', absolute, err, asOwner));
     });
   });
   return parseStatus(text, absolute);
-}
-
-function notRunning(socketPath: string, cause?: unknown): BellwetherError {
-  return new BellwetherError(ErrorCodes.NOT_RUNNING, `no supervisor is running there (looked for its control socket at ${socketPath})`, { cause });
-}
-
-function checkOwnSocket(socketPath: string): void {
-  const dir = path.dirname(socketPath);
-  try {
-    prepareLockDir(dir, false);
-  } catch (err) {
-    if (err instanceof BellwetherError && err.code === ErrorCodes.LOCK_DIR_MISSING) throw notRunning(socketPath, err);
-    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `control socket directory ${dir} is not safe: ${(err as Error).message}`, { cause: err });
-  }
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(socketPath);
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') throw notRunning(socketPath, err);
-    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `cannot check ${socketPath}: ${String(err)}`, { cause: err });
-  }
-  const uid = process.getuid?.();
-  if (!stat.isSocket()) throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${socketPath} is not a socket`);
-  if (uid !== undefined && stat.uid !== uid) {
-    throw new BellwetherError(ErrorCodes.CONTROL_SOCKET_UNSAFE, `${socketPath} is owned by uid ${stat.uid}, not by this user (uid ${uid}): not trusted`);
-  }
 }
 
 /** Only the fields and types a supervisor sends; anything else is refused. */
@@ -237,30 +270,35 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '?');
 }
 
+/** How a supervisor's status line starts (see the connection handler above). */
+const STATUS_LINE = /^\{"pid":(\d+),"name":/;
+
 /**
  * Who is at a socket path: 'stale' only when the kernel refuses the
- * connection (nobody listens). A listener that says nothing (an ssh agent,
- * an HTTP server, a busy supervisor) is 'other', never taken for stale.
+ * connection (nobody listens); a supervisor, by its pid. A listener that
+ * says nothing (an ssh agent, an HTTP server, a busy supervisor) is
+ * 'other', never taken for stale.
  */
-/** How a supervisor's status line starts (see the connection handler above). */
-const STATUS_LINE = /^\{"pid":\d+,"name":/;
-
-function probe(socketPath: string): Promise<'stale' | 'supervisor' | 'other'> {
+function probe(socketPath: string): Promise<'stale' | 'other' | number> {
   return new Promise((resolve) => {
     const socket = net.connect(socketPath);
     let text = '';
-    const done = (who: 'stale' | 'supervisor' | 'other'): void => {
+    const done = (who: 'stale' | 'other' | number): void => {
       clearTimeout(timer);
       socket.destroy();
       resolve(who);
+    };
+    const heard = (): void => {
+      const pid = STATUS_LINE.exec(text)?.[1];
+      done(pid === undefined ? 'other' : Number(pid));
     };
     const timer = setTimeout(() => done('other'), 500);
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       text += chunk;
-      if (text.includes('\n')) done(STATUS_LINE.test(text) ? 'supervisor' : 'other');
+      if (text.includes('\n')) heard();
     });
-    socket.on('end', () => done(STATUS_LINE.test(text) ? 'supervisor' : 'other'));
+    socket.on('end', heard);
     socket.on('error', (err) => done(errnoOf(err) === 'ECONNREFUSED' ? 'stale' : 'other'));
   });
 }

@@ -142,7 +142,7 @@ export function resolveSupervisorOptions(options: SupervisorOptions): ResolvedSu
     restart: {
       initialDelay,
       maxDelay: checkMillis(restartGiven['maxDelay'], 'restart.maxDelay', Math.max(30_000, initialDelay), initialDelay),
-      maxRestarts: checkMillis(restartGiven['maxRestarts'], 'restart.maxRestarts', 5, 1, 10_000),
+      maxRestarts: checkMillis(restartGiven['maxRestarts'], 'restart.maxRestarts', 5, 1, 10_000, 'restarts'),
       window: checkMillis(restartGiven['window'], 'restart.window', 60_000, 1),
     },
     env: envObject as Record<string, string>,

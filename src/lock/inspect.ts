@@ -33,15 +33,15 @@ export function inspectHostLock(name: string, lockDir: string, isDefaultDir: boo
 /**
  * Restarts the fencing count (the next holder gets token 1): a deliberate
  * operation, done only while nobody holds the lock, holding it meanwhile.
- * Returns false, changing nothing, when the lock is held.
+ * `reset` is false, nothing changed, when the lock is held.
  */
-export function resetHostLock(name: string, lockDir: string, isDefaultDir: boolean): boolean {
+export function resetHostLock(name: string, lockDir: string, isDefaultDir: boolean): { file: string; reset: boolean } {
   const file = lockFileOf(name, lockDir, isDefaultDir);
   const fd = openLockFile(file);
   try {
-    if (!lockNowIfFree(fd)) return false;
+    if (!lockNowIfFree(fd)) return { file, reset: false };
     writeFencingRecord(fd, 0);
-    return true;
+    return { file, reset: true };
   } finally {
     fs.closeSync(fd);
   }

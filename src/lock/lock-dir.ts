@@ -24,26 +24,27 @@ export function defaultLockDir(): string {
  * the way cannot be swapped later. The default directory is created (0700)
  * and must not be a symlink at all; an explicit one must already exist (a
  * symlink to it is resolved once, and the real directory is checked).
- * Throws a BellwetherError; nothing is locked yet when it does.
+ * Throws a BellwetherError; nothing is locked yet when it does. `what`
+ * names the directory in its messages.
  */
-export function prepareLockDir(dir: string, isDefault: boolean): string {
+export function prepareLockDir(dir: string, isDefault: boolean, what = 'lock directory'): string {
   const absolute = path.resolve(dir);
   if (isDefault) {
     try {
       fs.mkdirSync(absolute, { mode: 0o700 });
     } catch (err) {
-      if (errnoOf(err) !== 'EEXIST') throw lockDirError(absolute, err);
+      if (errnoOf(err) !== 'EEXIST') throw lockDirError(absolute, err, what);
     }
     let link: fs.Stats;
     try {
       link = fs.lstatSync(absolute);
     } catch (err) {
-      throw lockDirError(absolute, err);
+      throw lockDirError(absolute, err, what);
     }
     if (link.isSymbolicLink()) {
       throw new BellwetherError(
         ErrorCodes.LOCK_DIR_UNSAFE,
-        `default lock directory ${absolute} is a symlink (owned by uid ${link.uid}), which bellwether never creates: ${RECOVER}`,
+        `default ${what} ${absolute} is a symlink (owned by uid ${link.uid}), which bellwether never creates: ${RECOVER}`,
       );
     }
   }
@@ -51,9 +52,9 @@ export function prepareLockDir(dir: string, isDefault: boolean): string {
   try {
     real = fs.realpathSync(absolute);
   } catch (err) {
-    throw lockDirError(absolute, err);
+    throw lockDirError(absolute, err, what);
   }
-  checkDirectory(real, absolute, isDefault);
+  checkDirectory(real, absolute, isDefault, what);
   return real;
 }
 
@@ -64,24 +65,24 @@ const RECOVER = `set the singleton's lockDir (or --lock-dir), or ${LOCK_DIR_ENV}
  * delete entries in it. Checked on the real path, with lstat (no link is
  * followed), and again after every open by the callers that care.
  */
-export function checkDirectory(real: string, given = real, isDefault = false): void {
+export function checkDirectory(real: string, given = real, isDefault = false, what = 'lock directory'): void {
   let stat: fs.Stats;
   try {
     stat = fs.lstatSync(real);
   } catch (err) {
-    throw lockDirError(given, err);
+    throw lockDirError(given, err, what);
   }
   const shown = real === given ? given : `${given} (${real})`;
   if (!stat.isDirectory()) {
-    throw new BellwetherError(ErrorCodes.LOCK_DIR_NOT_DIRECTORY, `lock directory ${shown} is not a directory`);
+    throw new BellwetherError(ErrorCodes.LOCK_DIR_NOT_DIRECTORY, `${what} ${shown} is not a directory`);
   }
   const uid = process.getuid?.();
   if (uid !== undefined && stat.uid !== uid) {
     throw new BellwetherError(
       ErrorCodes.LOCK_DIR_UNSAFE,
       isDefault
-        ? `default lock directory ${shown} is owned by uid ${stat.uid}, not by this user (uid ${uid}): another user created it first, and could replace its lock files; ${RECOVER}`
-        : `lock directory ${shown} is owned by uid ${stat.uid}, not by this user (uid ${uid}): another user could replace its lock files`,
+        ? `default ${what} ${shown} is owned by uid ${stat.uid}, not by this user (uid ${uid}): another user created it first, and could replace its files; ${RECOVER}`
+        : `${what} ${shown} is owned by uid ${stat.uid}, not by this user (uid ${uid}): another user could replace its files`,
     );
   }
   const writableByOthers = (stat.mode & 0o022) !== 0;
@@ -89,13 +90,13 @@ export function checkDirectory(real: string, given = real, isDefault = false): v
   if (writableByOthers && !sticky) {
     throw new BellwetherError(
       ErrorCodes.LOCK_DIR_UNSAFE,
-      `lock directory ${shown} is writable by group or others (mode ${(stat.mode & 0o7777).toString(8)}) without the sticky bit`,
+      `${what} ${shown} is writable by group or others (mode ${(stat.mode & 0o7777).toString(8)}) without the sticky bit`,
     );
   }
   try {
     fs.accessSync(real, fs.constants.W_OK | fs.constants.X_OK);
   } catch (err) {
-    throw lockDirError(given, err);
+    throw lockDirError(given, err, what);
   }
 }
 
@@ -103,17 +104,17 @@ export function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-function lockDirError(dir: string, err: unknown): BellwetherError {
+function lockDirError(dir: string, err: unknown, what: string): BellwetherError {
   switch (errnoOf(err)) {
     case 'ENOENT':
-      return new BellwetherError(ErrorCodes.LOCK_DIR_MISSING, `lock directory ${dir} does not exist`, { cause: err });
+      return new BellwetherError(ErrorCodes.LOCK_DIR_MISSING, `${what} ${dir} does not exist`, { cause: err });
     case 'ENOTDIR':
-      return new BellwetherError(ErrorCodes.LOCK_DIR_NOT_DIRECTORY, `lock directory ${dir} is not a directory`, { cause: err });
+      return new BellwetherError(ErrorCodes.LOCK_DIR_NOT_DIRECTORY, `${what} ${dir} is not a directory`, { cause: err });
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return new BellwetherError(ErrorCodes.LOCK_ACCESS, `no permission to use lock directory ${dir}`, { cause: err });
+      return new BellwetherError(ErrorCodes.LOCK_ACCESS, `no permission to use ${what} ${dir}`, { cause: err });
     default:
-      return new BellwetherError(ErrorCodes.LOCK_ACCESS, `cannot use lock directory ${dir}: ${String(err)}`, { cause: err });
+      return new BellwetherError(ErrorCodes.LOCK_ACCESS, `cannot use ${what} ${dir}: ${String(err)}`, { cause: err });
   }
 }

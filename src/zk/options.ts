@@ -76,7 +76,7 @@ export function resolveZkOptions(options: ZkSessionOptions): ZkSessionSettings {
     onExpire,
     auth,
     retry: {
-      attempts: checkMillis(retryGiven['attempts'], 'retry.attempts', 3, 0, 100),
+      attempts: checkMillis(retryGiven['attempts'], 'retry.attempts', 3, 0, 100, 'attempts'),
       initialDelay,
       maxDelay: checkMillis(retryGiven['maxDelay'], 'retry.maxDelay', Math.max(2000, initialDelay), initialDelay),
     },

@@ -1,10 +1,24 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { bounded } from './bounded.js';
 import { type Runtime, node } from './runtimes.js';
+import { SETPRIV } from './tools.js';
 
 /** The built CLI, as `npx bellwether` runs it. */
 export const CLI = new URL('../../../dist/cli.js', import.meta.url).pathname;
+
+export interface CliOptions {
+  runtime?: Runtime;
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Subject to file permissions as any user is: run as root, the CLI runs
+   * without the capabilities that bypass them (setpriv drops
+   * CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), keeping its uid, so the
+   * files the test made are still its own.
+   */
+  unprivileged?: boolean;
+}
 
 export interface Finished {
   code: number | null;
@@ -33,6 +47,20 @@ export async function runToEnd(
 }
 
 /** `bellwether <args>` to completion (bounded): exit code and output. */
-export function bellwether(args: string[], options: { runtime?: Runtime; env?: NodeJS.ProcessEnv } = {}): Promise<Finished> {
-  return runToEnd(`bellwether ${args[0]}`, (options.runtime ?? node).bin, [CLI, ...args], { env: { ...process.env, ...options.env } });
+export function bellwether(args: string[], options: CliOptions = {}): Promise<Finished> {
+  const command = [(options.runtime ?? node).bin, CLI, ...args];
+  if (options.unprivileged && process.getuid?.() === 0) command.unshift(SETPRIV, '--bounding-set', '-dac_override,-dac_read_search', '--');
+  return runToEnd(`bellwether ${args[0]}`, command[0]!, command.slice(1), { env: { ...process.env, ...options.env } });
+}
+
+/**
+ * A failed command as users see it: the exit code, one line on stderr that
+ * matches (no stack trace), and nothing on stdout.
+ */
+export function assertFailure(result: { code: number | null; stdout: string; stderr: string }, exitCode: number, line: RegExp): void {
+  const shown = JSON.stringify(result);
+  assert.equal(result.code, exitCode, shown);
+  assert.match(result.stderr, /^bellwether: [^\n]+\n$/, `one line on stderr: ${shown}`);
+  assert.match(result.stderr, line, shown);
+  assert.equal(result.stdout, '', shown);
 }
