@@ -70,7 +70,7 @@ Exit codes (failures print one line on stderr: bellwether: BW_ERR_...: what, whe
   ${EXIT.USAGE}  usage: unknown command or option, missing or extra argument, bad value or name
   ${EXIT.DATA}  a lock file holding something else (lock --reset rewrites it)
   ${EXIT.NO_INPUT}  missing: the entry script, the lock directory, the socket's directory
-  ${EXIT.UNAVAILABLE}  flock(1) cannot be run
+  ${EXIT.UNAVAILABLE}  no way to wait for the host lock (neither flock(1) nor fs-ext)
   ${EXIT.ORPHANED}  start: stopped because its parent was gone
   ${EXIT.NO_ANSWER}  status: the supervisor did not answer in time (busy or stuck): try again
   ${EXIT.NO_PERMISSION}  permission denied (control socket, its directory, lock directory or file)

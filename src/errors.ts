@@ -22,7 +22,7 @@ export const ErrorCodes = {
   LOCK_FILE_CORRUPT: 'BW_ERR_LOCK_FILE_CORRUPT',
   /** The held lock file was deleted or replaced: the holder stopped (the singleton's `demoted` reason is `lost`). */
   LOCK_LOST: 'BW_ERR_LOCK_LOST',
-  /** The `flock(1)` program (util-linux) that waits for the lock could not be run. */
+  /** No way to wait for the host lock: util-linux's `flock(1)` is missing and fs-ext (Node) or libc through bun:ffi (Bun) cannot be loaded, or the waiter could not be run. */
   FLOCK_UNAVAILABLE: 'BW_ERR_FLOCK_UNAVAILABLE',
   /** The object was closed: it cannot be started again. */
   CLOSED: 'BW_ERR_CLOSED',

@@ -23,7 +23,7 @@ export const EXIT = {
   DATA: 65,
   /** EX_NOINPUT: the entry script, the lock directory or the control socket's directory is missing. */
   NO_INPUT: 66,
-  /** EX_UNAVAILABLE: flock(1) cannot be run. */
+  /** EX_UNAVAILABLE: no way to wait for the host lock (neither util-linux's flock(1) nor fs-ext / bun:ffi). */
   UNAVAILABLE: 69,
   /** `start`: stopped because its parent was gone (`--stop-with-parent`, `--parent-pid`). */
   ORPHANED: ORPHAN_EXIT_CODE,
