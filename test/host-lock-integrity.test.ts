@@ -151,6 +151,37 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(await bounded('exit', other.exited, 10_000), { code: 0, signal: null }, other.stderr);
       assert.equal(other.count('elected'), 0, 'never elected while the holder holds the lock');
     });
+
+    test('a waiter that exits 0, with or without the line, is not the lock; once it is free, it is taken all the same', async (t) => {
+      const dir = tempDir(t);
+      const logFile = path.join(dir, 'fence.log');
+      const liars = {
+        'says it has the lock': '#!/bin/sh\necho "flock: getting lock took 0.000001 seconds"\nexit 0\n',
+        'exits 0 at once': '#!/bin/sh\nexit 0\n',
+      };
+      const tokens: number[] = [];
+      for (const [what, script] of Object.entries(liars)) {
+        const liar = path.join(dir, 'liar');
+        fs.writeFileSync(liar, script, { mode: 0o755 });
+        const holder = singleton({ name: 'job', lockDir: dir });
+        await holder.start();
+        await new Promise((resolve) => holder.once('elected', resolve));
+        const fixtures = new Fixtures();
+        t.after(() => fixtures.killAll());
+        const other = fixtures.add(startFixture(runtime, CONTENDER, [dir, 'job', logFile], { BELLWETHER_FLOCK: liar }));
+        for (let n = 1; n <= 2; n++) {
+          const error = await bounded(`${what}: error ${n}`, other.next('error', (e) => other.events.filter((x) => x.event === 'error').indexOf(e) === n - 1), 10_000);
+          assert.equal(error['code'], 'BW_ERR_FLOCK_UNAVAILABLE', what);
+        }
+        assert.equal(other.count('elected'), 0, `${what}: never elected while the holder holds the lock`);
+        await holder.close();
+        const running = await bounded(`${what}: runs once the lock is free`, other.next('running'), 10_000);
+        tokens.push(Number(running['token']));
+        await other.kill();
+      }
+      assert.deepEqual(tokens, [2, 4], 'each time after the holder (tokens 1 and 3)');
+      assert.deepEqual(checkFenceLog(logFile), [2, 4]);
+    });
   });
 }
 

@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { BellwetherError, ErrorCodes } from '../errors.js';
-import { nativeFlock, nativeFlockError } from './flock-native.js';
+import { fsExtPath, nativeFlock, nativeFlockError, openNativeFlock } from './flock-native.js';
 
 /**
  * Waiting for a flock(2) lock without holding a thread of this process.
@@ -97,10 +97,35 @@ function programs(): Programs {
   return programs_;
 }
 
-const WAIT_CHILD = fileURLToPath(new URL('./wait-child.js', import.meta.url));
+/**
+ * The built-in waiter: the app's own runtime runs this source (`-e`, so
+ * that nothing needs to be on disk beside a bundle or inside a compiled
+ * executable) with the lock file as descriptor 3.
+ */
+const WAITER_SOURCE = `
+const flock = (${openNativeFlock.toString()})(require, process.env.BW_WAITER_FS_EXT);
+flock.dieWithParent(Number(process.env.BW_WAITER_PARENT));
+const fs = require('fs');
+flock.lock(3).then(
+  () => { fs.writeSync(1, 'locked\\n'); process.exit(0); },
+  (err) => { fs.writeSync(2, 'flock(2) failed: ' + err.message + '\\n'); process.exit(1); },
+);
+`;
 
-/** Variables that would make the built-in waiter something else: a cluster worker, or a process with the app's preloads and inspector. */
-const NOT_INHERITED = ['NODE_OPTIONS', 'NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE'];
+/**
+ * Variables that would make the built-in waiter something else: a cluster
+ * worker, or a process with the app's preloads, inspector or options.
+ */
+const NOT_INHERITED = /^(NODE_OPTIONS|NODE_UNIQUE_ID|NODE_CHANNEL_FD|NODE_CHANNEL_SERIALIZATION_MODE|BUN_OPTIONS|BUN_INSPECT.*)$/;
+
+/** Whether this is a Node single executable application, whose binary runs only the app. */
+function isSingleExecutable(): boolean {
+  try {
+    return (createRequire(import.meta.url)('node:sea') as { isSea?: () => boolean }).isSea?.() ?? false;
+  } catch {
+    return false;
+  }
+}
 
 let method: WaitMethod | undefined;
 
@@ -125,10 +150,17 @@ export function waitMethod(): WaitMethod {
         'install util-linux, or let the optional dependency fs-ext build (it needs make, g++ and python3), or set BELLWETHER_FLOCK to the absolute path of flock(1)',
     );
   }
-  const env = { ...process.env };
-  for (const name of NOT_INHERITED) delete env[name];
+  if (isSingleExecutable()) {
+    throw new BellwetherError(
+      ErrorCodes.FLOCK_UNAVAILABLE,
+      `no way to wait for a lock here: the flock(1) program (util-linux) is not in ${SYSTEM_DIRS.join(', ')}, and a single executable application cannot run the built-in waiter; install util-linux`,
+    );
+  }
   const onBun = Boolean(process.versions['bun']);
-  method = { kind: 'built-in', command: process.execPath, args: [WAIT_CHILD, String(process.pid)], locked: 'locked', stdin: onBun ? 'ignore' : 'pipe', env };
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !NOT_INHERITED.test(name)));
+  // A compiled Bun executable acts as plain bun with BUN_BE_BUN.
+  Object.assign(env, { BW_WAITER_PARENT: String(process.pid), BW_WAITER_FS_EXT: fsExtPath(), ...(onBun ? { BUN_BE_BUN: '1' } : {}) });
+  method = { kind: 'built-in', command: process.execPath, args: ['-e', WAITER_SOURCE], locked: 'locked', stdin: onBun ? 'ignore' : 'pipe', env };
   return method;
 }
 
@@ -155,6 +187,32 @@ export interface FlockWaiter {
    * descriptor: only then does closing ours release the lock at once.
    */
   gone(): Promise<void>;
+}
+
+/** Takes the lock here if it is free and flock(2) can be called here. */
+function tryHere(fd: number): boolean {
+  try {
+    return nativeFlock()?.tryLock(fd) ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks, where flock(2) can be called here, that the lock the waiter
+ * reported is held through `fd` (a lock held through our own open file
+ * description is taken again at once; anyone else's refuses): a program
+ * that only prints the line, or exits 0, takes nothing.
+ */
+function heldHere(fd: number, how: WaitMethod): BellwetherError | undefined {
+  const native = nativeFlock();
+  if (!native) return undefined;
+  try {
+    if (native.tryLock(fd)) return undefined;
+    return new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `the ${how.kind} lock waiter said it had the lock, but another process holds it`);
+  } catch (err) {
+    return new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(2) failed: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** A lock taken in this process: no helper to wait for. */
@@ -191,7 +249,7 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, tryHereFir
   return new Promise<FlockWaiter>((resolve, reject) => {
     // Its own process group: a Ctrl-C meant for the app must not kill the waiter
     // (its parent decides; it still ends if the parent dies).
-    const child = spawn(command, args, { stdio: [stdin, 'pipe', 'pipe', fd], detached: true, env });
+    const child = spawn(command, args, { stdio: [stdin, 'pipe', 'pipe', fd], detached: true, env, cwd: '/' });
     type Unrefable = { unref?: () => void };
     const stdout = child.stdout as Readable & Unrefable;
     const stderr = child.stderr as Readable & Unrefable;
@@ -241,20 +299,25 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, tryHereFir
     stdout.on('data', (chunk: string) => {
       output += chunk;
       // An aborted wait ends at the exit, whatever the child printed.
-      if (output.includes(locked) && !signal.aborted) settle();
+      if (output.includes(locked) && !signal.aborted) {
+        const error = heldHere(fd, how);
+        if (error) child.kill('SIGKILL');
+        settle(error);
+      }
     });
     child.once('error', (err) => {
       settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `could not run ${command}: ${err.message}`, { cause: err }));
     });
-    void exit.then(() => {
+    // 'close': after the last of its output was read. Without the line that
+    // says it has the lock, an exit, even 0, is not the lock.
+    child.once('close', () => {
+      if (signal.aborted) return settle(signal.reason);
       const { exitCode: code, signalCode: exitSignal } = child;
-      if (signal.aborted) settle(signal.reason);
-      // The waiter exits 0 only once the lock is taken.
-      else if (code === 0) settle();
-      else {
-        const why = `${exitSignal ? `signal ${exitSignal}` : `exit code ${code}`}${errors.trim() ? `: ${errors.trim()}` : ''}`;
-        settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `the ${how.kind} lock waiter ended without the lock (${why})`));
-      }
+      const why = `${exitSignal ? `signal ${exitSignal}` : `exit code ${code}`}${errors.trim() ? `: ${errors.trim()}` : ''}`;
+      // A waiter that cannot work must not leave the job without a runner
+      // while the lock is free: try here before saying so.
+      if (tryHere(fd)) return settle();
+      settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `the ${how.kind} lock waiter ended without the lock (${why})`));
     });
   });
 }
