@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { Fixtures, startFixture } from './helpers/child.js';
 import { waitForBlockedWaiters } from './helpers/proc-locks.js';
-import { bun, fixture, node } from './helpers/runtimes.js';
+import { bun, fixture, node, selected } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 import { FLOCK } from './helpers/tools.js';
 
@@ -40,7 +40,7 @@ test('bellwether lock <name>: a bellwether holder\'s pid and token, the waiters;
   const logFile = path.join(dir, 'fence.log');
   const holder = fixtures.add(startFixture(node, fixture('host-contender'), [dir, 'job', logFile]));
   await holder.next('running');
-  const waiter = fixtures.add(startFixture(bun, fixture('host-contender'), [dir, 'job', logFile]));
+  const waiter = fixtures.add(startFixture(selected(bun), fixture('host-contender'), [dir, 'job', logFile]));
   await waiter.next('contending');
   await waitForBlockedWaiters(path.join(dir, 'job.lock'), 1);
   const held = cli('lock', 'job', '--lock-dir', dir);

@@ -6,7 +6,7 @@ import { Observer, ZkSession } from 'bellwether';
 import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { bounded } from './helpers/bounded.js';
 import { checkFenceLog } from './helpers/fence-log.js';
-import { type Runtime, bun, fixture, node } from './helpers/runtimes.js';
+import { type Runtime, bun, fixture, mixName, node, selected } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 import { type ZkEnsemble, expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
@@ -69,12 +69,13 @@ async function ballotsReach(ensemble: ZkEnsemble, t: TestContext, count: number)
 describe('fleet singleton across processes (one ZooKeeper server)', () => {
   const zk1 = useZooKeeper();
 
-  test("node+bun: 5 contenders, the leader SIGKILLed 4 times: the next leads only once the killed leader's session can have expired; tokens increase", async (t) => {
+  const KILL_MIX = [node, bun, node, bun, node].map(selected);
+  test(`${mixName(KILL_MIX)}: 5 contenders, the leader SIGKILLed 4 times: the next leads only once the killed leader's session can have expired; tokens increase`, async (t) => {
     const dir = tempDir(t);
     const logFile = path.join(dir, 'fence.log');
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
-    const runtimes: Runtime[] = [node, bun, node, bun, node];
+    const runtimes = KILL_MIX;
     let spawned = 0;
     const spawn = (): Fixture =>
       fixtures.add(startFixture(runtimes[spawned++ % runtimes.length]!, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS]));
@@ -134,7 +135,7 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     const first = fixtures.add(startFixture(node, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS]));
     const session = await first.next('session');
     await first.next('running');
-    const others = [bun, node].map((r) => fixtures.add(startFixture(r, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS])));
+    const others = [bun, node].map(selected).map((r) => fixtures.add(startFixture(r, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS])));
     await Promise.all(others.map((f) => f.next('contending')));
     const next = firstTo(others, 'running');
     await expireSession(zk1.ensemble.servers[0]!.clientPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex'));
@@ -170,7 +171,7 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
       workers.set(f, host);
       return f;
     };
-    for (const host of [0, 1, 2]) for (const runtime of [node, bun, node]) spawn(host, runtime);
+    for (const host of [0, 1, 2]) for (const runtime of [node, bun, node].map(selected)) spawn(host, runtime);
     await Promise.all([...workers.keys()].map((f) => f.next('contending')));
     await firstTo([...workers.keys()], 'running', true);
     const alive = (): Fixture[] => [...workers.keys()].filter((f) => f.child.exitCode === null && f.child.signalCode === null);
@@ -210,7 +211,7 @@ describe('fleet singleton with a 3-server ensemble', () => {
     // The leader can reach only server a; the others only b and c.
     const first = fixtures.add(startFixture(node, CONTENDER, [`127.0.0.1:${a!.clientPort}`, 'cluster', logFile, '1500']));
     await first.next('running');
-    const others = [bun, node].map((r) =>
+    const others = [bun, node].map(selected).map((r) =>
       fixtures.add(startFixture(r, CONTENDER, [`127.0.0.1:${b!.clientPort},127.0.0.1:${c!.clientPort}`, 'cluster', logFile, '1500'])),
     );
     await Promise.all(others.map((f) => f.next('contending')));

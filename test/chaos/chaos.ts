@@ -1,8 +1,9 @@
 /**
- * The chaos run: fleet-singleton contenders (Node and Bun; `cluster` and
- * `host+cluster`) under a random, seeded schedule of faults, each contender
- * reaching ZooKeeper through proxies of its own (one per server), and two
- * observers (one behind faulty proxies too, one direct). Checks:
+ * The chaos run: fleet-singleton contenders (Node and Bun, or only Node when
+ * BW_TEST_RUNTIMES leaves Bun out; `cluster` and `host+cluster`) under a
+ * random, seeded schedule of faults, each contender reaching ZooKeeper
+ * through proxies of its own (one per server), and two observers (one
+ * behind faulty proxies too, one direct). Checks:
  * - safety: never two runs at once, tokens strictly increasing (the shared fence log);
  * - liveness: once the faults end, within the session timeout and a bound,
  *   exactly one contender runs, leader_ack names it, and every observer agrees.
@@ -13,7 +14,7 @@ import path from 'node:path';
 import { Observer, ZkSession } from 'bellwether';
 import { type Fixture, Fixtures, startFixture } from '../helpers/child.js';
 import { checkFenceLog } from '../helpers/fence-log.js';
-import { type Runtime, bun, fixture, node } from '../helpers/runtimes.js';
+import { type Runtime, bun, fixture, node, selected } from '../helpers/runtimes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { ZkEnsemble, expireSession, idBuffer } from '../helpers/zookeeper.js';
 
@@ -131,7 +132,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       [node, 'host+cluster'],
       [bun, 'host+cluster'],
     ] as const) {
-      slots.push(await spawn({ runtime, scope, lockDir: scope === 'host+cluster' ? hostDir : undefined }));
+      slots.push(await spawn({ runtime: selected(runtime), scope, lockDir: scope === 'host+cluster' ? hostDir : undefined }));
     }
     await Promise.all(slots.map((s) => s.fixture.next('contending')));
     const running = (s: Slot): boolean => s.fixture.count('running') > s.fixture.count('stopped');
