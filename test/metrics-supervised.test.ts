@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { bounded } from './helpers/bounded.js';
 import { CLI } from './helpers/cli.js';
 import { Fixture, Fixtures } from './helpers/child.js';
@@ -53,6 +55,23 @@ function value(families: Map<string, Family>, name: string, labels: Record<strin
 
 function types(families: Map<string, Family>): Record<string, string> {
   return Object.fromEntries([...families.values()].filter((f) => f.name.startsWith('bellwether_')).map((f) => [f.name, f.type]));
+}
+
+/** Resolves once a connection to the port is accepted (a refused one is tried again), within ms. */
+async function listening(port: number, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const accepted = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (accepted) return;
+    if (performance.now() > deadline) throw new Error(`nothing listens on port ${port} after ${ms} ms`);
+    await sleep(20);
+  }
 }
 
 /** A GET /slow that the worker holds until this side ends it. */
@@ -117,7 +136,10 @@ for (const runtime of RUNTIMES) {
 
       process.kill(first['pid'] as number, 'SIGKILL');
       const second = await primary.next('elected', (e) => e['pid'] !== first['pid']);
-      // The replacement counts its election and run before it serves: a scrape may come first, so ask until they are counted (bounded).
+      // With its only worker gone, the port is closed until the replacement listens, which may come after
+      // its election (seen on Node 22 and 24): wait for it. It counts its election and run before it serves:
+      // a scrape may come first, so ask until they are counted (bounded).
+      await listening(port, 10_000);
       const after = await scrapeUntil(
         port,
         (families) =>

@@ -49,6 +49,7 @@ describe('singleton(): bad options fail at the call, with codes', () => {
     ['resourceLimits with an unknown key', { name: 'job', task: TASK, resourceLimits: { heap: 64 } }, 'BW_ERR_INVALID_OPTION'],
     ['resourceLimits not positive', { name: 'job', task: TASK, resourceLimits: { maxOldGenerationSizeMb: 0 } }, 'BW_ERR_INVALID_OPTION'],
     ['resourceLimits.stackSizeMb below 1', { name: 'job', task: TASK, resourceLimits: { stackSizeMb: 0.2 } }, 'BW_ERR_INVALID_OPTION'],
+    ['resourceLimits.maxOldGenerationSizeMb below 4', { name: 'job', task: TASK, resourceLimits: { maxOldGenerationSizeMb: 1 } }, 'BW_ERR_INVALID_OPTION'],
     ['task a path with a NUL byte', { name: 'job', task: '/tmp/task\0.js' }, 'BW_ERR_INVALID_OPTION'],
     ['every without run or task', { name: 'job', every: 1000 }, 'BW_ERR_INVALID_OPTION'],
     ['every 0', { name: 'job', run: () => {}, every: 0 }, 'BW_ERR_INVALID_OPTION'],

@@ -43,7 +43,7 @@ export interface HostSingletonOptions {
   every?: number;
   /** With `task`: ms the task gets to settle after leadership ends, before its thread is terminated. Default 1000. */
   stopTimeout?: number;
-  /** With `task`: limits of its worker thread (heap sizes, stack); a task that exceeds them fails. */
+  /** With `task`: limits of its worker thread (heap sizes, stack, MiB; maxOldGenerationSizeMb at least 4, stackSizeMb at least 1); a task that exceeds them fails. */
   resourceLimits?: ResourceLimits;
   /**
    * Whether the singleton keeps the process alive from `start()` until
@@ -163,9 +163,14 @@ function checkJob(given: Record<string, unknown>): Job | undefined {
       const value = limits[key];
       if (value !== undefined && (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value))) throw invalidOption(`resourceLimits.${key}`, 'a positive number of MiB', value);
     }
-    // Measured on Node 20: a thread with a stack of 0.2 MiB fails in its bootstrap, which ends the whole process.
+    // Measured on Node 20, 22 and 24: a thread with a stack of 0.2 MiB fails in its bootstrap, which ends the whole process.
     const stack = limits['stackSizeMb'];
     if (typeof stack === 'number' && stack < 1) throw invalidOption('resourceLimits.stackSizeMb', 'at least 1 (MiB)', stack);
+    // Measured: on Node 22 and 24 an old generation below about 2.5 MiB is a fatal V8 out-of-memory while the
+    // thread's isolate is created, which ends the whole process (Node 20 reports it as the thread's error).
+    // Below 4 MiB no thread starts on any of them, so nothing that works is refused.
+    const heap = limits['maxOldGenerationSizeMb'];
+    if (typeof heap === 'number' && heap < 4) throw invalidOption('resourceLimits.maxOldGenerationSizeMb', 'at least 4 (MiB)', heap);
   }
   // Measured: Bun 1.4 accepts resourceLimits and does not enforce them (a task grew without bound).
   if (limits && process.versions['bun']) {
