@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { type Fixture, Fixtures, startFixture } from './helpers/child.js';
+import { readJsonLines } from './helpers/fence-log.js';
 import { RUNTIMES, type Runtime, fixture } from './helpers/runtimes.js';
 import { startProxy } from './helpers/sessions.js';
 import { tempDir } from './helpers/temp.js';
@@ -25,11 +26,7 @@ interface TaskRecord {
 }
 
 function records(file: string): TaskRecord[] {
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as TaskRecord);
+  return readJsonLines<TaskRecord>(file);
 }
 
 /**

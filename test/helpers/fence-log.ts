@@ -7,6 +7,21 @@ interface LogRecord {
 }
 
 /**
+ * The complete records of a JSON-lines log that processes may still be
+ * appending to: a reader can see an append half done (the part of a line
+ * that crosses a page boundary comes later), so what follows the last
+ * newline is left for the next read.
+ */
+export function readJsonLines<T>(file: string): T[] {
+  const text = fs.readFileSync(file, 'utf8');
+  return text
+    .slice(0, text.lastIndexOf('\n') + 1)
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as T);
+}
+
+/**
  * Checks a shared start/tick/stop log written by job runners with O_APPEND:
  * fencing tokens strictly increase from one start to the next, and once a
  * term has started no record of an earlier term follows (no overlap; with
@@ -15,11 +30,7 @@ interface LogRecord {
  * again with the same token after a step-down counts once).
  */
 export function checkFenceLog(file: string, options: { overlap?: 'refused' | 'allowed' } = {}): number[] {
-  const records = fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as LogRecord);
+  const records = readJsonLines<LogRecord>(file);
   const terms: number[] = [];
   let current: LogRecord | undefined;
   for (const [index, r] of records.entries()) {
