@@ -83,7 +83,7 @@ describe('bellwether start / status (CLI)', () => {
     let err = '';
     run.stderr.on('data', (d: Buffer) => (err += d));
     const code = await new Promise((resolve) => run.on('close', resolve));
-    assert.equal(code, 2);
+    assert.equal(code, 66); // EX_NOINPUT (src/exit-codes.ts)
     assert.match(err, /BW_ERR_ENTRY_NOT_FOUND/);
   });
 });
