@@ -12,6 +12,15 @@ import { defaultLockDir } from './lock/lock-dir.js';
 import { inspectHostLock, resetHostLock } from './lock/inspect.js';
 import { checkName } from './validate.js';
 
+// A reader of our output that went away (`| head`, a log shipper that
+// restarted) must not end a running supervisor or turn a query into a stack
+// trace: what cannot be written is dropped.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 const HELP = `Usage: bellwether <command> [options]
 
 Commands:

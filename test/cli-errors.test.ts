@@ -5,11 +5,15 @@
  * The CLI runs under Node and under Bun.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { assertFailure, bellwether } from './helpers/cli.js';
+import { CLI, assertFailure, bellwether } from './helpers/cli.js';
+import { bounded } from './helpers/bounded.js';
+import { freePort } from './helpers/ports.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -52,6 +56,51 @@ async function underMode<T>(file: string, mode: number, run: () => Promise<T>): 
 }
 
 for (const runtime of RUNTIMES) {
+  describe(`bellwether output to a reader that went away, under ${runtime.name}`, () => {
+    test('a query whose stdout is closed ends with its own exit code, without a stack trace', async () => {
+      for (const args of [['--help'], ['--version']]) {
+        const run = spawn(runtime.bin, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        run.stdout.destroy(); // closed long before the CLI has loaded and writes
+        let stderr = '';
+        run.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        const [code] = (await bounded(`bellwether ${args[0]}`, once(run, 'close'), 20_000)) as [number | null];
+        assert.deepEqual([code, stderr], [0, ''], args[0]);
+      }
+    });
+
+    test('a supervisor whose stderr reader is gone keeps running, answers status, and stops cleanly', async (t) => {
+      const dir = tempDir(t);
+      const socket = path.join(dir, 's.sock');
+      const env = { ...process.env, PORT: String(await freePort()) };
+      const primary = spawn(runtime.bin, [CLI, 'start', APP, '--workers', '1', '--socket', socket], { stdio: ['ignore', 'ignore', 'pipe'], env });
+      t.after(() => void primary.kill('SIGKILL'));
+      primary.stderr.destroy(); // its first line ("1 of 1 workers ready") meets a closed pipe
+      const exited = once(primary, 'close');
+      let status: Awaited<ReturnType<typeof bellwether>> | undefined;
+      const deadline = Date.now() + 20_000;
+      // No event tells when its workers are up: ask until its status lists one ready, bounded.
+      while (Date.now() < deadline) {
+        status = await bellwether(['status', '--socket', socket, '--json'], { runtime });
+        if (status.code === 0 && (JSON.parse(status.stdout) as { workers: { state: string }[] }).workers.some((w) => w.state === 'ready')) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(status?.code, 0, JSON.stringify(status));
+      // Another line to stderr: the worker killed and replaced.
+      const [worker] = (JSON.parse(status!.stdout) as { workers: { pid: number }[] }).workers;
+      process.kill(worker!.pid, 'SIGKILL');
+      await bounded('replacement ready', (async () => {
+        for (;;) {
+          const again = await bellwether(['status', '--socket', socket, '--json'], { runtime });
+          const workers = again.code === 0 ? (JSON.parse(again.stdout) as { workers: { pid: number; state: string }[] }).workers : [];
+          if (workers.some((w) => w.pid !== worker!.pid && w.state === 'ready')) return;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })(), 20_000);
+      primary.kill('SIGTERM');
+      assert.deepEqual(await bounded('stopped', exited, 20_000), [0, null]);
+    });
+  });
+
   describe(`bellwether errors under ${runtime.name}`, () => {
     const cli = (args: string[], env: NodeJS.ProcessEnv = {}, unprivileged = false) => bellwether(args, { runtime, env, unprivileged });
 

@@ -58,7 +58,7 @@ async function check(what: string, command: string, args: string[], options: { c
  */
 async function consumerProject(t: TestContext, packages: string[], sources: string[]): Promise<string> {
   const project = tempDir(t, 'bw-consumer-');
-  const packed = JSON.parse((await check('npm pack', 'npm', ['pack', '--json', '--pack-destination', project], { cwd: ROOT })).stdout) as { filename: string }[];
+  const packed = JSON.parse((await check('npm pack', 'npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', project], { cwd: ROOT })).stdout) as { filename: string }[];
   const tarball = path.join(project, packed[0]!.filename);
   fs.writeFileSync(path.join(project, 'package.json'), `${JSON.stringify({ name: 'bellwether-consumer', private: true })}\n`);
   await check('npm install', 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, ...packages], { cwd: project, ms: 150_000 });

@@ -168,7 +168,7 @@ function checkJob(given: Record<string, unknown>): Job | undefined {
     if (typeof stack === 'number' && stack < 1) throw invalidOption('resourceLimits.stackSizeMb', 'at least 1 (MiB)', stack);
     // Measured: on Node 22 and 24 an old generation below about 2.5 MiB is a fatal V8 out-of-memory while the
     // thread's isolate is created, which ends the whole process (Node 20 reports it as the thread's error).
-    // Below 4 MiB no thread starts on any of them, so nothing that works is refused.
+    // Below 4 MiB no piscina thread (what runs a task) started on any of them, so nothing that works is refused.
     const heap = limits['maxOldGenerationSizeMb'];
     if (typeof heap === 'number' && heap < 4) throw invalidOption('resourceLimits.maxOldGenerationSizeMb', 'at least 4 (MiB)', heap);
   }
