@@ -138,6 +138,10 @@ function load(): NonNullable<typeof loaded> {
   }
 }
 
+// Loaded with bellwether, not at the first singleton: an app that drops its
+// privileges after start-up may no longer be able to read its node_modules.
+loaded = load();
+
 /** flock(2) in this process, or undefined with `nativeFlockError()` saying why not. Loaded once. */
 export function nativeFlock(): NativeFlock | undefined {
   loaded ??= load();
