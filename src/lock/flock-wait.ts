@@ -22,7 +22,7 @@ import { fsExtPath, nativeFlock, nativeFlockError, openNativeFlock } from './flo
  * `setpriv --pdeathsig KILL` (when present) so that the kernel kills it if
  * we die first and no orphan stays queued on the lock. Where it is not
  * (distroless and Alpine images), the child is our own runtime running
- * wait-child.js, which never outlives us either.
+ * WAITER_SOURCE, which never outlives us either.
  *
  * A lock nobody holds is taken at once in this process, with no child at
  * all, when flock(2) can be called here (fs-ext on Node, bun:ffi on Bun).
