@@ -76,26 +76,21 @@ for (const runtime of RUNTIMES) {
       t.after(() => void primary.kill('SIGKILL'));
       primary.stderr.destroy(); // its first line ("1 of 1 workers ready") meets a closed pipe
       const exited = once(primary, 'close');
-      let status: Awaited<ReturnType<typeof bellwether>> | undefined;
-      const deadline = Date.now() + 20_000;
-      // No event tells when its workers are up: ask until its status lists one ready, bounded.
-      while (Date.now() < deadline) {
-        status = await bellwether(['status', '--socket', socket, '--json'], { runtime });
-        if (status.code === 0 && (JSON.parse(status.stdout) as { workers: { state: string }[] }).workers.some((w) => w.state === 'ready')) break;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      assert.equal(status?.code, 0, JSON.stringify(status));
+      type Worker = { pid: number; state: string };
+      // No event tells when workers are up: ask `bellwether status` until `wanted` holds, bounded.
+      const workersOnce = (what: string, wanted: (workers: Worker[]) => boolean): Promise<Worker[]> =>
+        bounded(what, (async () => {
+          for (;;) {
+            const status = await bellwether(['status', '--socket', socket, '--json'], { runtime });
+            const workers = status.code === 0 ? (JSON.parse(status.stdout) as { workers: Worker[] }).workers : [];
+            if (wanted(workers)) return workers;
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        })(), 20_000);
+      const [worker] = await workersOnce('a worker ready', (workers) => workers.some((w) => w.state === 'ready'));
       // Another line to stderr: the worker killed and replaced.
-      const [worker] = (JSON.parse(status!.stdout) as { workers: { pid: number }[] }).workers;
       process.kill(worker!.pid, 'SIGKILL');
-      await bounded('replacement ready', (async () => {
-        for (;;) {
-          const again = await bellwether(['status', '--socket', socket, '--json'], { runtime });
-          const workers = again.code === 0 ? (JSON.parse(again.stdout) as { workers: { pid: number; state: string }[] }).workers : [];
-          if (workers.some((w) => w.pid !== worker!.pid && w.state === 'ready')) return;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-      })(), 20_000);
+      await workersOnce('replacement ready', (workers) => workers.some((w) => w.pid !== worker!.pid && w.state === 'ready'));
       primary.kill('SIGTERM');
       assert.deepEqual(await bounded('stopped', exited, 20_000), [0, null]);
     });
