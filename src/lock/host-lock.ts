@@ -20,10 +20,12 @@ export class HostLock implements LeaseSource {
   /** The lock directory's real path, resolved once by prepare(): a symlink swapped later changes nothing. */
   #realDir: string | undefined;
   #file: string | undefined;
-  /** The highest token this process has held: its count never goes back, whatever happens to the file. */
+  /**
+   * The highest token this process has held: its count never goes back,
+   * whatever happens to the file. 0 until a first term (tokens start at 1):
+   * after one, the next wait queues behind the others (see waitForExclusiveLock).
+   */
   #seen = 0;
-  /** Whether a term of ours ended: the next wait queues behind the others (see waitForExclusiveLock). */
-  #heldBefore = false;
 
   constructor(name: string, lockDir: string, isDefaultDir: boolean) {
     this.#dir = lockDir;
@@ -56,7 +58,7 @@ export class HostLock implements LeaseSource {
       const fd = openLockFile(file);
       let waiter: FlockWaiter;
       try {
-        waiter = await waitForExclusiveLock(fd, signal, !this.#heldBefore);
+        waiter = await waitForExclusiveLock(fd, signal, this.#seen === 0);
       } catch (err) {
         fs.closeSync(fd);
         throw err;
@@ -72,7 +74,6 @@ export class HostLock implements LeaseSource {
       try {
         const token = advanceFencingToken(fd, file, this.#seen);
         this.#seen = token;
-        this.#heldBefore = true;
         return this.#lease(fd, file, waiter, token);
       } catch (err) {
         await waiter.gone();
