@@ -4,6 +4,7 @@
  * --quick runs a tenth of the samples (a smoke run, not for quoting).
  */
 import { election } from './election.js';
+import { fleetBench } from './fleet.js';
 import { hostFailover, threadpool } from './host-failover.js';
 import { supervisorBench } from './supervisor.js';
 import { zkSession } from './zk-session.js';
@@ -18,6 +19,7 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   'zk-session': zkSession,
   adapters,
   election,
+  fleet: fleetBench,
   supervisor: supervisorBench,
   restarts,
   reuseport,

@@ -281,3 +281,156 @@ describe('listeners that throw; host+cluster hands over without waiting for an e
     await bounded('the new leader acknowledges', acked, 5000);
   });
 });
+
+describe('failovers that ask little: the successor knows it leads, one request resigns, no herd', () => {
+  const zk1 = useZooKeeper({ config: ['maxClientCnxns=0'] });
+
+  /** Polls a state that no event announces (a candidate's ballot, a session's counters); bounded. */
+  async function until(what: string, test: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!(await test())) {
+      if (performance.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** Three candidates on three sessions, voted in order: c0 leads, c1 follows c0, c2 follows c1. */
+  async function threeInOrder(t: TestContext, name: string): Promise<{ candidates: Tracked[]; sessions: ZkSession[]; admin: ZkSession }> {
+    const sessions = Array.from({ length: 4 }, () => openSession(t, zk1.ensemble.connectString()));
+    await Promise.all(sessions.map((zk) => zk.start()));
+    const candidates: Tracked[] = [];
+    for (const [i, zk] of sessions.slice(0, 3).entries()) {
+      const c = track(t, new Candidate(zk, name, { data: `c${i}` }));
+      candidates.push(c);
+      await c.candidate.vote();
+    }
+    t.after(() => Promise.all(candidates.map((c) => c.candidate.close())));
+    await once<void>((resolve) => (candidates[2]!.lost.length ? resolve() : candidates[2]!.candidate.once('lost', () => resolve())));
+    return { candidates, sessions, admin: sessions[3]! };
+  }
+
+  test("the leader's ballot deleted by hand: it stops leading (superseded) and its successor leads", async (t) => {
+    const { candidates, admin } = await threeInOrder(t, 'leader-ballot-deleted');
+    const [c0, c1] = candidates;
+    const demoted = once<string>((resolve) => c0!.candidate.once('demoted', ({ reason }) => resolve(reason)));
+    const won = once<void>((resolve) => c1!.candidate.once('won', () => resolve()));
+    await admin.delete(c0!.candidate.ballot!);
+    assert.equal(await bounded('the deposed leader steps down', demoted, 5000), 'superseded');
+    await bounded('the successor leads', won, 5000);
+    // The deposed one votes again, last in line.
+    await until('the deposed leader votes again', () => c0!.candidate.ballot !== undefined);
+    assert.equal(candidates.filter((c) => c.candidate.isLeader).length, 1);
+    assert.equal(c1!.candidate.isLeader, true);
+  });
+
+  test("the successor's own ballot deleted by hand, then the leader resigns: the one after it leads, not the successor", async (t) => {
+    const { candidates, admin } = await threeInOrder(t, 'successor-ballot-deleted');
+    const [c0, c1, c2] = candidates;
+    const deleted = c1!.candidate.ballot!;
+    await admin.delete(deleted);
+    // c1 votes again (behind c2); wait until its new ballot stands.
+    await until('the successor votes again', () => c1!.candidate.ballot !== undefined && c1!.candidate.ballot !== deleted);
+    const won = once<void>((resolve) => c2!.candidate.once('won', () => resolve()));
+    await c0!.candidate.close();
+    await bounded('c2 leads', won, 5000);
+    await admin.sync();
+    assert.deepEqual(c1!.won, [], 'the successor whose ballot went must not lead');
+    assert.equal(c2!.candidate.isLeader, true);
+  });
+
+  test("data set on the leader's ballot by hand is not the leader going: its successor keeps waiting", async (t) => {
+    const { candidates, sessions, admin } = await threeInOrder(t, 'leader-ballot-set');
+    const [c0, c1] = candidates;
+    const successor = sessions[1]!;
+    const [requests, notifications] = [successor.operations, successor.notifications];
+    await admin.set(c0!.candidate.ballot!, 'touched');
+    // The successor's watch fires; it lists the ballots and watches the leader's again (two requests).
+    await until('the successor looks again', () => successor.notifications > notifications && successor.operations >= requests + 2);
+    await successor.sync();
+    assert.equal(c1!.won.length, 0, 'the successor led while the leader still held the lowest ballot');
+    assert.equal(c0!.candidate.isLeader, true);
+    // Its watch is armed again: the leader's resign still hands over.
+    const won = once<void>((resolve) => c1!.candidate.once('won', () => resolve()));
+    await c0!.candidate.close();
+    await bounded('c1 leads after the resign', won, 5000);
+  });
+
+  test('the ack deleted by hand before the leader resigns: its ballot still goes, the next leads and acknowledges', async (t) => {
+    const { candidates, admin } = await threeInOrder(t, 'ack-deleted-then-resign');
+    const [c0, c1] = candidates;
+    await admin.delete(c0!.candidate.paths.ack);
+    const ballot = c0!.candidate.ballot!;
+    const won = once<void>((resolve) => c1!.candidate.once('won', () => resolve()));
+    await c0!.candidate.close();
+    assert.equal(await admin.exists(ballot), null, 'the ballot outlived close()');
+    await bounded('c1 leads', won, 5000);
+    await until('c1 acknowledges', async () => (await admin.exists(c0!.candidate.paths.ack)) !== null);
+    assert.equal((await c1!.candidate.leaderData())!.toString(), 'c1');
+  });
+
+  test('100 cluster singletons on 100 sessions, started together: every failover, the first included, costs at most 3 requests and 2 notifications', async (t) => {
+    const n = 100;
+    const sessions = Array.from({ length: n }, () => openSession(t, zk1.ensemble.connectString(), 30_000));
+    await Promise.all(sessions.map((zk) => zk.start()));
+    const running = new Set<number>();
+    const starts: number[] = [];
+    let overlap = 0;
+    const jobs = sessions.map((zk, i) => {
+      const job = singleton({
+        scope: 'cluster',
+        zk,
+        name: 'herd',
+        keepAlive: false,
+        run: ({ signal }) => {
+          running.add(i);
+          starts.push(i);
+          if (running.size > 1) overlap += 1;
+          return new Promise<void>((resolve) =>
+            signal.addEventListener(
+              'abort',
+              () => {
+                running.delete(i);
+                resolve();
+              },
+              { once: true },
+            ),
+          );
+        },
+      });
+      job.on('error', (err) => t.diagnostic(`singleton ${i}: ${err.code} ${err.message}`));
+      return job;
+    });
+    t.after(() => Promise.all(jobs.map((job) => job.close())));
+    await Promise.all(jobs.map((job) => job.start()));
+    const traffic = (): [number, number] => sessions.reduce<[number, number]>(([r, w], zk) => [r + zk.operations, w + zk.notifications], [0, 0]);
+    /** Every session's requests answered (a sync of each orders after them); resolves with the syncs it sent. */
+    const settled = async (): Promise<number> => {
+      let syncs = 0;
+      for (let last = ''; ; ) {
+        await Promise.all(sessions.map((zk) => zk.sync()));
+        syncs += n;
+        const [requests, notifications] = traffic();
+        const now = `${requests - syncs}/${notifications}`;
+        if (now === last) return syncs;
+        last = now;
+      }
+    };
+    await until('one of them runs', () => starts.length > 0, 20_000);
+    await settled();
+    for (let failover = 1; failover <= 3; failover++) {
+      const leader = [...running][0]!;
+      const before = traffic();
+      const startsBefore = starts.length;
+      await jobs[leader]!.close();
+      await until(`a run after failover ${failover}`, () => starts.length > startsBefore);
+      const syncs = await settled();
+      const after = traffic();
+      const requests = after[0] - before[0] - syncs;
+      const notifications = after[1] - before[1];
+      t.diagnostic(`failover ${failover}: ${notifications} notifications, ${requests} requests`);
+      assert.ok(notifications <= 2, `failover ${failover}: ${notifications} watch notifications (a herd)`);
+      assert.ok(requests <= 3, `failover ${failover}: ${requests} requests`);
+    }
+    assert.equal(overlap, 0, 'two jobs ran at once');
+  });
+});

@@ -20,13 +20,49 @@ export function ballotPrefix(marker: string): string {
   return `${BALLOT_PREFIX}-${marker}-`;
 }
 
-/** The ballots among a directory's children, lowest sequence (the leader) first. */
-export function sortedBallots(children: readonly string[]): string[] {
-  return children
-    .filter((child) => child.startsWith(BALLOT_PREFIX) && /\d+$/.test(child))
-    .sort((a, b) => sequenceOf(a) - sequenceOf(b));
+/** Where a ballot stands among a directory's children: how many ballots are lower, and the highest of them. */
+export interface Standing {
+  /** -1 when the ballot is not among the children. */
+  lower: number;
+  /** The ballot just below (the one to watch), when there is one. */
+  predecessor: string | undefined;
 }
 
+/**
+ * One pass, each sequence read once: a fleet's simultaneous start lists
+ * up to N ballots N times, and sorting them (a sequence parsed per
+ * comparison) was most of the client's work there.
+ */
+export function standingOf(children: readonly string[], ballot: string): Standing {
+  const own = sequenceOf(ballot);
+  let found = false;
+  let lower = 0;
+  let predecessor: string | undefined;
+  let predecessorSequence = -1;
+  for (const child of children) {
+    if (child === ballot) {
+      found = true;
+      continue;
+    }
+    if (!child.startsWith(BALLOT_PREFIX)) continue;
+    const sequence = sequenceOf(child);
+    if (sequence < 0 || sequence >= own) continue;
+    lower += 1;
+    if (sequence > predecessorSequence) {
+      predecessorSequence = sequence;
+      predecessor = child;
+    }
+  }
+  return found ? { lower, predecessor } : { lower: -1, predecessor: undefined };
+}
+
+/** The sequence number ZooKeeper appended (its trailing digits), or -1 when there is none. */
 export function sequenceOf(ballot: string): number {
-  return Number(/(\d+)$/.exec(ballot)![1]);
+  let start = ballot.length;
+  while (start > 0) {
+    const code = ballot.charCodeAt(start - 1);
+    if (code < 48 || code > 57) break;
+    start -= 1;
+  }
+  return start === ballot.length ? -1 : Number(ballot.slice(start));
 }

@@ -3,15 +3,15 @@ import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { settledWithin } from '../singleton/abort.js';
 import { checkPath, joinPath } from '../zk/paths.js';
-import type { ZkSession } from '../zk/session.js';
+import type { NodeChange, ZkSession } from '../zk/session.js';
 import type { Stat } from '../zk/stat.js';
 import { isConnectionTrouble, isGoneAnyway } from '../zk/zk-errors.js';
-import { type ElectionPaths, ballotPrefix, electionPaths, sortedBallots } from './ballots.js';
+import { type ElectionPaths, ballotPrefix, electionPaths, standingOf } from './ballots.js';
 
 export type CandidateDemotion = 'suspended' | 'expired' | 'resigned' | 'superseded';
 
 export interface CandidateEvents {
-  /** This candidate leads; the leader_ack is created right after the listeners ran. */
+  /** This candidate leads; the leader_ack is created once the listeners ran and what they started had a turn. */
   won: (event: { token: number }) => void;
   /** Another candidate leads and has acknowledged (its ack data). */
   lost: (event: { leaderData: Buffer }) => void;
@@ -32,6 +32,15 @@ export interface CandidateOptions {
    * session and let another candidate lead.
    */
   stepDownAfter?: number;
+  /**
+   * Emit `lost` once the leader has acknowledged (the seed's rule). Default
+   * true. With false, a losing candidate never reads or watches leader_ack:
+   * a request fewer per check, and no watch on the ack that a failover
+   * would fire (at a fleet's simultaneous start, most candidates look for
+   * the ack before it exists and would each keep such a watch). Singletons
+   * use false: they only need `won` and `demoted`.
+   */
+  reportLost?: boolean;
 }
 
 type State = 'latent' | 'voting' | 'closed';
@@ -46,10 +55,13 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   readonly #zk: ZkSession;
   readonly #data: Buffer;
   readonly #stepDownAfter: number | undefined;
+  readonly #reportLost: boolean;
   readonly #marker = randomUUID().replaceAll('-', '');
   #state: State = 'latent';
   #ballot: string | undefined;
   #ballotSession: string | undefined;
+  /** From the watch on our own ballot: its czxid is the token when it leads, without asking again. */
+  #ballotCzxid: bigint | undefined;
   #leaderToken: number | undefined;
   /** This candidate created the current leader_ack (several candidates may share one session). */
   #acked = false;
@@ -59,6 +71,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #ackUnsureIn: string | undefined;
   #reportedLeader: bigint | undefined;
   #watchedPredecessor: string | undefined;
+  /** The watched predecessor was the lowest ballot at the last look: once it is deleted, ours is the lowest. */
+  #predecessorLowest = false;
+  /** That lowest predecessor was deleted since: the next check leads without listing the ballots. */
+  #leaderGone = false;
   #watchingAck = false;
   #checking: Promise<void> | undefined;
   #checkAgain = false;
@@ -73,6 +89,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.paths = electionPaths(checkPath(options.root ?? '/_zkelection', 'election root'), name);
     this.#data = typeof options.data === 'string' ? Buffer.from(options.data) : (options.data ?? Buffer.alloc(0));
     this.#stepDownAfter = options.stepDownAfter;
+    this.#reportLost = options.reportLost ?? true;
   }
 
   get isLeader(): boolean {
@@ -105,10 +122,21 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (this.#state === 'voting') return this.#checking;
     this.#state = 'voting';
     const schedule = (): void => void this.#check();
-    this.#unsubscribe.push(this.#zk.onConnected(schedule));
+    // vote() checks the current session itself, below: onConnected's echo for it would only list the ballots again.
+    let checkedHere = this.#zk.state === 'connected' ? this.#zk.sessionId : undefined;
+    this.#unsubscribe.push(
+      this.#zk.onConnected(({ sessionId }) => {
+        if (sessionId === checkedHere) checkedHere = undefined;
+        else schedule();
+      }),
+    );
     // A late event of an earlier session (the queue held by a slow handler or a fork) says nothing of this one.
     const ofOtherSession = (sessionId: string): boolean => this.#ballotSession !== undefined && this.#ballotSession !== sessionId;
     const onSuspended = ({ sessionId }: { sessionId: string }): void => {
+      // Watches re-armed on reconnection report what changed meanwhile in no particular order:
+      // the deletion of our predecessor may come before that of our own ballot. List the ballots then.
+      this.#predecessorLowest = false;
+      this.#leaderGone = false;
       if (!ofOtherSession(sessionId)) this.#demote('suspended');
     };
     const onExpired = ({ sessionId }: { sessionId: string }): void => {
@@ -118,6 +146,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#acked = false;
       this.#ballot = undefined;
       this.#watchedPredecessor = undefined;
+      this.#predecessorLowest = false;
+      this.#leaderGone = false;
       this.#watchingAck = false;
     };
     this.#zk.on('suspended', onSuspended);
@@ -146,11 +176,15 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       // A running check can no longer lead (it checks the state), but it may still cast a ballot: wait for it.
       await this.#checking?.catch(() => undefined);
       const ballot = this.#ballot;
+      const session = this.#zk.sessionId;
+      const ownBallot = ballot !== undefined && this.#ballotSession === session;
       this.#ballot = undefined;
+      const ackedHere = this.#acked && this.#ackedIn === session;
       // Also an ack whose create lost its answer in this session: applied, it would stay while the session lives.
-      const acked = this.#acked || (this.#ackUnsureIn !== undefined && this.#ackUnsureIn === this.#zk.sessionId);
+      const acked = this.#acked || (this.#ackUnsureIn !== undefined && this.#ackUnsureIn === session);
       this.#acked = false;
       this.#ackUnsureIn = undefined;
+      if (ownBallot && (ackedHere || !acked) && (await this.#resignAtOnce(ballot, ackedHere))) return;
       // The ack first: observers see the leader go before the next one acknowledges.
       if (acked) await this.#deleteIfOurs(this.paths.ack);
       if (ballot) await this.#deleteIfOurs(ballot);
@@ -163,6 +197,26 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * One request: the ballot (and the ack, when ours) deleted together, with
+   * no `exists` first. Both were created in this session, so they are ours:
+   * the ballot's path is unique to us, and while it stands and was the
+   * lowest nobody else could have created an ack. If the ballot is gone,
+   * the multi fails as a whole and changes nothing. False when it did not
+   * go through (the caller then deletes node by node, checking ownership).
+   */
+  async #resignAtOnce(ballot: string, withAck: boolean): Promise<boolean> {
+    try {
+      const tx = this.#zk.transaction();
+      if (withAck) tx.delete(this.paths.ack);
+      await tx.delete(ballot).commit();
+      return true;
+    } catch {
+      // Not applied (a node already gone), or not known (connection lost): the careful path decides.
+      return false;
+    }
   }
 
   /** Coalesced: one check runs at a time, and one more runs if asked meanwhile. */
@@ -198,9 +252,17 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const ballot = this.#ballot;
     // The session expired meanwhile (its handler cleared the ballot): the new session checks again.
     if (!ballot || this.#zk.sessionId !== session) return;
-    const ballots = sortedBallots(await this.#zk.children(this.paths.dir));
+    if (this.#leaderGone) {
+      // Sequence numbers only grow: with the lowest ballot, our predecessor, gone, ours is the lowest.
+      // Had our own ballot been deleted first, its watch would have said so first (notifications
+      // come in the order of the changes) and cleared it; a reconnection cleared this shortcut.
+      this.#leaderGone = false;
+      this.#predecessorLowest = false;
+      return this.#lead(session, ballot);
+    }
+    const children = await this.#zk.children(this.paths.dir);
     if (this.#ballot !== ballot || this.#zk.sessionId !== session) return;
-    const ours = ballots.indexOf(ballot.slice(this.paths.dir.length + 1));
+    const { lower: ours, predecessor } = standingOf(children, ballot.slice(this.paths.dir.length + 1));
     if (ours < 0) {
       // Our ballot is gone (deleted by hand, or the session changed under us): vote again.
       this.#demote('superseded');
@@ -210,12 +272,11 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     if (ours === 0) return this.#lead(session, ballot);
     if (this.isLeader) this.#demote('superseded');
-    await this.#follow(joinPath(this.paths.dir, ballots[ours - 1]!));
+    await this.#follow(joinPath(this.paths.dir, predecessor!), ours === 1);
   }
 
   /** Protected creation: a create whose answer was lost is found again by our marker, and kept only if it is ours. */
   async #castBallot(session: string): Promise<void> {
-    await this.#zk.mkdirp(this.paths.dir);
     const prefix = ballotPrefix(this.#marker);
     const sameSession = (): void => {
       // A retry must not carry into a new session: that session votes by itself (onConnected).
@@ -230,38 +291,86 @@ export class Candidate extends EventEmitter<CandidateEvents> {
           await this.#deleteIfOurs(created);
           sameSession();
         }
-        this.#ballot = created;
-        this.#ballotSession = session;
-        return;
+        return await this.#adoptBallot(created, session);
       } catch (err) {
+        // The election's directory does not exist yet: created once, not before every ballot.
+        if ((err as BellwetherError).code === ErrorCodes.ZK_NO_NODE) {
+          await this.#zk.mkdirp(this.paths.dir);
+          continue;
+        }
         if ((err as BellwetherError).code !== ErrorCodes.ZK_CONNECTION_LOSS) throw err;
         sameSession();
         await this.#zk.sync(this.paths.dir);
         sameSession();
-        for (const child of (await this.#zk.children(this.paths.dir)).filter((c) => c.startsWith(prefix))) {
+        // No directory: the lost create was the one that found none (it is created on the next try).
+        const children = await this.#zk.children(this.paths.dir).catch((e: unknown) => {
+          if ((e as BellwetherError).code === ErrorCodes.ZK_NO_NODE) return [];
+          throw e;
+        });
+        for (const child of children.filter((c) => c.startsWith(prefix))) {
           const stat = await this.#zk.exists(joinPath(this.paths.dir, child));
-          if (stat?.ephemeralOwner === session) {
-            this.#ballot = joinPath(this.paths.dir, child);
-            this.#ballotSession = session;
-            return;
-          }
+          if (stat?.ephemeralOwner === session) return await this.#adoptBallot(joinPath(this.paths.dir, child), session);
         }
       }
     }
   }
 
-  async #lead(session: string, ballot: string): Promise<void> {
-    // Before claiming: the lowest ballot must belong to the session we are in now.
-    const stat = await this.#zk.exists(ballot);
-    if (this.#state !== 'voting' || this.#ballot !== ballot) return; // closed, or the session changed, meanwhile
-    if (!stat || stat.ephemeralOwner !== session) {
-      this.#ballot = undefined;
-      this.#checkAgain = true;
+  /**
+   * Our ballot, watched: if anyone else deletes it, we stop leading (or
+   * waiting) at once and vote again, and that notification comes before any
+   * later one (the successor-knows-it-leads shortcut relies on it).
+   */
+  async #adoptBallot(ballot: string, session: string): Promise<void> {
+    this.#ballot = ballot;
+    this.#ballotSession = session;
+    this.#ballotCzxid = undefined;
+    this.#predecessorLowest = false;
+    this.#leaderGone = false;
+    await this.#watchOwnBallot(ballot);
+  }
+
+  async #watchOwnBallot(ballot: string): Promise<void> {
+    const stat = await this.#zk.existsWatch(ballot, (change) => this.#onOwnBallotChange(ballot, change));
+    if (!stat) this.#onOwnBallotChange(ballot, 'deleted');
+    else if (this.#ballot === ballot) this.#ballotCzxid = stat.czxid;
+  }
+
+  #onOwnBallotChange(ballot: string, change: NodeChange): void {
+    // Our own resign clears #ballot before deleting it; an expiry clears it too.
+    if (this.#state !== 'voting' || this.#ballot !== ballot) return;
+    if (change !== 'deleted') {
+      // Its data was set by hand: the watch is spent, set it again.
+      this.#watchOwnBallot(ballot).catch((err: unknown) => this.#onCheckError(err));
       return;
     }
+    this.#ballot = undefined;
+    this.#watchedPredecessor = undefined;
+    this.#predecessorLowest = false;
+    this.#leaderGone = false;
+    this.#demote('superseded');
+    void this.#check();
+  }
+
+  async #lead(session: string, ballot: string): Promise<void> {
+    // Before claiming: the lowest ballot must belong to the session we are in now. One cast in
+    // this session does (ephemeral nodes belong to the session that created them); only
+    // otherwise is the server asked.
+    let czxid = this.#ballotSession === session ? this.#ballotCzxid : undefined;
+    if (czxid === undefined) {
+      const stat = await this.#zk.exists(ballot);
+      if (this.#state !== 'voting' || this.#ballot !== ballot) return; // closed, or the session changed, meanwhile
+      if (!stat || stat.ephemeralOwner !== session) {
+        this.#ballot = undefined;
+        this.#checkAgain = true;
+        return;
+      }
+      czxid = stat.czxid;
+    }
     if (!this.isLeader) {
+      // Closed (or the ballot replaced) meanwhile, or no longer connected in that session: no claim.
+      if (this.#state !== 'voting' || this.#ballot !== ballot) return;
       if (this.#zk.state !== 'connected' || this.#zk.sessionId !== session) return;
-      const token = Number(stat.czxid);
+      const token = Number(czxid);
       this.#leaderToken = token;
       this.#startMonitor();
       try {
@@ -269,6 +378,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       } catch (err) {
         this.#report(callbackFailed(`won listener of election ${this.name}`, err));
       }
+      // The seed acknowledges once the leader has taken over: what the listeners started
+      // (a singleton's job, a few promise turns away) goes first, the ack's request after it.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!this.isLeader || this.#zk.sessionId !== session) return;
     }
     if (!this.#acked || this.#ackedIn !== session) await this.#acknowledge(session);
   }
@@ -305,7 +418,31 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   /** A loser reports the acknowledged leader once, and watches only its predecessor. */
-  async #follow(predecessor: string): Promise<void> {
+  async #follow(predecessor: string, lowest: boolean): Promise<void> {
+    if (this.#reportLost) await this.#awaitAck();
+    if (this.#watchedPredecessor !== predecessor) {
+      this.#watchedPredecessor = predecessor;
+      this.#predecessorLowest = lowest;
+      const stat = await this.#zk.existsWatch(predecessor, (change) => {
+        if (this.#watchedPredecessor !== predecessor) return void this.#check();
+        this.#watchedPredecessor = undefined;
+        // Data set on it by hand says nothing about who leads: only a deletion is the leader going.
+        if (change === 'deleted' && this.#predecessorLowest && this.#ballotSession === this.#zk.sessionId) this.#leaderGone = true;
+        void this.#check();
+      });
+      // Gone before the watch was set: check again now.
+      if (!stat) {
+        this.#watchedPredecessor = undefined;
+        this.#checkAgain = true;
+      }
+    } else {
+      // Lower ballots went meanwhile: our predecessor may be the lowest now (never the reverse).
+      this.#predecessorLowest = lowest;
+    }
+  }
+
+  /** `lost` once the leader has acknowledged; until then an existence watch on the ack. */
+  async #awaitAck(): Promise<void> {
     let ack: { data: Buffer; stat: Stat } | null = null;
     try {
       ack = await this.#zk.get(this.paths.ack);
@@ -333,18 +470,6 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         void this.#check();
       });
       if (created) this.#checkAgain = true; // created behind our back
-    }
-    if (this.#watchedPredecessor !== predecessor) {
-      this.#watchedPredecessor = predecessor;
-      const stat = await this.#zk.existsWatch(predecessor, () => {
-        if (this.#watchedPredecessor === predecessor) this.#watchedPredecessor = undefined;
-        void this.#check();
-      });
-      // Gone before the watch was set: check again now.
-      if (!stat) {
-        this.#watchedPredecessor = undefined;
-        this.#checkAgain = true;
-      }
     }
   }
 

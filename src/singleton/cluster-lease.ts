@@ -76,7 +76,8 @@ export class ClusterLease implements LeaseSource {
   }
 
   #join(): Candidate {
-    const candidate = new Candidate(this.#zk, this.#name, this.#options);
+    // A singleton needs won and demoted only: its losers leave leader_ack alone (no watch on it, no herd).
+    const candidate = new Candidate(this.#zk, this.#name, { ...this.#options, reportLost: false });
     candidate.on('error', this.#onError);
     this.#candidate = candidate;
     void candidate.vote().catch(this.#onError);

@@ -39,6 +39,12 @@ const MODES: Record<CreateMode, number> = {
 
 export type AclName = 'open' | 'creator' | 'read-only';
 
+/** What fired a one-shot watch of `existsWatch()`. */
+export type NodeChange = 'created' | 'deleted' | 'changed';
+
+/** node-zookeeper-client's Event types (NODE_CREATED 1, NODE_DELETED 2, NODE_DATA_CHANGED 3). */
+const NODE_CHANGES: Record<number, NodeChange> = { 1: 'created', 2: 'deleted', 3: 'changed' };
+
 // The library has these constants; its type declarations do not.
 const ZK_ACLS = zookeeper.ACL as unknown as Record<'OPEN_ACL_UNSAFE' | 'CREATOR_ALL_ACL' | 'READ_ACL_UNSAFE', zookeeper.ACL[]>;
 const ACLS: Record<AclName, zookeeper.ACL[]> = {
@@ -90,8 +96,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   /** Retries waiting for any connection to come up. */
   #transportUp: (() => void)[] = [];
   #notifications = 0;
-  readonly #oneShot = new Map<string, Set<() => unknown>>();
-  readonly #oneShotWatchers = new Map<string, () => void>();
+  readonly #oneShot = new Map<string, Set<(change: NodeChange) => unknown>>();
+  readonly #oneShotWatchers = new Map<string, (event: { getType(): number }) => void>();
   #operations = 0;
   /** Why the session closed by itself (refused credentials): what start() rejects with. */
   #failure: BellwetherError | undefined;
@@ -452,9 +458,10 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   /**
    * The node's stat (or `null`) with a one-shot watch: `callback` runs once,
    * on the session's queue, at the next change of the node (created,
-   * deleted, data changed). Not restored after expiry: for that, `watch()`.
+   * deleted, data changed), with what happened. Not restored after expiry:
+   * for that, `watch()`.
    */
-  async existsWatch(path: string, callback: () => unknown): Promise<Stat | null> {
+  async existsWatch(path: string, callback: (change: NodeChange) => unknown): Promise<Stat | null> {
     checkPath(path);
     const raw = await this.#call<RawStat | null>('exists', path, true, (c, done) => {
       // Registered with each attempt: a retry after an expiry (which drops every one-shot watch) keeps it.
@@ -471,14 +478,15 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
    * client keeps a listener per distinct function, so many callers on one
    * path would otherwise pile up listeners (and warnings).
    */
-  #oneShotWatcher(path: string): () => void {
+  #oneShotWatcher(path: string): (event: { getType(): number }) => void {
     let watcher = this.#oneShotWatchers.get(path);
     if (!watcher) {
-      watcher = () => {
+      watcher = (event) => {
         const callbacks = this.#oneShot.get(path);
         this.#oneShot.delete(path);
         this.#oneShotWatchers.delete(path);
-        for (const callback of callbacks ?? []) this.#queue.push(callback);
+        const change = NODE_CHANGES[event.getType()] ?? 'changed';
+        for (const callback of callbacks ?? []) this.#queue.push(() => callback(change));
       };
       this.#oneShotWatchers.set(path, watcher);
     }
