@@ -5,6 +5,7 @@
  */
 import { election } from './election.js';
 import { fleetBench } from './fleet.js';
+import { handover } from './handover.js';
 import { hostFailover, threadpool } from './host-failover.js';
 import { supervisorBench } from './supervisor.js';
 import { zkSession } from './zk-session.js';
@@ -20,6 +21,7 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   adapters,
   election,
   fleet: fleetBench,
+  handover,
   supervisor: supervisorBench,
   restarts,
   reuseport,

@@ -72,7 +72,7 @@ function zkClassPath(): string {
 }
 
 /** A jar of a Debian package, as dpkg lists it; /usr/share/java as the fallback. */
-function findJar(debianPackage: string, name: string): string | undefined {
+export function findJar(debianPackage: string, name: string): string | undefined {
   let listed: string[] = [];
   try {
     listed = execFileSync('dpkg', ['-L', debianPackage], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n');
