@@ -109,35 +109,49 @@ const IMPLEMENTATIONS: Implementation[] = [
   },
 ];
 
-/** The server's received-packet counter, net of the srvr reads this counter made itself (each counts one packet). */
-class PacketCounter {
+/** What the server has received so far, net of this counter's own four-letter-word reads (each counts one packet). */
+interface Mark {
+  /** srvr's "Received": every packet, pings included. */
+  packets: number;
+  /** The sum over client connections of cons's lcxid, the last request xid: clients number their requests 1 by 1, and a ping's xid (-2) is not kept. */
+  requests: bigint;
+}
+
+/** The server's counters, for requests per failover counted the same way for every client library. */
+class ServerCounter {
   #reads = 0;
 
   constructor(readonly port: number) {}
 
-  async #net(): Promise<number> {
+  async #ask(command: 'srvr' | 'cons'): Promise<string> {
     this.#reads += 1;
-    const answer = await fourLetterWord(this.port, 'srvr', SETTLE_MS);
+    return fourLetterWord(this.port, command, SETTLE_MS);
+  }
+
+  async #packets(): Promise<number> {
+    const answer = await this.#ask('srvr');
     const received = /^Received: (\d+)$/m.exec(answer)?.[1];
     if (received === undefined) throw new Error(`srvr on port ${this.port} gave no Received line: ${answer}`);
     return Number(received) - this.#reads;
   }
 
-  /** The net count once it has not moved for QUIET_MS (every client's traffic has settled). */
-  async settled(): Promise<number> {
+  /** Once the packet count has not moved for QUIET_MS (every client's traffic has settled). */
+  async settled(): Promise<Mark> {
     const deadline = performance.now() + SETTLE_MS;
-    let last = await this.#net();
+    let last = await this.#packets();
     let since = performance.now();
     while (performance.now() - since < QUIET_MS) {
       if (performance.now() > deadline) throw new Error(`ZooKeeper traffic did not stop for ${QUIET_MS} ms within ${SETTLE_MS} ms`);
       await sleep(POLL_MS);
-      const now = await this.#net();
+      const now = await this.#packets();
       if (now !== last) {
         last = now;
         since = performance.now();
       }
     }
-    return last;
+    // Sessions' connections only (with a sid): not this read's own.
+    const xids = [...(await this.#ask('cons')).matchAll(/sid=0x[0-9a-f]+,.*?lcxid=0x([0-9a-f]+)/g)];
+    return { packets: last, requests: xids.reduce((sum, [, xid]) => sum + BigInt.asIntN(64, BigInt(`0x${xid!}`)), 0n) };
   }
 }
 
@@ -168,8 +182,10 @@ async function event(child: LineChild, name: string, ms: number): Promise<Event>
 interface Result {
   version: string;
   handover: number[];
-  /** Packets the server received per failover, from just before the close until traffic settled. */
+  /** Requests the server received per failover, from just before the close until traffic settled (by xid: pings excluded). */
   requests: number[];
+  /** Packets the server received over the same window (srvr: pings included). */
+  packets: number[];
   /** bellwether only: its own count of requests (zk.operations of all sessions) over the same window. */
   clientOps: number[];
 }
@@ -179,8 +195,8 @@ async function contend(launch: Launch, connect: string, port: number, n: number,
   const child = new LineChild(launch.command, [...launch.args, connect, String(SESSION_TIMEOUT_MS), String(n), String(WARMUP + rounds), name]);
   child.child.stdin!.on('error', () => {}); // EPIPE once it died
   const send = (command: string): void => void child.child.stdin!.write(`${command}\n`);
-  const counter = new PacketCounter(port);
-  const result: Result = { version: '', handover: [], requests: [], clientOps: [] };
+  const counter = new ServerCounter(port);
+  const result: Result = { version: '', handover: [], requests: [], packets: [], clientOps: [] };
   try {
     result.version = String((await event(child, 'version', START_MS))['version'] || launch.version || '');
     for (let round = 0; round < WARMUP + rounds; round++) {
@@ -193,7 +209,8 @@ async function contend(launch: Launch, connect: string, port: number, n: number,
       const { ops } = await event(child, 'ops', ROUND_MS);
       if (round < WARMUP) continue;
       result.handover.push(Number(ms));
-      result.requests.push(after - before);
+      result.requests.push(Number(after.requests - before.requests));
+      result.packets.push(after.packets - before.packets);
       if (typeof ops === 'number') result.clientOps.push(ops);
     }
     await event(child, 'done', ROUND_MS);
@@ -236,7 +253,7 @@ export async function handover(scale: number): Promise<string> {
         const s = summarize(r.handover);
         medians.set(impl, s.median);
         const ops = r.clientOps.length ? String(summarize(r.clientOps).median) : '-';
-        group.push([`${impl.label} ${r.version}`, n, s.n, s.min, s.median, s.p99, summarize(r.requests).median, ops, r.requests.join(' ')]);
+        group.push([`${impl.label} ${r.version}`, n, s.n, s.min, s.median, s.p99, summarize(r.requests).median, summarize(r.packets).median, ops, r.requests.join(' ')]);
       }
       const own = [...medians].find(([impl]) => !impl.peer)?.[1];
       const peers = [...medians].filter(([impl]) => impl.peer).map(([, median]) => median);
@@ -259,17 +276,18 @@ export async function handover(scale: number): Promise<string> {
         'median',
         'p99',
         'ZK requests per failover (server, median)',
-        'zk.operations per failover (median)',
+        'packets incl. pings (srvr, median)',
+        'zk.operations (median)',
         'ZK requests per failover, all rounds',
         'bellwether median / best peer median',
       ],
       rows,
     ),
     '\nThe leader closes with singleton.close(), LeaderLatch.close(), or by returning from the Election\'s function.' +
-      '\nZK requests: the server\'s srvr "Received" packet count, from just before the close until it stood still for ' +
-      `${QUIET_MS} ms, minus the srvr reads themselves;` +
-      `\nsessions of ${SESSION_TIMEOUT_MS / 1000} s, so an idle client pings about every ${SESSION_TIMEOUT_MS / 3000} s and a ping rarely falls in a window (it would add 1).` +
-      '\nzk.operations: bellwether\'s own count of its requests over the same window, all sessions. Issue 18\'s goal for the ratio: at most 0.75.',
+      `\nCounted by the server from just before the close until srvr's "Received" stood still for ${QUIET_MS} ms (the four-letter-word reads taken out):` +
+      "\nZK requests = the growth of cons's lcxid (each connection's last request xid) summed over the sessions, so pings (xid -2) are not in it;" +
+      `\npackets = srvr's "Received", pings included (sessions of ${SESSION_TIMEOUT_MS / 1000} s; ZooKeeper's Java client still pings every 10 s when idle).` +
+      "\nzk.operations: bellwether's own count of its requests over the same window, all sessions. Issue 18's goal for the ratio: at most 0.75.",
     ...notes.map((note) => `\n${note}`),
   ].join('\n');
 }
