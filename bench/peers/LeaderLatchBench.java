@@ -43,8 +43,18 @@ public final class LeaderLatchBench {
     }
   }
 
-  /** A job start: who, and System.nanoTime() when isLeader() was called. */
-  record Start(Contender who, LeaderLatch latch, long at) {}
+  /** A job start: who, and System.nanoTime() when isLeader() was called. (No record: older JDKs compile it too.) */
+  static final class Start {
+    final Contender who;
+    final LeaderLatch latch;
+    final long at;
+
+    Start(Contender who, LeaderLatch latch, long at) {
+      this.who = who;
+      this.latch = latch;
+      this.at = at;
+    }
+  }
 
   static final LinkedBlockingQueue<Start> starts = new LinkedBlockingQueue<>();
   static final BufferedReader stdin = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
@@ -120,13 +130,13 @@ public final class LeaderLatchBench {
       say("{\"event\":\"ready\"}");
       expect("go");
       long goneAt = System.nanoTime();
-      leader.latch().close();
+      leader.latch.close();
       Start next = nextStart(HANDOVER_MS, "after the leader's latch closed (round " + round + ")");
-      if (next.who() == leader.who()) fail("the closed latch's client led again");
-      say("{\"event\":\"handover\",\"ms\":" + (next.at() - goneAt) / 1e6 + "}");
+      if (next.who == leader.who) fail("the closed latch's client led again");
+      say("{\"event\":\"handover\",\"ms\":" + (next.at - goneAt) / 1e6 + "}");
       expect("next");
       say("{\"event\":\"ops\",\"ops\":null}");
-      join(leader.who(), path); // a fresh latch on the old leader's client: n again
+      join(leader.who, path); // a fresh latch on the old leader's client: n again
       leader = next;
     }
     say("{\"event\":\"done\"}");
