@@ -330,10 +330,10 @@ async function failoverCost(connect: string, n: number, failovers: number): Prom
       result.operations.push(sessions.reduce((sum, zk, i) => sum + zk.operations - before[i]![0], 0));
       result.notifications.push(sessions.reduce((sum, zk, i) => sum + zk.notifications - before[i]![1], 0));
       const notified = result.notifications.at(-1)!;
-      if (notified > 2) {
+      if (notified > 3) {
         result.anomalies.push(
           `failover ${f + 1}: ${notified} watch notifications and ${result.operations.at(-1)} requests across ${n} sessions ` +
-            "(herd-free: 1 notification, the successor's; a herd here is followers woken by a watch on leader_ack)",
+            "(herd-free: 3, the successor's, the one second in line's, and the resigner's own; a herd here is losers woken by a watch on leader_ack)",
         );
       }
       const newWinners = tracked.filter((t) => t !== old && t.wins > winsBefore[t.index]!);

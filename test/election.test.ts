@@ -368,7 +368,7 @@ describe('failovers that ask little: the successor knows it leads, one request r
     assert.equal((await c1!.candidate.leaderData())!.toString(), 'c1');
   });
 
-  test('100 cluster singletons on 100 sessions, started together: every failover, the first included, costs at most 3 requests and 2 notifications', async (t) => {
+  test('100 cluster singletons on 100 sessions, started together: every failover, the first included, costs at most 3 requests and 3 notifications', async (t) => {
     const n = 100;
     const sessions = Array.from({ length: n }, () => openSession(t, zk1.ensemble.connectString(), 30_000));
     await Promise.all(sessions.map((zk) => zk.start()));
@@ -428,7 +428,7 @@ describe('failovers that ask little: the successor knows it leads, one request r
       const requests = after[0] - before[0] - syncs;
       const notifications = after[1] - before[1];
       t.diagnostic(`failover ${failover}: ${notifications} notifications, ${requests} requests`);
-      assert.ok(notifications <= 2, `failover ${failover}: ${notifications} watch notifications (a herd)`);
+      assert.ok(notifications <= 3, `failover ${failover}: ${notifications} watch notifications (a herd)`);
       assert.ok(requests <= 3, `failover ${failover}: ${requests} requests`);
     }
     assert.equal(overlap, 0, 'two jobs ran at once');

@@ -26,6 +26,8 @@ export interface Standing {
   lower: number;
   /** The ballot just below (the one to watch), when there is one. */
   predecessor: string | undefined;
+  /** The lowest ballot (the leader's), when it is not this one. */
+  lowest: string | undefined;
 }
 
 /**
@@ -39,6 +41,8 @@ export function standingOf(children: readonly string[], ballot: string): Standin
   let lower = 0;
   let predecessor: string | undefined;
   let predecessorSequence = -1;
+  let lowest: string | undefined;
+  let lowestSequence = Infinity;
   for (const child of children) {
     if (child === ballot) {
       found = true;
@@ -52,8 +56,12 @@ export function standingOf(children: readonly string[], ballot: string): Standin
       predecessorSequence = sequence;
       predecessor = child;
     }
+    if (sequence < lowestSequence) {
+      lowestSequence = sequence;
+      lowest = child;
+    }
   }
-  return found ? { lower, predecessor } : { lower: -1, predecessor: undefined };
+  return found ? { lower, predecessor, lowest } : { lower: -1, predecessor: undefined, lowest: undefined };
 }
 
 /** The sequence number ZooKeeper appended (its trailing digits), or -1 when there is none. */

@@ -75,6 +75,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #predecessorLowest = false;
   /** That lowest predecessor was deleted since: the next check leads without listing the ballots. */
   #leaderGone = false;
+  /** Second in line at the last look: the leader's ballot, watched too, so that its going makes our predecessor the lowest. */
+  #watchedLeader: string | undefined;
+  /** Grows at each suspension, expiry and new ballot: a watch set before says nothing about the order of what followed. */
+  #epoch = 0;
   #watchingAck = false;
   #checking: Promise<void> | undefined;
   #checkAgain = false;
@@ -137,6 +141,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       // the deletion of our predecessor may come before that of our own ballot. List the ballots then.
       this.#predecessorLowest = false;
       this.#leaderGone = false;
+      this.#epoch += 1;
       if (!ofOtherSession(sessionId)) this.#demote('suspended');
     };
     const onExpired = ({ sessionId }: { sessionId: string }): void => {
@@ -148,6 +153,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#watchedPredecessor = undefined;
       this.#predecessorLowest = false;
       this.#leaderGone = false;
+      this.#watchedLeader = undefined;
+      this.#epoch += 1;
       this.#watchingAck = false;
     };
     this.#zk.on('suspended', onSuspended);
@@ -262,7 +269,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     const children = await this.#zk.children(this.paths.dir);
     if (this.#ballot !== ballot || this.#zk.sessionId !== session) return;
-    const { lower: ours, predecessor } = standingOf(children, ballot.slice(this.paths.dir.length + 1));
+    const { lower: ours, predecessor, lowest } = standingOf(children, ballot.slice(this.paths.dir.length + 1));
     if (ours < 0) {
       // Our ballot is gone (deleted by hand, or the session changed under us): vote again.
       this.#demote('superseded');
@@ -272,7 +279,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     if (ours === 0) return this.#lead(session, ballot);
     if (this.isLeader) this.#demote('superseded');
-    await this.#follow(joinPath(this.paths.dir, predecessor!), ours === 1);
+    await this.#follow(joinPath(this.paths.dir, predecessor!), ours === 1, ours === 2 ? joinPath(this.paths.dir, lowest!) : undefined);
   }
 
   /** Protected creation: a create whose answer was lost is found again by our marker, and kept only if it is ours. */
@@ -324,6 +331,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#ballot = ballot;
     this.#ballotSession = session;
     this.#ballotCzxid = undefined;
+    this.#epoch += 1;
     this.#predecessorLowest = false;
     this.#leaderGone = false;
     await this.#watchOwnBallot(ballot);
@@ -418,7 +426,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   /** A loser reports the acknowledged leader once, and watches only its predecessor. */
-  async #follow(predecessor: string, lowest: boolean): Promise<void> {
+  async #follow(predecessor: string, lowest: boolean, leader?: string): Promise<void> {
     if (this.#reportLost) await this.#awaitAck();
     if (this.#watchedPredecessor !== predecessor) {
       this.#watchedPredecessor = predecessor;
@@ -438,6 +446,29 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     } else {
       // Lower ballots went meanwhile: our predecessor may be the lowest now (never the reverse).
       this.#predecessorLowest = lowest;
+    }
+    if (leader && this.#watchedLeader !== leader) await this.#watchLeaderBelow(leader, predecessor);
+  }
+
+  /**
+   * Second in line: when the leader's ballot goes, our predecessor is the
+   * lowest (sequence numbers only grow), and we learn it with no request.
+   * In a steady fleet the successor is then always the one that knows, and
+   * takes over on its predecessor's deletion alone. One more notification
+   * per failover, for this candidate only.
+   */
+  async #watchLeaderBelow(leader: string, predecessor: string): Promise<void> {
+    this.#watchedLeader = leader;
+    const epoch = this.#epoch;
+    const stat = await this.#zk.existsWatch(leader, (change) => {
+      if (this.#watchedLeader === leader) this.#watchedLeader = undefined;
+      // Our predecessor's own deletion, or ours, would have been delivered first (zxid order), and a
+      // suspension or a new ballot since (another epoch) leaves the order unknown.
+      if (change === 'deleted' && epoch === this.#epoch && this.#watchedPredecessor === predecessor) this.#predecessorLowest = true;
+    });
+    if (!stat && this.#watchedLeader === leader) {
+      this.#watchedLeader = undefined;
+      this.#checkAgain = true; // gone already: look again
     }
   }
 
