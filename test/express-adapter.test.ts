@@ -108,7 +108,7 @@ describe('bellwether/express', () => {
     assert.ok(typeof startedAt === 'number' && startedAt <= Date.now());
     // The run is under way (it waits for its signal): no duration yet.
     assert.deepEqual(snapshot.singletons, [
-      { name: 'reporter', state: 'started', leader: true, token, leaderChanges: 1, lastRun: { token, startedAt, outcome: 'running' }, runs: 1, runFailures: 0 },
+      { name: 'reporter', state: 'started', leader: true, token, fence: String(token), leaderChanges: 1, lastRun: { token, startedAt, outcome: 'running' }, runs: 1, runFailures: 0 },
     ]);
     assert.ok(Number.isInteger(token) && token >= 1, `a fencing token, got ${token}`);
     assert.equal(snapshot.zk, null);

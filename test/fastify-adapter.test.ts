@@ -101,6 +101,7 @@ describe('bellwether/fastify', () => {
           state: 'started',
           leader: true,
           token: 1,
+          fence: '1',
           leaderChanges: 1,
           // run returned at once: it succeeded, and the singleton leads on, idle.
           lastRun: { token: 1, startedAt: lastRun?.startedAt, durationMs: lastRun?.durationMs, outcome: 'succeeded' },

@@ -125,6 +125,7 @@ export class HostLock implements LeaseSource {
     let released = false;
     return {
       token,
+      fence: BigInt(token),
       lost: lost.signal,
       release: async () => {
         if (released) return;

@@ -2,6 +2,7 @@ import { Candidate, type CandidateOptions } from '../election/candidate.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import type { ZkSession } from '../zk/session.js';
 import { anySignal } from './abort.js';
+import { fleetFence } from './fence.js';
 import type { Lease, LeaseSource } from './lease.js';
 
 /**
@@ -54,6 +55,7 @@ export class ClusterLease implements LeaseSource {
     if (!candidate.isLeader) onDemoted({ reason: 'before it could start' });
     return {
       token,
+      fence: fleetFence(token),
       lost: lost.signal,
       release: async () => {
         candidate.off('demoted', onDemoted);
@@ -121,6 +123,7 @@ export class HostClusterLease implements LeaseSource {
     }
     return {
       token: fleet.token,
+      fence: fleetFence(fleet.token, host.token),
       // Lost with either: the fleet's leadership, or the host lock's file.
       lost: anySignal([fleet.lost, host.lost]),
       release: async () => {

@@ -5,6 +5,8 @@
 export interface Lease {
   /** Fencing token: strictly greater than every earlier holder's. */
   readonly token: number;
+  /** Fencing value across every level it stands on (see fence.ts): strictly greater than every earlier holder's. */
+  readonly fence: bigint;
   /** Aborts when leadership is lost without `release()` having been called. */
   readonly lost: AbortSignal;
   /** Gives leadership up; the next contender may then take it. */

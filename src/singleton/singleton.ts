@@ -7,8 +7,19 @@ import { abortError, delay } from './abort.js';
 export interface RunContext {
   /** Aborts when this process must stop running the job: `close()`, or leadership lost. */
   signal: AbortSignal;
-  /** Fencing token of this term: strictly greater than every earlier holder's. */
+  /**
+   * Fencing token of this term: strictly greater than every earlier holder's,
+   * except for `host+cluster` under a Supervisor's fleet ballot, where it is
+   * the fleet term (the ballot's czxid), shared by the workers that hold the
+   * host lock in turn during it. Use `fence`.
+   */
   token: number;
+  /**
+   * Fencing value, strictly greater than every earlier holder's in every
+   * scope: 'host' the lock generation, 'cluster' the ballot's czxid << 32,
+   * 'host+cluster' (czxid << 32) + the host lock generation.
+   */
+  fence: bigint;
 }
 
 export type DemotionReason = 'closed' | 'failed' | 'lost';
@@ -26,6 +37,7 @@ export interface RunRecord {
 }
 
 export interface SingletonEvents {
+  /** The term's `fence` is `job.fence` meanwhile (not in the event: JSON.stringify of an event must not throw on a bigint). */
   elected: (event: { token: number }) => void;
   demoted: (event: { token: number; reason: DemotionReason }) => void;
   /** A run settled. */
@@ -120,6 +132,11 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   /** The current term's fencing token while leader, else `undefined`. */
   get token(): number | undefined {
     return this.#lease?.token;
+  }
+
+  /** The current term's fence (see `RunContext.fence`) while leader, else `undefined`. */
+  get fence(): bigint | undefined {
+    return this.#lease?.fence;
   }
 
   get state(): State {
@@ -219,7 +236,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       this.#elections += 1;
       this.#notify('elected', { token: lease.token });
       const job = this.#job;
-      const context: RunContext = { signal: stop.signal, token: lease.token };
+      const context: RunContext = { signal: stop.signal, token: lease.token, fence: lease.fence };
       // The lease is released only once each run has settled (and the job's term has ended): never two runs at once.
       for (let first = true; job && !stop.signal.aborted; first = false) {
         if (!first) {

@@ -12,6 +12,8 @@ import { abortError } from './abort.js';
 export interface TaskContext {
   /** Fencing token of this term (the singleton's `token`). */
   token: number;
+  /** Fence of this term (the singleton's `fence`). */
+  fence: bigint;
   /** Aborts in this thread when leadership is lost or the singleton closes. */
   signal: AbortSignal;
   /**
@@ -25,13 +27,14 @@ export interface TaskContext {
 export interface TaskMessage {
   module: string;
   token: number;
+  fence: bigint;
   /** Int32 [0]: 0 while leader, 1 once leadership has ended. */
   leading: SharedArrayBuffer;
   /** One message on it: leadership has ended. */
   port: MessagePort;
 }
 
-export default async function runTask({ module, token, leading, port }: TaskMessage): Promise<undefined> {
+export default async function runTask({ module, token, fence, leading, port }: TaskMessage): Promise<undefined> {
   const flag = new Int32Array(leading);
   const stillLeader = (): boolean => Atomics.load(flag, 0) === 0;
   const controller = new AbortController();
@@ -43,7 +46,7 @@ export default async function runTask({ module, token, leading, port }: TaskMess
     if (typeof loaded.default !== 'function') {
       throw new TypeError(`task module ${module} has no default export function (export default async function ({ token, signal, stillLeader }) { ... })`);
     }
-    await (loaded.default as (context: TaskContext) => unknown)({ token, signal: controller.signal, stillLeader });
+    await (loaded.default as (context: TaskContext) => unknown)({ token, fence, signal: controller.signal, stillLeader });
     // Nothing is sent back: a result that cannot be cloned must not fail a run that succeeded.
     return undefined;
   } catch (err) {

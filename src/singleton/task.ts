@@ -36,7 +36,7 @@ export class TaskRunner implements Job {
     this.#options = options;
   }
 
-  async run({ signal, token }: RunContext): Promise<void> {
+  async run({ signal, token, fence }: RunContext): Promise<void> {
     // Loaded on first use: a process without tasks never loads piscina.
     const { Piscina } = await import('piscina');
     if (signal.aborted) return;
@@ -64,7 +64,7 @@ export class TaskRunner implements Job {
     };
     if (signal.aborted) onEnd();
     else signal.addEventListener('abort', onEnd, { once: true });
-    const message: TaskMessage = { module: this.#options.module, token, leading, port: port2 };
+    const message: TaskMessage = { module: this.#options.module, token, fence, leading, port: port2 };
     try {
       const running = pool.run(message, { transferList: [port2] as never, signal: terminate.signal });
       this.#track(pool);

@@ -34,6 +34,8 @@ export interface BellwetherStatus {
     state: string;
     leader: boolean;
     token: number | undefined;
+    /** The singleton's `fence` while leader, as a decimal string (JSON has no bigint). */
+    fence: string | undefined;
     leaderChanges: number;
     /** The last run of its job in this process, if any: when, how long, how it ended. */
     lastRun: RunRecord | undefined;
@@ -197,6 +199,7 @@ export class StatusBoard {
         state: job.state,
         leader: job.isLeader,
         token: job.token,
+        fence: job.fence?.toString(),
         leaderChanges: job.elections,
         lastRun: job.lastRun,
         runs: job.runs,

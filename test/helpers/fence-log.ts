@@ -1,9 +1,13 @@
 import fs from 'node:fs';
 
-interface LogRecord {
+export interface LogRecord {
   kind: 'start' | 'tick' | 'stop';
   token: number;
+  /** The singleton's fence, decimal. */
+  fence?: string;
   pid: number;
+  /** Date.now() when written. */
+  at: number;
 }
 
 /**
@@ -27,12 +31,15 @@ export function readJsonLines<T>(file: string): T[] {
  * term has started no record of an earlier term follows (no overlap; with
  * `overlap: 'allowed'`, only the tokens are checked).
  * Returns the tokens in the order their terms started (a leader that leads
- * again with the same token after a step-down counts once).
+ * again with the same token after a step-down counts once). With `by:
+ * 'fence'`, the fences are checked instead, and returned.
  */
-export function checkFenceLog(file: string, options: { overlap?: 'refused' | 'allowed' } = {}): number[] {
-  const records = readJsonLines<LogRecord>(file);
-  const terms: number[] = [];
-  let current: LogRecord | undefined;
+export function checkFenceLog(file: string, options?: { overlap?: 'refused' | 'allowed'; by?: 'token' }): number[];
+export function checkFenceLog(file: string, options: { overlap?: 'refused' | 'allowed'; by: 'fence' }): bigint[];
+export function checkFenceLog(file: string, options: { overlap?: 'refused' | 'allowed'; by?: 'token' | 'fence' } = {}): (number | bigint)[] {
+  const records = readJsonLines<LogRecord>(file).map((r) => (options.by === 'fence' ? { ...r, token: BigInt(r.fence!) } : r) as Omit<LogRecord, 'token'> & { token: number | bigint });
+  const terms: (number | bigint)[] = [];
+  let current: (typeof records)[number] | undefined;
   for (const [index, r] of records.entries()) {
     if (r.kind === 'start') {
       // The same leader leading again after a step-down (its ballot still the lowest) keeps its token.
