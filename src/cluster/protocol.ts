@@ -57,6 +57,33 @@ export function isMetricsMessage(message: unknown): message is MetricsMessage {
   return typeof kind === 'string' && kind.startsWith('metrics-');
 }
 
+/**
+ * A `host+cluster` singleton under a Supervisor with `zk`: the primary holds
+ * the host's fleet ballot (seed 000: the master holds the connection), and
+ * the worker holding the host lock runs the job while the primary's lease
+ * lasts. `election` is the election's directory (`<root>/<name>`); `hold`
+ * numbers one holding of the host lock in the worker, so that an answer to an
+ * earlier holding is never taken for the current one.
+ */
+export type FleetMessage =
+  /** Worker: I hold the host lock of this election (host lock generation `generation`); vote for the host if you do not. */
+  | { bellwether: 'fleet-hold'; election: string; name: string; root: string; data: string; stepDownAfter?: number; hold: number; generation: number }
+  /** Worker: I no longer hold it (the job has stopped). */
+  | { bellwether: 'fleet-release'; election: string; hold: number }
+  /**
+   * Primary: the host leads in term `term` (the ballot's czxid, decimal), and
+   * may go on for `remaining` ms from `sentAt` (the primary's wall clock, ms):
+   * the step-down deadline less the session's silence. Sent again while it lasts.
+   */
+  | { bellwether: 'fleet-lease'; election: string; hold: number; term: string; remaining: number; sentAt: number }
+  /** Primary: the host no longer leads (stepped down, expired, resigned): stop now. */
+  | { bellwether: 'fleet-revoke'; election: string; hold: number };
+
+export function isFleetMessage(message: unknown): message is FleetMessage {
+  const kind = (message as { bellwether?: unknown } | null)?.bellwether;
+  return typeof kind === 'string' && kind.startsWith('fleet-');
+}
+
 export type PrimaryMessage =
   /** Stop gracefully: drain HTTP servers, run onShutdown callbacks, exit; SIGKILL follows `within` ms after this message. */
   | { bellwether: 'shutdown'; within?: number }

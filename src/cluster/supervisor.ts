@@ -6,7 +6,8 @@ import { ClusterMetrics } from './cluster-metrics.js';
 import { ControlSocket } from './control-socket.js';
 import { type ResolvedSupervisorOptions, type SupervisorOptions, resolveSupervisorOptions } from './options.js';
 import { settledWithin } from '../singleton/abort.js';
-import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
+import { HostBallots } from './host-ballots.js';
+import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isFleetMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
 import { Slot, type SlotInfo, WorkerHandle } from './slot.js';
 
 /** How long a full graceful stop waits for every worker to stop contending before it stops them anyway. */
@@ -88,6 +89,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #parent: number | undefined;
   readonly #signalHandlers: [NodeJS.Signals, () => void][] = [];
   readonly #metrics = new ClusterMetrics();
+  /** With `zk`: the host's fleet ballots of the workers' `host+cluster` singletons, in the first session. */
+  readonly #ballots: HostBallots | undefined;
 
   /** Checks every option (before anything forks). */
   constructor(options: SupervisorOptions) {
@@ -95,6 +98,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#options = resolveSupervisorOptions(options);
     const { stopWithParent } = this.#options;
     this.#parent = stopWithParent === true ? process.ppid : stopWithParent === false ? undefined : stopWithParent;
+    const [zk] = this.#options.zk;
+    this.#ballots = zk && new HostBallots(zk, (error) => this.#report(error));
   }
 
   get state(): State {
@@ -164,6 +169,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (graceful) await this.#announceStopping();
       // Every live worker, also those already retiring (rolled over, scaled away).
       await Promise.all([...this.#workers].map((handle) => this.#retire(handle, graceful)));
+      // Nobody runs a job under the host's ballots any more: they go, and the fleet moves on at once.
+      await this.#ballots?.close();
       await this.#control?.close();
       // Only now: until every worker is gone, a second SIGTERM must reach us (stop at once).
       this.#removeSignals();
@@ -342,6 +349,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     worker.on('error', () => {});
     worker.on('message', (message: unknown) => {
       if (isMetricsMessage(message)) return this.#metrics.onMessage({ worker, index: slot.index }, message, (id) => void this.#answerMetrics(worker, id));
+      if (isFleetMessage(message)) return this.#ballots?.onMessage(worker, message, this.#state === 'running');
       if (!isWorkerMessage(message)) return;
       if (!handle.heard) {
         handle.heard = true;
@@ -375,6 +383,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #onExit(handle: WorkerHandle, code: number | null, signal: string | null): void {
     this.#workers.delete(handle);
     this.#metrics.forget(handle.worker);
+    this.#ballots?.forget(handle.worker);
     handle.markExited();
     const { slot } = handle;
     if (slot.replacement === handle) {

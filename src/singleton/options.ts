@@ -6,6 +6,9 @@ import { BellwetherError, ErrorCodes } from '../errors.js';
 import { ZkSession } from '../zk/session.js';
 import { checkPath } from '../zk/paths.js';
 import { ClusterLease, HostClusterLease } from './cluster-lease.js';
+import { PrimaryBallotLease } from './primary-lease.js';
+import { DEFAULT_ELECTION_ROOT } from '../election/ballots.js';
+import { primaryHoldsFleetBallots } from '../worker/fleet-channel.js';
 import { defaultLockDir } from '../lock/lock-dir.js';
 import { HostLock } from '../lock/host-lock.js';
 import { checkFunction, checkKnownKeys, checkMillis, checkName, checkObject, invalidOption } from '../validate.js';
@@ -70,9 +73,19 @@ export interface ClusterSingletonOptions extends Omit<HostSingletonOptions, 'sco
   stepDownAfter?: number;
 }
 
-export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOptions, 'scope'> {
-  /** `'host+cluster'`: the host's lock holder stands in the fleet election. */
+export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOptions, 'scope' | 'zk'> {
+  /**
+   * `'host+cluster'`: the host lock picks one worker; it runs while the host
+   * leads the fleet election.
+   */
   scope: 'host+cluster';
+  /**
+   * The session the election runs in: the lock holder stands in the election
+   * itself. Leave it out in a worker of a Supervisor with `zk`: the primary
+   * then stands in the election for the host, and a worker that dies hands
+   * the job to a sibling in milliseconds, in the same fleet term.
+   */
+  zk?: ZkSession;
   lockDir?: string;
 }
 
@@ -107,11 +120,16 @@ export function singleton(options: SingletonOptions): Singleton {
   if (scope === 'host') return new Singleton(name, host!, job, policy);
 
   const zk = given['zk'];
-  if (!(zk instanceof ZkSession)) throw invalidOption('zk', 'a ZkSession', zk);
   const data = given['data'];
   if (data !== undefined && typeof data !== 'string' && !Buffer.isBuffer(data)) throw invalidOption('data', 'a string or a Buffer', data);
   const root = given['root'] === undefined ? undefined : checkPath(given['root'], 'root');
   const stepDownAfter = given['stepDownAfter'] === undefined ? undefined : checkMillis(given['stepDownAfter'], 'stepDownAfter', 0, 1);
+  // In a worker of a Supervisor with zk, the primary holds the host's ballot: the worker needs no session.
+  if (zk === undefined && host && primaryHoldsFleetBallots()) {
+    const election = { name, root: root ?? DEFAULT_ELECTION_ROOT, data: Buffer.from(data ?? ''), ...(stepDownAfter ? { stepDownAfter } : {}) };
+    return new Singleton(name, new PrimaryBallotLease(host, election), job, policy);
+  }
+  if (!(zk instanceof ZkSession)) throw invalidOption('zk', scope === 'host+cluster' ? 'a ZkSession (or none, in a worker of a Supervisor with zk)' : 'a ZkSession', zk);
   // Errors of the election reach the singleton's listeners.
   let report: (error: BellwetherError) => void = () => {};
   const cluster = new ClusterLease(

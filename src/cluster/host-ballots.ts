@@ -1,0 +1,197 @@
+import type { Worker } from 'node:cluster';
+import { Candidate } from '../election/candidate.js';
+import type { BellwetherError } from '../errors.js';
+import { settledWithin } from '../singleton/abort.js';
+import type { ZkSession } from '../zk/session.js';
+import type { FleetMessage } from './protocol.js';
+
+/**
+ * How long the host keeps its ballot once no worker holds the host lock (the
+ * holder released it or died). A sibling waiting on the lock takes it within
+ * milliseconds, so the fleet term stays. Once nobody has taken it (no sibling
+ * runs the singleton, or an operator holds the lock with flock(1) to pause
+ * the job here) the ballot goes and the fleet moves on: only a host where a
+ * worker holds the lock stands in the election.
+ */
+export const HANDOVER_GRACE_MS = 1000;
+
+type Hold = Extract<FleetMessage, { bellwether: 'fleet-hold' }>;
+
+/**
+ * When the host's leader steps down: the Candidate's own deadline (default
+ * half the session timeout, a given one moved into (timeout/3, 0.9 timeout)).
+ * The workers' lease ends there too, counted from the server's last answer.
+ */
+export function stepDownDeadline(timeout: number, stepDownAfter: number | undefined): number {
+  if (stepDownAfter === undefined) return Math.floor(timeout / 2);
+  const low = Math.ceil(timeout / 3) + Math.max(10, Math.floor(timeout / 20));
+  return Math.min(Math.max(stepDownAfter, low), Math.floor(timeout * 0.9));
+}
+
+/**
+ * The primary's side of `host+cluster` under a Supervisor with `zk`: per
+ * election, one ballot for the host in the primary's session, held while a
+ * worker holds the host lock (and for a grace after), and a lease for that
+ * worker, renewed while the host leads.
+ */
+export class HostBallots {
+  readonly #zk: ZkSession;
+  readonly #onError: (error: BellwetherError) => void;
+  readonly #ballots = new Map<string, HostBallot>();
+
+  constructor(zk: ZkSession, onError: (error: BellwetherError) => void) {
+    this.#zk = zk;
+    this.#onError = onError;
+  }
+
+  /** `mayVote`: false while the supervisor stops (no new term begins on a leaving host). */
+  onMessage(worker: Worker, message: FleetMessage, mayVote: boolean): void {
+    if (message.bellwether === 'fleet-hold') {
+      let ballot = this.#ballots.get(message.election);
+      if (!ballot) this.#ballots.set(message.election, (ballot = new HostBallot(this.#zk, message.election, this.#onError)));
+      ballot.hold(worker, message, mayVote);
+    } else if (message.bellwether === 'fleet-release') {
+      this.#ballots.get(message.election)?.letGo(worker, message.hold);
+    }
+  }
+
+  /** The worker exited: whatever it held is free (its flock went with it). */
+  forget(worker: Worker): void {
+    for (const ballot of this.#ballots.values()) ballot.letGo(worker);
+  }
+
+  /** Once the workers are gone: every ballot resigns. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#ballots.values()].map((ballot) => ballot.close()));
+    this.#ballots.clear();
+  }
+}
+
+/** One election the host stands in. */
+class HostBallot {
+  readonly #zk: ZkSession;
+  readonly #election: string;
+  readonly #onError: (error: BellwetherError) => void;
+  #candidate: Candidate | undefined;
+  #stepDownAfter: number | undefined;
+  /** The worker holding the host lock, and which of its holdings. */
+  #holder: { worker: Worker; hold: number } | undefined;
+  /** While the candidate leads: its term and the session it won in (a lease is good only while that session lasts). */
+  #term: { token: number; session: string } | undefined;
+  #grace: NodeJS.Timeout | undefined;
+  #renewal: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** close() waits for the holder to let go. */
+  #holderGone: (() => void) | undefined;
+
+  constructor(zk: ZkSession, election: string, onError: (error: BellwetherError) => void) {
+    this.#zk = zk;
+    this.#election = election;
+    this.#onError = onError;
+  }
+
+  hold(worker: Worker, message: Hold, mayVote: boolean): void {
+    if (this.#closed) return;
+    // The flock says this worker holds the lock now, whatever we heard before (messages of two workers are not ordered).
+    this.#holder = { worker, hold: message.hold };
+    clearTimeout(this.#grace);
+    this.#grace = undefined;
+    if (!this.#candidate && mayVote) this.#vote(message);
+    this.#renew();
+  }
+
+  /** The holder released the host lock (`hold` given) or exited: the ballot stays for the grace. */
+  letGo(worker: Worker, hold?: number): void {
+    const holder = this.#holder;
+    if (!holder || holder.worker !== worker || (hold !== undefined && hold !== holder.hold)) return;
+    this.#holder = undefined;
+    clearInterval(this.#renewal);
+    this.#holderGone?.();
+    if (this.#closed || !this.#candidate) return;
+    this.#grace = setTimeout(() => void this.#resign(), HANDOVER_GRACE_MS);
+  }
+
+  /**
+   * Resigns once nobody runs the job under this ballot: a holder still there
+   * is told to stop, and waited for until it lets go, or at most until its
+   * lease has run out (it then stops by itself).
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#grace);
+    clearInterval(this.#renewal);
+    if (this.#holder) {
+      const gone = new Promise<void>((resolve) => (this.#holderGone = resolve));
+      this.#send({ bellwether: 'fleet-revoke', election: this.#election, hold: this.#holder.hold });
+      await settledWithin(this.#deadline(), gone);
+    }
+    await this.#resign();
+  }
+
+  #vote(message: Hold): void {
+    this.#stepDownAfter = message.stepDownAfter;
+    const candidate = new Candidate(this.#zk, message.name, {
+      root: message.root,
+      data: Buffer.from(message.data, 'base64'),
+      ...(message.stepDownAfter === undefined ? {} : { stepDownAfter: message.stepDownAfter }),
+    });
+    candidate.on('error', this.#onError);
+    candidate.on('won', ({ token }) => {
+      // Emitted only while connected in the session the winning ballot belongs to.
+      this.#term = { token, session: this.#zk.sessionId! };
+      this.#renew();
+    });
+    candidate.on('demoted', () => {
+      this.#term = undefined;
+      clearInterval(this.#renewal);
+      if (this.#holder) this.#send({ bellwether: 'fleet-revoke', election: this.#election, hold: this.#holder.hold });
+    });
+    this.#candidate = candidate;
+    void candidate.vote().catch(this.#onError);
+  }
+
+  async #resign(): Promise<void> {
+    const candidate = this.#candidate;
+    this.#candidate = undefined;
+    this.#term = undefined;
+    await candidate?.close();
+  }
+
+  /** While a worker holds the lock and the host leads: a lease now, and again every eighth of the deadline. */
+  #renew(): void {
+    clearInterval(this.#renewal);
+    if (!this.#holder || !this.#term) return;
+    this.#sendLease();
+    this.#renewal = setInterval(() => this.#sendLease(), Math.max(5, Math.floor(this.#deadline() / 8)));
+    this.#renewal.unref();
+  }
+
+  /**
+   * The lease lasts until the step-down deadline, counted from the server's
+   * last answer. Not renewed when the session is not the one the term was won
+   * in, or is not connected: the worker's lease then runs out by itself.
+   */
+  #sendLease(): void {
+    const holder = this.#holder;
+    const term = this.#term;
+    const zk = this.#zk;
+    if (!holder || !term || zk.state !== 'connected' || zk.sessionId !== term.session) return;
+    const remaining = this.#deadline() - zk.silence();
+    if (remaining <= 0) return;
+    this.#send({ bellwether: 'fleet-lease', election: this.#election, hold: holder.hold, term: String(term.token), remaining, sentAt: Date.now() });
+  }
+
+  #deadline(): number {
+    return stepDownDeadline(this.#zk.timeout ?? this.#zk.settings().sessionTimeout, this.#stepDownAfter);
+  }
+
+  #send(message: FleetMessage): void {
+    const worker = this.#holder?.worker;
+    if (!worker?.isConnected()) return;
+    try {
+      worker.send(message, undefined, () => {});
+    } catch {
+      // closed in between: its exit lets go
+    }
+  }
+}
