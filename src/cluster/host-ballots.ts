@@ -79,7 +79,17 @@ class HostBallot {
   /** While the candidate leads: its term and the session it won in (a lease is good only while that session lasts). */
   #term: { token: number; session: string } | undefined;
   #grace: NodeJS.Timeout | undefined;
-  #renewal: NodeJS.Timeout | undefined;
+  /** While the ballot stands: renews the holder's lease, and notices when this process was frozen. */
+  #ticker: NodeJS.Timeout | undefined;
+  /** performance.now() of the last tick. */
+  #lastTick = 0;
+  /**
+   * False after a freeze (SIGSTOP, a blocked loop) until a request sent after
+   * it has been answered: an answer that waited in the socket meanwhile makes
+   * the session's silence look short, and says nothing of now.
+   */
+  #fresh = true;
+  #confirming = false;
   #closed = false;
   /** close() waits for the holder to let go. */
   #holderGone: (() => void) | undefined;
@@ -97,7 +107,7 @@ class HostBallot {
     clearTimeout(this.#grace);
     this.#grace = undefined;
     if (!this.#candidate && mayVote) this.#vote(message);
-    this.#renew();
+    this.#sendLease();
   }
 
   /** The holder released the host lock (`hold` given) or exited: the ballot stays for the grace. */
@@ -105,7 +115,6 @@ class HostBallot {
     const holder = this.#holder;
     if (!holder || holder.worker !== worker || (hold !== undefined && hold !== holder.hold)) return;
     this.#holder = undefined;
-    clearInterval(this.#renewal);
     this.#holderGone?.();
     if (this.#closed || !this.#candidate) return;
     this.#grace = setTimeout(() => void this.#resign(), HANDOVER_GRACE_MS);
@@ -119,7 +128,7 @@ class HostBallot {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#grace);
-    clearInterval(this.#renewal);
+    clearInterval(this.#ticker);
     if (this.#holder) {
       const gone = new Promise<void>((resolve) => (this.#holderGone = resolve));
       this.#send({ bellwether: 'fleet-revoke', election: this.#election, hold: this.#holder.hold });
@@ -139,31 +148,54 @@ class HostBallot {
     candidate.on('won', ({ token }) => {
       // Emitted only while connected in the session the winning ballot belongs to.
       this.#term = { token, session: this.#zk.sessionId! };
-      this.#renew();
+      this.#sendLease();
     });
     candidate.on('demoted', () => {
       this.#term = undefined;
-      clearInterval(this.#renewal);
       if (this.#holder) this.#send({ bellwether: 'fleet-revoke', election: this.#election, hold: this.#holder.hold });
     });
     this.#candidate = candidate;
     void candidate.vote().catch(this.#onError);
+    this.#lastTick = performance.now();
+    this.#ticker = setInterval(() => this.#sendLease(), this.#period());
+    this.#ticker.unref();
   }
 
   async #resign(): Promise<void> {
     const candidate = this.#candidate;
     this.#candidate = undefined;
     this.#term = undefined;
+    clearInterval(this.#ticker);
     await candidate?.close();
   }
 
-  /** While a worker holds the lock and the host leads: a lease now, and again every eighth of the deadline. */
-  #renew(): void {
-    clearInterval(this.#renewal);
-    if (!this.#holder || !this.#term) return;
-    this.#sendLease();
-    this.#renewal = setInterval(() => this.#sendLease(), Math.max(5, Math.floor(this.#deadline() / 8)));
-    this.#renewal.unref();
+  /** Every eighth of the deadline (and at once on a hold or a win): the holder's lease, unless this process was frozen. */
+  #sendLease(): void {
+    if (this.#candidate && !this.#frozen()) this.#grant();
+  }
+
+  /** A gap between ticks: frozen (SIGSTOP, a blocked loop). Leases wait for a fresh answer (a round trip sent now). */
+  #frozen(): boolean {
+    const now = performance.now();
+    if (now - this.#lastTick > 2 * this.#period() + 20) this.#fresh = false;
+    this.#lastTick = now;
+    if (!this.#fresh && !this.#confirming) {
+      this.#confirming = true;
+      void this.#zk.exists(this.#election).then(
+        () => {
+          this.#confirming = false;
+          this.#fresh = true;
+          this.#grant();
+        },
+        // Connection trouble or an expiry: the session's own events follow; the next tick asks again.
+        () => void (this.#confirming = false),
+      );
+    }
+    return !this.#fresh;
+  }
+
+  #period(): number {
+    return Math.max(5, Math.floor(this.#deadline() / 8));
   }
 
   /**
@@ -171,7 +203,7 @@ class HostBallot {
    * last answer. Not renewed when the session is not the one the term was won
    * in, or is not connected: the worker's lease then runs out by itself.
    */
-  #sendLease(): void {
+  #grant(): void {
     const holder = this.#holder;
     const term = this.#term;
     const zk = this.#zk;
