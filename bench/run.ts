@@ -7,6 +7,7 @@ import { election } from './election.js';
 import { fleetBench } from './fleet.js';
 import { handover } from './handover.js';
 import { hostFailover, threadpool } from './host-failover.js';
+import { hostFleet } from './host-fleet.js';
 import { supervisorBench } from './supervisor.js';
 import { zkSession } from './zk-session.js';
 import { adapters } from './adapters.js';
@@ -22,6 +23,7 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   election,
   fleet: fleetBench,
   handover,
+  'host-fleet': hostFleet,
   supervisor: supervisorBench,
   restarts,
   reuseport,
