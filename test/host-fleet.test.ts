@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, describe, test } from 'node:test';
+import { ZkSession } from 'bellwether';
 import { type Fixture, type FixtureEvent, Fixtures, startFixture } from './helpers/child.js';
 import { bounded } from './helpers/bounded.js';
 import { checkFenceLog } from './helpers/fence-log.js';
 import { gone, killAtEnd } from './helpers/processes.js';
 import { RUNTIMES, type Runtime, bun, fixture, node, selected } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { FLOCK } from './helpers/tools.js';
 import { expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 /**
@@ -17,6 +21,8 @@ import { expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
  * workers' reports come out on its stdout, each with the worker's pid.
  */
 const PRIMARY = fixture('fleet-primary');
+/** How long a primary keeps its ballot with no worker holding the host lock (HANDOVER_GRACE_MS). */
+const GRACE_MS = 1000;
 
 interface Host {
   primary: Fixture;
@@ -38,6 +44,25 @@ async function startHost(t: TestContext, fixtures: Fixtures, runtime: Runtime, c
 /** Resolves once `fixture` has reported `event` `count` times. */
 async function waitCount(fixture: Fixture, event: string, count: number): Promise<void> {
   while (fixture.count(event) < count) await fixture.next(event, () => true, fixture.events.length);
+}
+
+/** Resolves once the election holds `count` ballots (a children watch, no polling). */
+async function ballots(connect: string, t: TestContext, count: number): Promise<void> {
+  const zk = new ZkSession({ connect });
+  t.after(() => zk.close());
+  await zk.start();
+  await bounded(
+    `${count} ballots`,
+    new Promise<void>((resolve) => {
+      const check = (children: readonly string[] | undefined): void => {
+        if ((children ?? []).filter((c) => c.startsWith('ballot')).length === count) resolve();
+      };
+      const subscription = zk.watchChildren('/_zkelection/fleet-job', (event) => check(event.type === 'deleted' ? [] : event.children));
+      void subscription.ready.then((snapshot) => check(snapshot?.children));
+    }),
+    20_000,
+  );
+  await zk.close();
 }
 
 /** The next `running` of any of `hosts` from now on, with the host it came from. */
@@ -115,6 +140,34 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
     await a.primary.next('expired', () => true, from);
     const run = await again;
     assert.ok(BigInt(run['fence'] as string) > BigInt(stopped['fence'] as string));
+    assert.equal(checkFenceLog(path.join(dir, 'fence.log'), { by: 'fence' }).length, 2);
+  });
+
+  test('an operator holds the host lock with flock(1) once the leading worker is gone: after the grace the primary resigns and another host runs the job; released, the host votes again, last in line', async (t) => {
+    const SESSION_MS = 2000;
+    const dir = tempDir(t);
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const connect = zk1.ensemble.connectString();
+    const a = await startHost(t, fixtures, node, connect, dir, 'a', SESSION_MS, 1);
+    const first = await a.primary.next('running');
+    const b = await startHost(t, fixtures, selected(bun), connect, dir, 'b', SESSION_MS, 1);
+    // The operator queues behind the running worker; its death hands the lock to flock(1), not to the replacement (forked later).
+    const operator = spawn(FLOCK, ['-o', path.join(a.lockDir, 'fleet-job.lock'), '-c', 'echo held; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    t.after(() => operator.kill('SIGKILL'));
+    const held = once(operator.stdout, 'data');
+    const next = b.primary.next('running');
+    process.kill(first['pid'] as number, 'SIGKILL');
+    await held;
+    const killedAt = performance.now();
+    const run = await next;
+    // Not before the grace: a sibling could have taken the lock meanwhile.
+    assert.ok(performance.now() - killedAt >= GRACE_MS * 0.9, `B ran ${Math.round(performance.now() - killedAt)} ms after the operator took the lock`);
+    assert.ok((run['token'] as number) > (first['token'] as number));
+    // Released: A's new worker takes the lock, and its primary votes again, behind B.
+    operator.stdin!.end();
+    await ballots(connect, t, 2);
+    assert.equal(a.primary.count('running'), 1, 'A ran once: before the operator');
     assert.equal(checkFenceLog(path.join(dir, 'fence.log'), { by: 'fence' }).length, 2);
   });
 

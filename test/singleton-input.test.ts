@@ -29,6 +29,7 @@ describe('singleton(): bad options fail at the call, with codes', () => {
     ['name not a string', { name: 7 }, 'BW_ERR_INVALID_NAME'],
     ['unknown scope', { name: 'job', scope: 'fleet' }, 'BW_ERR_INVALID_OPTION'],
     ['cluster scope without a ZkSession', { name: 'job', scope: 'cluster' }, 'BW_ERR_INVALID_OPTION'],
+    ['host+cluster scope without a ZkSession, outside a supervised worker', { name: 'job', scope: 'host+cluster' }, 'BW_ERR_INVALID_OPTION'],
     ['host-only option with cluster scope', { name: 'job', scope: 'cluster', lockDir: '/tmp' }, 'BW_ERR_INVALID_OPTION'],
     ['cluster-only option with host scope', { name: 'job', data: 'x' }, 'BW_ERR_INVALID_OPTION'],
     ['run not a function', { name: 'job', run: 'go' }, 'BW_ERR_INVALID_OPTION'],
