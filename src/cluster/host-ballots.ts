@@ -1,5 +1,6 @@
 import type { Worker } from 'node:cluster';
 import { Candidate } from '../election/candidate.js';
+import { stepDownDeadline } from '../election/step-down.js';
 import type { BellwetherError } from '../errors.js';
 import { settledWithin } from '../singleton/abort.js';
 import type { ZkSession } from '../zk/session.js';
@@ -16,17 +17,6 @@ import type { FleetMessage } from './protocol.js';
 export const HANDOVER_GRACE_MS = 1000;
 
 type Hold = Extract<FleetMessage, { bellwether: 'fleet-hold' }>;
-
-/**
- * When the host's leader steps down: the Candidate's own deadline (default
- * half the session timeout, a given one moved into (timeout/3, 0.9 timeout)).
- * The workers' lease ends there too, counted from the server's last answer.
- */
-export function stepDownDeadline(timeout: number, stepDownAfter: number | undefined): number {
-  if (stepDownAfter === undefined) return Math.floor(timeout / 2);
-  const low = Math.ceil(timeout / 3) + Math.max(10, Math.floor(timeout / 20));
-  return Math.min(Math.max(stepDownAfter, low), Math.floor(timeout * 0.9));
-}
 
 /**
  * The primary's side of `host+cluster` under a Supervisor with `zk`: per
@@ -142,6 +132,8 @@ class HostBallot {
     const candidate = new Candidate(this.#zk, message.name, {
       root: message.root,
       data: Buffer.from(message.data, 'base64'),
+      // The host needs won and demoted only: no read of, and no watch on, leader_ack (no herd).
+      reportLost: false,
       ...(message.stepDownAfter === undefined ? {} : { stepDownAfter: message.stepDownAfter }),
     });
     candidate.on('error', this.#onError);
@@ -214,7 +206,8 @@ class HostBallot {
   }
 
   #deadline(): number {
-    return stepDownDeadline(this.#zk.timeout ?? this.#zk.settings().sessionTimeout, this.#stepDownAfter);
+    // The Candidate's own deadline: the workers' lease ends there too, counted from the server's last answer.
+    return stepDownDeadline(this.#zk.timeout ?? this.#zk.settings().sessionTimeout, this.#stepDownAfter).used;
   }
 
   #send(message: FleetMessage): void {

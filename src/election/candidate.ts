@@ -7,6 +7,7 @@ import type { NodeChange, ZkSession } from '../zk/session.js';
 import type { Stat } from '../zk/stat.js';
 import { isConnectionTrouble, isGoneAnyway } from '../zk/zk-errors.js';
 import { type ElectionPaths, ballotPrefix, electionPaths, standingOf } from './ballots.js';
+import { stepDownDeadline } from './step-down.js';
 
 export type CandidateDemotion = 'suspended' | 'expired' | 'resigned' | 'superseded';
 
@@ -528,21 +529,11 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#monitor.unref();
   }
 
-  /**
-   * Idle pings come every third of the timeout, so silence of that long is
-   * normal: a deadline at or below it would step down with no fault at all.
-   * And it must stay below the timeout, or another candidate could lead
-   * first. Outside (timeout/3, timeout) the nearest sound value is used, and
-   * that is reported once per session.
-   */
+  /** The step-down deadline (see step-down.ts); a given value moved into the sound range is reported once per session. */
   #stepDownDeadline(timeout: number): number {
     const given = this.#stepDownAfter;
-    if (given === undefined) return Math.floor(timeout / 2);
-    const low = Math.ceil(timeout / 3) + Math.max(10, Math.floor(timeout / 20));
-    const high = Math.floor(timeout * 0.9);
-    if (given >= low && given <= high) return given;
-    const used = Math.min(Math.max(given, low), high);
-    if (this.#warnedDeadline !== this.#zk.sessionId) {
+    const { used, low, high } = stepDownDeadline(timeout, given);
+    if (given !== undefined && used !== given && this.#warnedDeadline !== this.#zk.sessionId) {
       this.#warnedDeadline = this.#zk.sessionId;
       this.#report(
         new BellwetherError(
