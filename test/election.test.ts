@@ -309,6 +309,28 @@ describe('failovers that ask little: the successor knows it leads, one request r
     return { candidates, sessions, admin: sessions[3]! };
   }
 
+  test('5 candidates, 4 resigns in a row: each successor leads on its predecessor\'s deletion, before sending any request', async (t) => {
+    const sessions = Array.from({ length: 5 }, () => openSession(t, zk1.ensemble.connectString()));
+    await Promise.all(sessions.map((zk) => zk.start()));
+    const candidates: Tracked[] = [];
+    for (const [i, zk] of sessions.entries()) {
+      const c = track(t, new Candidate(zk, 'in-a-row', { data: `c${i}`, reportLost: false }));
+      candidates.push(c);
+      await c.candidate.vote();
+    }
+    t.after(() => Promise.all(candidates.map((c) => c.candidate.close())));
+    for (let i = 0; i < 4; i++) {
+      // Whatever the last failover set off (the one after the successor looking again) has settled.
+      await Promise.all(sessions.map((zk) => zk.sync()));
+      const successor = sessions[i + 1]!;
+      const before = successor.operations;
+      const won = once<number>((resolve) => candidates[i + 1]!.candidate.once('won', () => resolve(successor.operations)));
+      await candidates[i]!.candidate.close();
+      assert.equal(await bounded(`c${i + 1} leads`, won, 5000), before, `c${i + 1} sent a request before leading (it listed the ballots)`);
+    }
+    assert.deepEqual(candidates.map((c) => c.won.length), [1, 1, 1, 1, 1]);
+  });
+
   test("the leader's ballot deleted by hand: it stops leading (superseded) and its successor leads", async (t) => {
     const { candidates, admin } = await threeInOrder(t, 'leader-ballot-deleted');
     const [c0, c1] = candidates;

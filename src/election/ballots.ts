@@ -26,8 +26,8 @@ export interface Standing {
   lower: number;
   /** The ballot just below (the one to watch), when there is one. */
   predecessor: string | undefined;
-  /** The lowest ballot (the leader's), when it is not this one. */
-  lowest: string | undefined;
+  /** The ballot just below the predecessor, when there is one. */
+  grandPredecessor: string | undefined;
 }
 
 /**
@@ -41,8 +41,8 @@ export function standingOf(children: readonly string[], ballot: string): Standin
   let lower = 0;
   let predecessor: string | undefined;
   let predecessorSequence = -1;
-  let lowest: string | undefined;
-  let lowestSequence = Infinity;
+  let grandPredecessor: string | undefined;
+  let grandSequence = -1;
   for (const child of children) {
     if (child === ballot) {
       found = true;
@@ -53,15 +53,16 @@ export function standingOf(children: readonly string[], ballot: string): Standin
     if (sequence < 0 || sequence >= own) continue;
     lower += 1;
     if (sequence > predecessorSequence) {
+      grandSequence = predecessorSequence;
+      grandPredecessor = predecessor;
       predecessorSequence = sequence;
       predecessor = child;
-    }
-    if (sequence < lowestSequence) {
-      lowestSequence = sequence;
-      lowest = child;
+    } else if (sequence > grandSequence) {
+      grandSequence = sequence;
+      grandPredecessor = child;
     }
   }
-  return found ? { lower, predecessor, lowest } : { lower: -1, predecessor: undefined, lowest: undefined };
+  return found ? { lower, predecessor, grandPredecessor } : { lower: -1, predecessor: undefined, grandPredecessor: undefined };
 }
 
 /** The sequence number ZooKeeper appended (its trailing digits), or -1 when there is none. */

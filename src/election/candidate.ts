@@ -76,8 +76,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #predecessorLowest = false;
   /** That lowest predecessor was deleted since: the next check leads without listing the ballots. */
   #leaderGone = false;
-  /** Second in line at the last look: the leader's ballot, watched too, so that its going makes our predecessor the lowest. */
-  #watchedLeader: string | undefined;
+  /** The ballot below our predecessor, watched too: when it goes, we learn where we stand before our turn comes. */
+  #watchedGrand: string | undefined;
   /** Grows at each suspension, expiry and new ballot: a watch set before says nothing about the order of what followed. */
   #epoch = 0;
   #watchingAck = false;
@@ -154,7 +154,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#watchedPredecessor = undefined;
       this.#predecessorLowest = false;
       this.#leaderGone = false;
-      this.#watchedLeader = undefined;
+      this.#watchedGrand = undefined;
       this.#epoch += 1;
       this.#watchingAck = false;
     };
@@ -270,7 +270,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     const children = await this.#zk.children(this.paths.dir);
     if (this.#ballot !== ballot || this.#zk.sessionId !== session) return;
-    const { lower: ours, predecessor, lowest } = standingOf(children, ballot.slice(this.paths.dir.length + 1));
+    const { lower: ours, predecessor, grandPredecessor } = standingOf(children, ballot.slice(this.paths.dir.length + 1));
     if (ours < 0) {
       // Our ballot is gone (deleted by hand, or the session changed under us): vote again.
       this.#demote('superseded');
@@ -280,7 +280,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     if (ours === 0) return this.#lead(session, ballot);
     if (this.isLeader) this.#demote('superseded');
-    await this.#follow(joinPath(this.paths.dir, predecessor!), ours === 1, ours === 2 ? joinPath(this.paths.dir, lowest!) : undefined);
+    await this.#follow(joinPath(this.paths.dir, predecessor!), ours, grandPredecessor && joinPath(this.paths.dir, grandPredecessor));
   }
 
   /** Protected creation: a create whose answer was lost is found again by our marker, and kept only if it is ours. */
@@ -333,6 +333,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#ballotSession = session;
     this.#ballotCzxid = undefined;
     this.#epoch += 1;
+    this.#watchedGrand = undefined;
     this.#predecessorLowest = false;
     this.#leaderGone = false;
     await this.#watchOwnBallot(ballot);
@@ -354,6 +355,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     this.#ballot = undefined;
     this.#watchedPredecessor = undefined;
+    this.#watchedGrand = undefined;
+    this.#epoch += 1;
     this.#predecessorLowest = false;
     this.#leaderGone = false;
     this.#demote('superseded');
@@ -427,7 +430,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   /** A loser reports the acknowledged leader once, and watches only its predecessor. */
-  async #follow(predecessor: string, lowest: boolean, leader?: string): Promise<void> {
+  async #follow(predecessor: string, ours: number, grand: string | undefined): Promise<void> {
+    const lowest = ours === 1;
     if (this.#reportLost) await this.#awaitAck();
     if (this.#watchedPredecessor !== predecessor) {
       this.#watchedPredecessor = predecessor;
@@ -448,29 +452,51 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       // Lower ballots went meanwhile: our predecessor may be the lowest now (never the reverse).
       this.#predecessorLowest = lowest;
     }
-    if (leader && this.#watchedLeader !== leader) await this.#watchLeaderBelow(leader, predecessor);
+    if (grand && this.#watchedGrand !== grand) await this.#watchGrand(grand, predecessor, ours === 2);
   }
 
   /**
-   * Second in line: when the leader's ballot goes, our predecessor is the
-   * lowest (sequence numbers only grow), and we learn it with no request.
-   * In a steady fleet the successor is then always the one that knows, and
-   * takes over on its predecessor's deletion alone. One more notification
-   * per failover, for this candidate only.
+   * Each candidate also watches the ballot two below its own. When that one
+   * goes, the candidate learns where it stands before its turn comes: second
+   * in line, its predecessor is now the lowest (sequence numbers only grow,
+   * so no request is needed); further back, it lists the ballots again, off
+   * the failover's path. So in a steady fleet the successor always knows it
+   * leads once its predecessor is deleted. A failover thus wakes three
+   * sessions: the successor, the one after it, and the resigning one.
    */
-  async #watchLeaderBelow(leader: string, predecessor: string): Promise<void> {
-    this.#watchedLeader = leader;
+  async #watchGrand(grand: string, predecessor: string, grandIsLowest: boolean): Promise<void> {
+    this.#watchedGrand = grand;
     const epoch = this.#epoch;
-    const stat = await this.#zk.existsWatch(leader, (change) => {
-      if (this.#watchedLeader === leader) this.#watchedLeader = undefined;
-      // Our predecessor's own deletion, or ours, would have been delivered first (zxid order), and a
-      // suspension or a new ballot since (another epoch) leaves the order unknown.
-      if (change === 'deleted' && epoch === this.#epoch && this.#watchedPredecessor === predecessor) this.#predecessorLowest = true;
+    const stat = await this.#zk.existsWatch(grand, (change) => {
+      if (this.#watchedGrand === grand) this.#watchedGrand = undefined;
+      // Our predecessor's deletion, or our own, would have been delivered first (zxid order); a
+      // suspension, expiry or new ballot since (another epoch) leaves the order unknown.
+      if (change !== 'deleted' || epoch !== this.#epoch || this.#watchedPredecessor !== predecessor) return;
+      if (grandIsLowest) this.#predecessorLowest = true;
+      else this.#reposition(predecessor).catch((err: unknown) => this.#onCheckError(err));
     });
-    if (!stat && this.#watchedLeader === leader) {
-      this.#watchedLeader = undefined;
+    if (!stat && this.#watchedGrand === grand) {
+      this.#watchedGrand = undefined;
       this.#checkAgain = true; // gone already: look again
     }
+  }
+
+  /**
+   * Lists the ballots to learn where we stand now, and nothing else (no
+   * `lost`, no ack): our predecessor is unchanged, only ballots below it went.
+   */
+  async #reposition(predecessor: string): Promise<void> {
+    const ballot = this.#ballot;
+    const epoch = this.#epoch;
+    if (!ballot || this.#state !== 'voting') return;
+    const children = await this.#zk.children(this.paths.dir);
+    // Anything that happened meanwhile (our predecessor's deletion among it: notified before this answer) is for a check.
+    if (epoch !== this.#epoch || this.#ballot !== ballot || this.#watchedPredecessor !== predecessor || this.#state !== 'voting') return;
+    const standing = standingOf(children, ballot.slice(this.paths.dir.length + 1));
+    if (standing.lower < 1 || joinPath(this.paths.dir, standing.predecessor!) !== predecessor) return void this.#check();
+    this.#predecessorLowest = standing.lower === 1;
+    const grand = standing.grandPredecessor && joinPath(this.paths.dir, standing.grandPredecessor);
+    if (grand && this.#watchedGrand !== grand) await this.#watchGrand(grand, predecessor, standing.lower === 2);
   }
 
   /** `lost` once the leader has acknowledged; until then an existence watch on the ack. */
