@@ -63,6 +63,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #ballotSession: string | undefined;
   /** From the watch on our own ballot: its czxid is the token when it leads, without asking again. */
   #ballotCzxid: bigint | undefined;
+  /** Our ballot while its watch is set (not after the watch was spent or its request failed). */
+  #ownWatched: string | undefined;
   #leaderToken: number | undefined;
   /** This candidate created the current leader_ack (several candidates may share one session). */
   #acked = false;
@@ -260,6 +262,9 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const ballot = this.#ballot;
     // The session expired meanwhile (its handler cleared the ballot): the new session checks again.
     if (!ballot || this.#zk.sessionId !== session) return;
+    // The shortcut also needs our own ballot watched (its deletion would have come first).
+    if (this.#ownWatched !== ballot) await this.#watchOwnBallot(ballot);
+    if (this.#ballot !== ballot || this.#zk.sessionId !== session) return;
     if (this.#leaderGone) {
       // Sequence numbers only grow: with the lowest ballot, our predecessor, gone, ours is the lowest.
       // Had our own ballot been deleted first, its watch would have said so first (notifications
@@ -273,6 +278,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const { lower: ours, predecessor, grandPredecessor } = standingOf(children, ballot.slice(this.paths.dir.length + 1));
     if (ours < 0) {
       // Our ballot is gone (deleted by hand, or the session changed under us): vote again.
+      this.#dropAck();
       this.#demote('superseded');
       this.#ballot = undefined;
       this.#checkAgain = true;
@@ -332,6 +338,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#ballot = ballot;
     this.#ballotSession = session;
     this.#ballotCzxid = undefined;
+    this.#ownWatched = undefined;
     this.#epoch += 1;
     this.#watchedGrand = undefined;
     this.#predecessorLowest = false;
@@ -342,25 +349,42 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   async #watchOwnBallot(ballot: string): Promise<void> {
     const stat = await this.#zk.existsWatch(ballot, (change) => this.#onOwnBallotChange(ballot, change));
     if (!stat) this.#onOwnBallotChange(ballot, 'deleted');
-    else if (this.#ballot === ballot) this.#ballotCzxid = stat.czxid;
+    else if (this.#ballot === ballot) {
+      this.#ballotCzxid = stat.czxid;
+      this.#ownWatched = ballot;
+    }
   }
 
   #onOwnBallotChange(ballot: string, change: NodeChange): void {
     // Our own resign clears #ballot before deleting it; an expiry clears it too.
     if (this.#state !== 'voting' || this.#ballot !== ballot) return;
-    if (change !== 'deleted') {
-      // Its data was set by hand: the watch is spent, set it again.
-      this.#watchOwnBallot(ballot).catch((err: unknown) => this.#onCheckError(err));
-      return;
-    }
-    this.#ballot = undefined;
-    this.#watchedPredecessor = undefined;
-    this.#watchedGrand = undefined;
+    // Until the watch is set again (its data was set by hand: the watch is spent), a deletion of our
+    // ballot could go unseen: no shortcut, and the server is asked before claiming.
+    this.#ownWatched = undefined;
+    this.#ballotCzxid = undefined;
     this.#epoch += 1;
     this.#predecessorLowest = false;
     this.#leaderGone = false;
+    if (change !== 'deleted') {
+      this.#watchOwnBallot(ballot).catch((err: unknown) => this.#onCheckError(err));
+      return;
+    }
+    this.#dropAck();
+    this.#ballot = undefined;
+    this.#watchedPredecessor = undefined;
+    this.#watchedGrand = undefined;
     this.#demote('superseded');
     void this.#check();
+  }
+
+  /**
+   * Deposed (our ballot gone while we led): our ack would tell observers we
+   * still lead, and keep the next leader from acknowledging. Deleted, if ours.
+   */
+  #dropAck(): void {
+    if (!this.#acked) return;
+    this.#acked = false;
+    void this.#deleteIfOurs(this.paths.ack);
   }
 
   async #lead(session: string, ballot: string): Promise<void> {
@@ -436,13 +460,22 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (this.#watchedPredecessor !== predecessor) {
       this.#watchedPredecessor = predecessor;
       this.#predecessorLowest = lowest;
-      const stat = await this.#zk.existsWatch(predecessor, (change) => {
-        if (this.#watchedPredecessor !== predecessor) return void this.#check();
-        this.#watchedPredecessor = undefined;
-        // Data set on it by hand says nothing about who leads: only a deletion is the leader going.
-        if (change === 'deleted' && this.#predecessorLowest && this.#ballotSession === this.#zk.sessionId) this.#leaderGone = true;
-        void this.#check();
-      });
+      const stat = await this.#zk
+        .existsWatch(predecessor, (change) => {
+          if (this.#watchedPredecessor !== predecessor) return void this.#check();
+          this.#watchedPredecessor = undefined;
+          // Data set on it by hand says nothing about who leads: only a deletion is the leader going.
+          if (change === 'deleted' && this.#predecessorLowest && this.#ballotSession === this.#zk.sessionId) this.#leaderGone = true;
+          void this.#check();
+        })
+        .catch((err: unknown) => {
+          // No watch is known to be set: the next check sets it (else nothing would wake us when it goes).
+          if (this.#watchedPredecessor === predecessor) {
+            this.#watchedPredecessor = undefined;
+            this.#predecessorLowest = false;
+          }
+          throw err;
+        });
       // Gone before the watch was set: check again now.
       if (!stat) {
         this.#watchedPredecessor = undefined;
@@ -467,14 +500,19 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   async #watchGrand(grand: string, predecessor: string, grandIsLowest: boolean): Promise<void> {
     this.#watchedGrand = grand;
     const epoch = this.#epoch;
-    const stat = await this.#zk.existsWatch(grand, (change) => {
-      if (this.#watchedGrand === grand) this.#watchedGrand = undefined;
-      // Our predecessor's deletion, or our own, would have been delivered first (zxid order); a
-      // suspension, expiry or new ballot since (another epoch) leaves the order unknown.
-      if (change !== 'deleted' || epoch !== this.#epoch || this.#watchedPredecessor !== predecessor) return;
-      if (grandIsLowest) this.#predecessorLowest = true;
-      else this.#reposition(predecessor).catch((err: unknown) => this.#onCheckError(err));
-    });
+    const stat = await this.#zk
+      .existsWatch(grand, (change) => {
+        if (this.#watchedGrand === grand) this.#watchedGrand = undefined;
+        // Our predecessor's deletion, or our own, would have been delivered first (zxid order); a
+        // suspension, expiry or new ballot since (another epoch) leaves the order unknown.
+        if (change !== 'deleted' || epoch !== this.#epoch || this.#watchedPredecessor !== predecessor) return;
+        if (grandIsLowest) this.#predecessorLowest = true;
+        else this.#reposition(predecessor).catch((err: unknown) => this.#onCheckError(err));
+      })
+      .catch((err: unknown) => {
+        if (this.#watchedGrand === grand) this.#watchedGrand = undefined; // set again by the next check
+        throw err;
+      });
     if (!stat && this.#watchedGrand === grand) {
       this.#watchedGrand = undefined;
       this.#checkAgain = true; // gone already: look again
@@ -520,13 +558,18 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     } else if (!this.#watchingAck) {
       // An existence watch only while there is no ack: no herd when the leader changes.
       this.#watchingAck = true;
-      const created = await this.#zk.existsWatch(this.paths.ack, () => {
-        // A watch set just as the ack appeared fires at the next failover;
-        // by then this candidate no longer waits for an ack: nothing to do.
-        if (!this.#watchingAck) return;
-        this.#watchingAck = false;
-        void this.#check();
-      });
+      const created = await this.#zk
+        .existsWatch(this.paths.ack, () => {
+          // A watch set just as the ack appeared fires at the next failover;
+          // by then this candidate no longer waits for an ack: nothing to do.
+          if (!this.#watchingAck) return;
+          this.#watchingAck = false;
+          void this.#check();
+        })
+        .catch((err: unknown) => {
+          this.#watchingAck = false; // set again by the next check
+          throw err;
+        });
       if (created) this.#checkAgain = true; // created behind our back
     }
   }
