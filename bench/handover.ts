@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { bounded } from '../test/helpers/bounded.js';
 import { ZkEnsemble, findJar, fourLetterWord } from '../test/helpers/zookeeper.js';
 import { LineChild } from './lines.js';
+import { clientFloor } from './client-floor.js';
 import { summarize, table } from './stats.js';
 
 /** Long, so that idle clients rarely ping (about every third of it) inside a counted window. */
@@ -228,6 +229,7 @@ export async function handover(scale: number): Promise<string> {
   const notes: string[] = [];
   const rows: (string | number)[][] = [];
   let ensemble: ZkEnsemble | undefined;
+  let floor: number[] = [];
   try {
     const launches = IMPLEMENTATIONS.map((impl) => {
       const launch = impl.prepare(scratch);
@@ -260,6 +262,7 @@ export async function handover(scale: number): Promise<string> {
       const ratio = own !== undefined && peers.length ? (own / Math.min(...peers)).toFixed(2) : '-';
       rows.push(...group.map((row, i) => [...row, i === 0 ? ratio : '']));
     }
+    floor = await clientFloor(connect, rounds);
   } finally {
     await ensemble?.close();
     fs.rmSync(scratch, { recursive: true, force: true });
@@ -289,5 +292,16 @@ export async function handover(scale: number): Promise<string> {
       `\npackets = srvr's "Received", pings included (sessions of ${SESSION_TIMEOUT_MS / 1000} s; ZooKeeper's Java client still pings every 10 s when idle).` +
       "\nzk.operations: bellwether's own count of its requests over the same window, all sessions. Issue 18's goal for the ratio: at most 0.75.",
     ...notes.map((note) => `\n${note}`),
+    floorTable(floor),
   ].join('\n');
+}
+
+function floorTable(samples: number[]): string {
+  if (!samples.length) return '';
+  const s = summarize(samples);
+  return table(
+    'The floor on the same server, node-zookeeper-client alone: one session deletes a node, another session\'s exists watch on it fires (ms; idle 100 ms before each, as the contenders)',
+    ['measure', 'rounds', 'min', 'median', 'p99'],
+    [['delete -> watch fired', s.n, s.min, s.median, s.p99]],
+  );
 }

@@ -64,8 +64,16 @@ class HostBallot {
   readonly #onError: (error: BellwetherError) => void;
   #candidate: Candidate | undefined;
   #stepDownAfter: number | undefined;
-  /** The worker holding the host lock, and which of its holdings. */
-  #holder: { worker: Worker; hold: number } | undefined;
+  /** The worker holding the host lock, which of its holdings, and the lock's generation it holds. */
+  #holder: { worker: Worker; hold: number; generation: number } | undefined;
+  /**
+   * Every holding granted a lease in this term that has not let go, with the
+   * time its last lease ends at the latest: a stale hold (messages of two
+   * workers are not ordered) must not leave a lease running unrevoked.
+   */
+  readonly #leased = new Map<Worker, { hold: number; until: number }>();
+  /** Holds that looked older than the holder's: kept, in case the lock file was made anew (generations start again). */
+  readonly #waiting = new Map<Worker, Hold>();
   /** While the candidate leads: its term and the session it won in (a lease is good only while that session lasts). */
   #term: { token: number; session: string } | undefined;
   #grace: NodeJS.Timeout | undefined;
@@ -92,8 +100,17 @@ class HostBallot {
 
   hold(worker: Worker, message: Hold, mayVote: boolean): void {
     if (this.#closed) return;
-    // The flock says this worker holds the lock now, whatever we heard before (messages of two workers are not ordered).
-    this.#holder = { worker, hold: message.hold };
+    // Messages of two workers are not ordered: a hold of an older generation than the current
+    // holder's is one that has ended already (the flock went to the newer holder after it).
+    const current = this.#holder;
+    if (current && current.worker !== worker && message.generation < current.generation) {
+      // Either ended already (its release follows) or of a lock file made anew: it gets its turn
+      // once the current holder lets go, if it has not let go itself by then.
+      this.#waiting.set(worker, message);
+      return;
+    }
+    this.#waiting.delete(worker);
+    this.#holder = { worker, hold: message.hold, generation: message.generation };
     clearTimeout(this.#grace);
     this.#grace = undefined;
     if (!this.#candidate && mayVote) this.#vote(message);
@@ -102,10 +119,19 @@ class HostBallot {
 
   /** The holder released the host lock (`hold` given) or exited: the ballot stays for the grace. */
   letGo(worker: Worker, hold?: number): void {
+    const leased = this.#leased.get(worker);
+    if (leased && (hold === undefined || hold === leased.hold)) this.#leased.delete(worker);
+    const waiting = this.#waiting.get(worker);
+    if (waiting && (hold === undefined || hold === waiting.hold)) this.#waiting.delete(worker);
     const holder = this.#holder;
     if (!holder || holder.worker !== worker || (hold !== undefined && hold !== holder.hold)) return;
     this.#holder = undefined;
     this.#holderGone?.();
+    const [next] = [...this.#waiting].filter(([w]) => w.isConnected());
+    if (next && !this.#closed) {
+      this.#waiting.delete(next[0]);
+      return this.hold(next[0], next[1], true);
+    }
     if (this.#closed || !this.#candidate) return;
     this.#grace = setTimeout(() => void this.#resign(), HANDOVER_GRACE_MS);
   }
@@ -144,7 +170,7 @@ class HostBallot {
     });
     candidate.on('demoted', () => {
       this.#term = undefined;
-      if (this.#holder) this.#send({ bellwether: 'fleet-revoke', election: this.#election, hold: this.#holder.hold });
+      this.#revokeAll();
     });
     this.#candidate = candidate;
     void candidate.vote().catch(this.#onError);
@@ -158,7 +184,23 @@ class HostBallot {
     this.#candidate = undefined;
     this.#term = undefined;
     clearInterval(this.#ticker);
+    // A lease still out (a holding we heard of out of order) is revoked, and waited out: the next
+    // host must not lead while a worker here may still run the job.
+    const until = this.#revokeAll();
+    const wait = until - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     await candidate?.close();
+  }
+
+  /** Tells every worker leased in this term to stop; resolves to when their last lease ends at the latest. */
+  #revokeAll(): number {
+    let until = 0;
+    for (const [worker, { hold, until: end }] of this.#leased) {
+      this.#sendTo(worker, { bellwether: 'fleet-revoke', election: this.#election, hold });
+      until = Math.max(until, end);
+    }
+    this.#leased.clear();
+    return until;
   }
 
   /** Every eighth of the deadline (and at once on a hold or a win): the holder's lease, unless this process was frozen. */
@@ -202,6 +244,7 @@ class HostBallot {
     if (!holder || !term || zk.state !== 'connected' || zk.sessionId !== term.session) return;
     const remaining = this.#deadline() - zk.silence();
     if (remaining <= 0) return;
+    this.#leased.set(holder.worker, { hold: holder.hold, until: performance.now() + remaining });
     this.#send({ bellwether: 'fleet-lease', election: this.#election, hold: holder.hold, term: String(term.token), remaining, sentAt: Date.now() });
   }
 
@@ -212,7 +255,11 @@ class HostBallot {
 
   #send(message: FleetMessage): void {
     const worker = this.#holder?.worker;
-    if (!worker?.isConnected()) return;
+    if (worker) this.#sendTo(worker, message);
+  }
+
+  #sendTo(worker: Worker, message: FleetMessage): void {
+    if (!worker.isConnected()) return;
     try {
       worker.send(message, undefined, () => {});
     } catch {
