@@ -43,6 +43,60 @@ async function until(what: string, test: () => boolean, ms = 10_000): Promise<vo
 describe("the primary's host ballots, messages out of order", () => {
   const zk1 = useZooKeeper();
 
+  async function hostBallots(zk: ZkSession): Promise<HostBallotsLike> {
+    // Internal: the module the Supervisor uses, driven directly.
+    const { HostBallots } = (await import(new URL('../../dist/cluster/host-ballots.js', import.meta.url).href)) as {
+      HostBallots: new (zk: ZkSession, onError: (error: Error) => void) => HostBallotsLike;
+    };
+    return new HostBallots(zk, () => {});
+  }
+
+  const holdOf = (election: string, name: string) => (id: number, generation: number) => ({ bellwether: 'fleet-hold', election, name, root: '/_zkelection', data: '', hold: id, generation });
+
+  test('a stopping host (every message says no new term) does not vote for a hold it kept waiting, once the holder lets go', async (t) => {
+    const primary = new ZkSession({ connect: zk1.ensemble.connectString(), sessionTimeout: 4000 });
+    t.after(() => primary.close());
+    await primary.start();
+    const ballots = await hostBallots(primary);
+    t.after(() => ballots.close());
+    const election = '/_zkelection/stopping-host';
+    const hold = holdOf(election, 'stopping-host');
+    // The directory stands, so that a ballot's create would be the promotion's first request (ordered before the sync below).
+    await primary.mkdirp(election);
+    const toW1: Sent[] = [];
+    const [w1, w2] = [fakeWorker(toW1), fakeWorker([])];
+    ballots.onMessage(w2, hold(1, 3), false);
+    ballots.onMessage(w1, hold(1, 2), false); // older generation: waits
+    ballots.onMessage(w2, { bellwether: 'fleet-release', election, hold: 1 }, false);
+    await primary.sync(); // after any ballot's create the promotion would have sent
+    const children = await primary.children(election).catch(() => [] as string[]);
+    assert.deepEqual(children, [], 'a stopping host cast a ballot (a new term on a leaving host)');
+    assert.equal(toW1.some((s) => s.message.bellwether === 'fleet-lease'), false);
+  });
+
+  test('close() while a resign waits out a lease still running resolves only once the ballot is gone', async (t) => {
+    const connect = zk1.ensemble.connectString();
+    const [primary, otherHost] = [0, 1].map(() => new ZkSession({ connect, sessionTimeout: 4000 })) as [ZkSession, ZkSession];
+    t.after(() => Promise.all([primary.close(), otherHost.close()]));
+    await Promise.all([primary.start(), otherHost.start()]);
+    const ballots = await hostBallots(primary);
+    const election = '/_zkelection/close-waits';
+    const hold = holdOf(election, 'close-waits');
+    const toW1: Sent[] = [];
+    const toW2: Sent[] = [];
+    const [w1, w2] = [fakeWorker(toW1), fakeWorker(toW2)];
+    ballots.onMessage(w1, hold(1, 1), true);
+    await until('W1 leased', () => toW1.some((s) => s.message.bellwether === 'fleet-lease'));
+    // W2 takes the lock while W1's release is still on its way, then lets go: after the grace the
+    // resign revokes W1's lease, and waits it out.
+    ballots.onMessage(w2, hold(1, 2), true);
+    await until('W2 leased', () => toW2.some((s) => s.message.bellwether === 'fleet-lease'));
+    ballots.onMessage(w2, { bellwether: 'fleet-release', election, hold: 1 }, true);
+    await until('the resign revokes W1', () => toW1.some((s) => s.message.bellwether === 'fleet-revoke'));
+    await ballots.close();
+    assert.deepEqual((await otherHost.children(election)).filter((c) => c.startsWith('ballot')), [], 'close() resolved with the host ballot standing');
+  });
+
   test("a stale hold and release of the previous holder, read after the new holder's hold: the new holder keeps its lease, and no other host leads while it lasts", async (t) => {
     // Internal: the module the Supervisor uses, driven directly.
     const { HostBallots } = (await import(new URL('../../dist/cluster/host-ballots.js', import.meta.url).href)) as {

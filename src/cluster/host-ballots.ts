@@ -41,13 +41,13 @@ export class HostBallots {
       if (!ballot) this.#ballots.set(message.election, (ballot = new HostBallot(this.#zk, message.election, this.#onError)));
       ballot.hold(worker, message, mayVote);
     } else if (message.bellwether === 'fleet-release') {
-      this.#ballots.get(message.election)?.letGo(worker, message.hold);
+      this.#ballots.get(message.election)?.letGo(worker, message.hold, mayVote);
     }
   }
 
   /** The worker exited: whatever it held is free (its flock went with it). */
-  forget(worker: Worker): void {
-    for (const ballot of this.#ballots.values()) ballot.letGo(worker);
+  forget(worker: Worker, mayVote = true): void {
+    for (const ballot of this.#ballots.values()) ballot.letGo(worker, undefined, mayVote);
   }
 
   /** Once the workers are gone: every ballot resigns. */
@@ -118,7 +118,7 @@ class HostBallot {
   }
 
   /** The holder released the host lock (`hold` given) or exited: the ballot stays for the grace. */
-  letGo(worker: Worker, hold?: number): void {
+  letGo(worker: Worker, hold?: number, mayVote = true): void {
     const leased = this.#leased.get(worker);
     if (leased && (hold === undefined || hold === leased.hold)) this.#leased.delete(worker);
     const waiting = this.#waiting.get(worker);
@@ -130,7 +130,7 @@ class HostBallot {
     const [next] = [...this.#waiting].filter(([w]) => w.isConnected());
     if (next && !this.#closed) {
       this.#waiting.delete(next[0]);
-      return this.hold(next[0], next[1], true);
+      return this.hold(next[0], next[1], mayVote);
     }
     if (this.#closed || !this.#candidate) return;
     this.#grace = setTimeout(() => void this.#resign(), HANDOVER_GRACE_MS);
@@ -151,6 +151,8 @@ class HostBallot {
       await settledWithin(this.#deadline(), gone);
     }
     await this.#resign();
+    // A resign begun by the grace may still be waiting out a lease, its ballot standing.
+    await Promise.all([...this.#resigning]);
   }
 
   #vote(message: Hold): void {
@@ -179,7 +181,16 @@ class HostBallot {
     this.#ticker.unref();
   }
 
-  async #resign(): Promise<void> {
+  /** Resigns under way (one may still wait out a lease): close() waits for them too. */
+  readonly #resigning = new Set<Promise<void>>();
+
+  #resign(): Promise<void> {
+    const resign = this.#resignNow().finally(() => this.#resigning.delete(resign));
+    this.#resigning.add(resign);
+    return resign;
+  }
+
+  async #resignNow(): Promise<void> {
     const candidate = this.#candidate;
     this.#candidate = undefined;
     this.#term = undefined;

@@ -383,7 +383,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #onExit(handle: WorkerHandle, code: number | null, signal: string | null): void {
     this.#workers.delete(handle);
     this.#metrics.forget(handle.worker);
-    this.#ballots?.forget(handle.worker);
+    this.#ballots?.forget(handle.worker, this.#state === 'running');
     handle.markExited();
     const { slot } = handle;
     if (slot.replacement === handle) {

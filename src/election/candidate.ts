@@ -149,7 +149,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     };
     const onExpired = ({ sessionId }: { sessionId: string }): void => {
       // Delivered late: a check may already have voted in the new session. Only what belonged to the expired one goes.
-      if (ofOtherSession(sessionId)) return;
+      if (ofOtherSession(sessionId)) {
+        // Its ack went with it all the same.
+        if (this.#ackedIn === sessionId) this.#acked = false;
+        if (this.#ackUnsureIn === sessionId) this.#ackUnsureIn = undefined;
+        return;
+      }
       this.#demote('expired');
       this.#acked = false;
       this.#ballot = undefined;
@@ -340,7 +345,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#ballotCzxid = undefined;
     this.#ownWatched = undefined;
     this.#epoch += 1;
+    // Watches of an earlier ballot (a late expiry) must not be taken for this one's.
+    this.#watchedPredecessor = undefined;
     this.#watchedGrand = undefined;
+    this.#watchingAck = false;
     this.#predecessorLowest = false;
     this.#leaderGone = false;
     await this.#watchOwnBallot(ballot);
@@ -382,9 +390,13 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * still lead, and keep the next leader from acknowledging. Deleted, if ours.
    */
   #dropAck(): void {
-    if (!this.#acked) return;
+    const session = this.#zk.sessionId;
+    // Only an ack of this session (one from an expired session is gone with it, and deleting by
+    // ownership would take a same-session sibling's); also one whose create lost its answer here.
+    const ours = (this.#acked && this.#ackedIn === session) || (this.#ackUnsureIn !== undefined && this.#ackUnsureIn === session);
     this.#acked = false;
-    void this.#deleteIfOurs(this.paths.ack);
+    this.#ackUnsureIn = undefined;
+    if (ours) void this.#deleteIfOurs(this.paths.ack);
   }
 
   async #lead(session: string, ballot: string): Promise<void> {
@@ -588,7 +600,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#monitor = setInterval(() => {
       const silent = this.#zk.state !== 'connected' || this.#zk.silence() > deadline;
       if (this.isLeader) {
-        if (silent) this.#demote('suspended');
+        // Also a session that is no longer the ballot's (its expiry not delivered yet: the queue is held).
+        if (silent || this.#zk.sessionId !== this.#ballotSession) this.#demote('suspended');
       } else if (!silent) {
         clearInterval(this.#monitor);
         this.#monitor = undefined;
