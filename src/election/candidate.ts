@@ -142,9 +142,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const onSuspended = ({ sessionId }: { sessionId: string }): void => {
       // Watches re-armed on reconnection report what changed meanwhile in no particular order:
       // the deletion of our predecessor may come before that of our own ballot. List the ballots then.
-      this.#predecessorLowest = false;
-      this.#leaderGone = false;
-      this.#epoch += 1;
+      this.#forgetOrder();
       if (!ofOtherSession(sessionId)) this.#demote('suspended');
     };
     const onExpired = ({ sessionId }: { sessionId: string }): void => {
@@ -158,12 +156,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#demote('expired');
       this.#acked = false;
       this.#ballot = undefined;
-      this.#watchedPredecessor = undefined;
-      this.#predecessorLowest = false;
-      this.#leaderGone = false;
-      this.#watchedGrand = undefined;
-      this.#epoch += 1;
-      this.#watchingAck = false;
+      this.#forgetWatches();
+      this.#forgetOrder();
     };
     this.#zk.on('suspended', onSuspended);
     this.#zk.on('expired', onExpired);
@@ -344,14 +338,28 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#ballotSession = session;
     this.#ballotCzxid = undefined;
     this.#ownWatched = undefined;
-    this.#epoch += 1;
     // Watches of an earlier ballot (a late expiry) must not be taken for this one's.
+    this.#forgetWatches();
+    this.#forgetOrder();
+    await this.#watchOwnBallot(ballot);
+  }
+
+  /**
+   * What a watch set before now says about the order of later changes is
+   * unknown (a suspension, an expiry, another ballot, our own ballot's watch
+   * spent): no shortcut until the ballots are listed again.
+   */
+  #forgetOrder(): void {
+    this.#epoch += 1;
+    this.#predecessorLowest = false;
+    this.#leaderGone = false;
+  }
+
+  /** The watches we hold are not (or no longer) for the current ballot: the next check sets them. */
+  #forgetWatches(): void {
     this.#watchedPredecessor = undefined;
     this.#watchedGrand = undefined;
     this.#watchingAck = false;
-    this.#predecessorLowest = false;
-    this.#leaderGone = false;
-    await this.#watchOwnBallot(ballot);
   }
 
   async #watchOwnBallot(ballot: string): Promise<void> {
@@ -370,17 +378,14 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     // ballot could go unseen: no shortcut, and the server is asked before claiming.
     this.#ownWatched = undefined;
     this.#ballotCzxid = undefined;
-    this.#epoch += 1;
-    this.#predecessorLowest = false;
-    this.#leaderGone = false;
+    this.#forgetOrder();
     if (change !== 'deleted') {
       this.#watchOwnBallot(ballot).catch((err: unknown) => this.#onCheckError(err));
       return;
     }
     this.#dropAck();
     this.#ballot = undefined;
-    this.#watchedPredecessor = undefined;
-    this.#watchedGrand = undefined;
+    this.#forgetWatches();
     this.#demote('superseded');
     void this.#check();
   }
