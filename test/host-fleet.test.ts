@@ -30,6 +30,14 @@ interface Host {
 }
 
 /** A Supervisor with `workers` workers and a session of `sessionMs`; resolves once its workers contend. */
+/** A test's lock directories and shared log, and its fixtures, all killed at the end whatever the outcome. */
+function scene(t: TestContext): { dir: string; fixtures: Fixtures } {
+  const dir = tempDir(t);
+  const fixtures = new Fixtures();
+  t.after(() => fixtures.killAll());
+  return { dir, fixtures };
+}
+
 async function startHost(t: TestContext, fixtures: Fixtures, runtime: Runtime, connect: string, dir: string, name: string, sessionMs: number, workers = 2, env: NodeJS.ProcessEnv = {}): Promise<Host> {
   const lockDir = path.join(dir, name);
   fs.mkdirSync(lockDir, { mode: 0o700 });
@@ -76,9 +84,7 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
   for (const runtime of RUNTIMES) {
     test(`${runtime.name}: the leading worker SIGKILLed: a sibling runs the job again in the same fleet term, with a greater fence; the other host never runs it`, async (t) => {
       const SESSION_MS = 4000;
-      const dir = tempDir(t);
-      const fixtures = new Fixtures();
-      t.after(() => fixtures.killAll());
+      const { dir, fixtures } = scene(t);
       const connect = zk1.ensemble.connectString();
       const a = await startHost(t, fixtures, runtime, connect, dir, 'a', SESSION_MS, 3);
       const first = await a.primary.next('running');
@@ -104,9 +110,7 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
 
   test("the leading primary SIGKILLed: its workers exit, another host runs the job once the session expired; never two runners", async (t) => {
     const SESSION_MS = 2000;
-    const dir = tempDir(t);
-    const fixtures = new Fixtures();
-    t.after(() => fixtures.killAll());
+    const { dir, fixtures } = scene(t);
     const connect = zk1.ensemble.connectString();
     const a = await startHost(t, fixtures, node, connect, dir, 'a', SESSION_MS);
     const first = await a.primary.next('running');
@@ -127,9 +131,7 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
 
   test("the primary's session expires (injected): its worker stops, the host leads again in a new term, with a greater fence; never two runners", async (t) => {
     const SESSION_MS = 2000;
-    const dir = tempDir(t);
-    const fixtures = new Fixtures();
-    t.after(() => fixtures.killAll());
+    const { dir, fixtures } = scene(t);
     const a = await startHost(t, fixtures, selected(bun), zk1.ensemble.connectString(), dir, 'a', SESSION_MS);
     const session = await a.primary.next('session');
     const first = await a.primary.next('running');
@@ -145,9 +147,7 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
 
   test('an operator holds the host lock with flock(1) once the leading worker is gone: after the grace the primary resigns and another host runs the job; released, the host votes again, last in line', async (t) => {
     const SESSION_MS = 2000;
-    const dir = tempDir(t);
-    const fixtures = new Fixtures();
-    t.after(() => fixtures.killAll());
+    const { dir, fixtures } = scene(t);
     const connect = zk1.ensemble.connectString();
     const a = await startHost(t, fixtures, node, connect, dir, 'a', SESSION_MS, 1);
     const first = await a.primary.next('running');
@@ -172,9 +172,7 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
   });
 
   test('a Supervisor without zk: host+cluster without zk in its worker is refused, as before', async (t) => {
-    const dir = tempDir(t);
-    const fixtures = new Fixtures();
-    t.after(() => fixtures.killAll());
+    const { dir, fixtures } = scene(t);
     const lockDir = path.join(dir, 'a');
     fs.mkdirSync(lockDir, { mode: 0o700 });
     const primary = fixtures.add(startFixture(node, PRIMARY, [zk1.ensemble.connectString(), '2000', lockDir, path.join(dir, 'fence.log'), '1'], { NO_ZK: '1' }));
@@ -189,9 +187,7 @@ describe('host+cluster under a Supervisor with zk (3-server ensemble)', () => {
 
   test('the leading primary SIGSTOPped: its worker stops by itself before another host runs the job; SIGCONT: its session is gone, the other host keeps the job', async (t) => {
     const SESSION_MS = 2000;
-    const dir = tempDir(t);
-    const fixtures = new Fixtures();
-    t.after(() => fixtures.killAll());
+    const { dir, fixtures } = scene(t);
     const connect = zk3.ensemble.connectString();
     const a = await startHost(t, fixtures, node, connect, dir, 'a', SESSION_MS);
     const first = await a.primary.next('running');
