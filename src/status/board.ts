@@ -3,6 +3,7 @@ import { type MetricsMessage, isMetricsMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import type { RunRecord, Singleton } from '../singleton/singleton.js';
 import { checkObject, checkKnownKeys, invalidOption } from '../validate.js';
+import { sendToPrimary } from '../worker/send-to-primary.js';
 import { onWorkerStopping, worker } from '../worker/worker.js';
 import { ZkSession, type ZkSessionState } from '../zk/session.js';
 import { aggregate, loadPromClient } from './metrics.js';
@@ -283,13 +284,8 @@ export class StatusBoard {
 
   /** A metrics message to the supervisor's primary: only when supervised with metrics on; a closed channel is no error. */
   #tellPrimary(message: MetricsMessage): void {
-    if (!this.#tellsPrimary()) return;
-    try {
-      // With a callback, a closed channel is reported there instead of as an 'error' event.
-      process.send?.(message, undefined, undefined, () => {});
-    } catch {
-      // channel closed: the primary aggregates without us
-    }
+    // A closed channel is no error: the primary aggregates without us.
+    if (this.#tellsPrimary()) sendToPrimary(message);
   }
 
   /** The registry, made once: by start() or by the first scrape, whichever comes first. */

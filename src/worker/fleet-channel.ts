@@ -1,4 +1,5 @@
 import { type FleetMessage, isFleetMessage } from '../cluster/protocol.js';
+import { sendToPrimary } from './send-to-primary.js';
 import { worker } from './worker.js';
 
 /**
@@ -13,14 +14,7 @@ export function primaryHoldsFleetBallots(): boolean {
 
 /** @internal False when the channel is closed (the primary is gone; orphan fencing ends this worker). */
 export function tellPrimary(message: FleetMessage): boolean {
-  if (!process.connected) return false;
-  try {
-    // With a callback, a closed channel is reported there instead of as an 'error' event.
-    process.send!(message, undefined, undefined, () => {});
-    return true;
-  } catch {
-    return false;
-  }
+  return sendToPrimary(message);
 }
 
 /** @internal The primary's answers about one holding (`election`, `hold`); returns an unsubscribe. */

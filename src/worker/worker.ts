@@ -5,6 +5,7 @@ import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { checkFunction, invalidOption } from '../validate.js';
 import { type ZkSessionSettings, resolveZkOptions } from '../zk/options.js';
 import { type HttpServer, drainServerUntil, onHttpListen, trackConnections } from './http-drain.js';
+import { sendToPrimary } from './send-to-primary.js';
 
 /** The worker side of a supervised cluster: liveness, lifecycle hooks, settings from the primary. */
 export interface WorkerRuntime {
@@ -340,13 +341,7 @@ class WorkerProcess implements WorkerRuntime {
   }
 
   #send(message: WorkerMessage): void {
-    if (!this.isSupervised || !process.connected) return;
-    try {
-      // With a callback, a closed channel is reported there instead of as an 'error' event.
-      process.send!(message, undefined, undefined, () => {});
-    } catch {
-      // ERR_IPC_CHANNEL_CLOSED: the primary is gone or we are leaving; orphan fencing handles the rest.
-    }
+    if (this.isSupervised) sendToPrimary(message);
   }
 
   #orphaned(why: string): never {
