@@ -229,7 +229,7 @@ export async function handover(scale: number): Promise<string> {
   const notes: string[] = [];
   const rows: (string | number)[][] = [];
   let ensemble: ZkEnsemble | undefined;
-  let floor: number[] = [];
+  const floors: (string | number)[][] = [];
   try {
     const launches = IMPLEMENTATIONS.map((impl) => {
       const launch = impl.prepare(scratch);
@@ -262,7 +262,10 @@ export async function handover(scale: number): Promise<string> {
       const ratio = own !== undefined && peers.length ? (own / Math.min(...peers)).toFixed(2) : '-';
       rows.push(...group.map((row, i) => [...row, i === 0 ? ratio : '']));
     }
-    floor = await clientFloor(connect, rounds);
+    floors.push(floorRow('node-zookeeper-client', await clientFloor(connect, rounds)));
+    const kazoo = kazooFloor(connect, rounds);
+    if (typeof kazoo === 'string') notes.push(`no kazoo floor: ${kazoo}`);
+    else floors.push(floorRow(`kazoo ${kazoo.version}`, kazoo.ms));
   } finally {
     await ensemble?.close();
     fs.rmSync(scratch, { recursive: true, force: true });
@@ -292,16 +295,27 @@ export async function handover(scale: number): Promise<string> {
       `\npackets = srvr's "Received", pings included (sessions of ${SESSION_TIMEOUT_MS / 1000} s; ZooKeeper's Java client still pings every 10 s when idle).` +
       "\nzk.operations: bellwether's own count of its requests over the same window, all sessions. Issue 18's goal for the ratio: at most 0.75.",
     ...notes.map((note) => `\n${note}`),
-    floorTable(floor),
+    table(
+      "The floor on the same server, each client library alone: one session deletes a node, another session's exists watch on it fires " +
+        '(ms; idle 100 ms before each, as the contenders). A handover is at least this: the resign is a write, the successor learns of it by this notification',
+      ['client library', 'rounds', 'min', 'median', 'p99'],
+      floors,
+    ),
   ].join('\n');
 }
 
-function floorTable(samples: number[]): string {
-  if (!samples.length) return '';
+function floorRow(client: string, samples: number[]): (string | number)[] {
   const s = summarize(samples);
-  return table(
-    'The floor on the same server, node-zookeeper-client alone: one session deletes a node, another session\'s exists watch on it fires (ms; idle 100 ms before each, as the contenders)',
-    ['measure', 'rounds', 'min', 'median', 'p99'],
-    [['delete -> watch fired', s.n, s.min, s.median, s.p99]],
-  );
+  return [client, s.n, s.min, s.median, s.p99];
+}
+
+/** kazoo's floor (bench/peers/kazoo_floor.py), or why it cannot be measured here. */
+function kazooFloor(connect: string, rounds: number): { version: string; ms: number[] } | string {
+  if (!fs.existsSync(PYTHON)) return `${PYTHON} not found. Install the peers with: ${INSTALL}`;
+  try {
+    const out = execFileSync(PYTHON, ['-B', path.join(PEERS, 'kazoo_floor.py'), connect, String(rounds)], { encoding: 'utf8', timeout: START_MS, stdio: ['ignore', 'pipe', 'pipe'] });
+    return JSON.parse(out) as { version: string; ms: number[] };
+  } catch (err) {
+    return `${(err as Error).message.split('\n')[0]}. Install the peers with: ${INSTALL}`;
+  }
 }
