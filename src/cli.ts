@@ -57,8 +57,8 @@ Commands:
 
   lock <name> [--lock-dir DIR] [--json] [--reset]
       Shows whether the host singleton <name> is running on this host (its
-      flock(2) lock is held), how many processes wait for it, and the last
-      holder's fencing token and pid. Exit code 0 when held, ${EXIT.NOT_RUNNING} when nobody
+      flock(2) lock is held), how many processes wait for it (their pids),
+      and the last holder's fencing token and pid. Exit code 0 when held, ${EXIT.NOT_RUNNING} when nobody
       holds it.
       --reset restarts the fencing count (the next holder gets token 1),
       only while nobody holds the lock (exit code ${EXIT.RUNNING} otherwise, nothing changed).
@@ -321,7 +321,8 @@ function lock(name: string, lockDir: string | undefined, json: boolean, reset: b
   if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else {
     const last = report.lastToken === undefined ? 'never held' : `last holder pid ${report.lastPid}, fencing token ${report.lastToken}`;
-    process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${report.waiting} waiting; ${last}\n  ${report.file}\n`);
+    const pids = report.waiting > 0 ? ` (pid${report.waiting > 1 ? 's' : ''} ${report.waitingPids.join(', ')})` : '';
+    process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${report.waiting} waiting${pids}; ${last}\n  ${report.file}\n`);
   }
   return report.held ? EXIT.OK : EXIT.NOT_RUNNING;
 }

@@ -4,7 +4,8 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Fixtures, startFixture } from './helpers/child.js';
-import { waitForBlockedWaiters } from './helpers/proc-locks.js';
+import { parentOf } from './helpers/processes.js';
+import { flockRequests, waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { bun, fixture, node, selected } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 import { FLOCK } from './helpers/tools.js';
@@ -16,18 +17,28 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('bellwether lock <name>: free, then held by a process outside bellwether (flock(1): no token stored), never reset while held', async (t) => {
+test('bellwether lock <name>: free, then held by a process outside bellwether (flock(1): no token stored), two queued behind it, never reset while held', async (t) => {
   const dir = tempDir(t);
-  assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false, waiting: 0 });
+  const file = path.join(dir, 'job.lock');
+  assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file, held: false, waiting: 0, waitingPids: [] });
   assert.equal(cli('lock', 'job', '--lock-dir', dir).status, 3);
 
   // A holder from outside: flock(1), as an operator pausing the job.
-  const operator = spawn(FLOCK, ['-o', path.join(dir, 'job.lock'), '-c', 'echo held; exec cat']);
+  const operator = spawn(FLOCK, ['-o', file, '-c', 'echo held; exec cat']);
   t.after(() => operator.kill('SIGKILL'));
   await once(operator.stdout, 'data');
   const held = cli('lock', 'job', '--lock-dir', dir);
   assert.equal(held.status, 0);
   assert.match(held.stdout, /^job: running \(lock held\); 0 waiting; never held/);
+  // Two more flock(1)s queue behind it: the kernel lists them as blocked, with their pids.
+  const waiters = [1, 2].map(() => spawn(FLOCK, ['-o', file, 'true'], { stdio: 'ignore' }));
+  t.after(() => waiters.forEach((waiter) => waiter.kill('SIGKILL')));
+  await waitForBlockedWaiters(file, 2);
+  const pids = waiters.map((waiter) => waiter.pid!).sort();
+  const queued = JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout);
+  assert.deepEqual({ ...queued, waitingPids: [...queued.waitingPids].sort() }, { file, held: true, waiting: 2, waitingPids: pids });
+  const listed = /^job: running \(lock held\); 2 waiting \(pids (\d+), (\d+)\); never held\n/.exec(cli('lock', 'job', '--lock-dir', dir).stdout);
+  assert.deepEqual(listed?.slice(1).map(Number).sort(), pids);
   const reset = cli('lock', 'job', '--lock-dir', dir, '--reset');
   assert.equal(reset.status, 5, 'never reset while held');
   assert.equal(reset.stderr, `bellwether: BW_ERR_ALREADY_RUNNING: job is running (its lock ${path.join(dir, 'job.lock')} is held): fencing count not reset; stop it first\n`);
@@ -45,11 +56,14 @@ test('bellwether lock <name>: a bellwether holder\'s pid and token, the waiters;
   await waitForBlockedWaiters(path.join(dir, 'job.lock'), 1);
   const held = cli('lock', 'job', '--lock-dir', dir);
   assert.equal(held.status, 0);
-  assert.equal(held.stdout.split('\n')[0], `job: running (lock held); 1 waiting; last holder pid ${holder.pid}, fencing token 1`);
+  // The process blocked in flock(2) is the waiter's child (flock(1) or the built-in waiter).
+  const [queued] = flockRequests(path.join(dir, 'job.lock')).blockedPids;
+  assert.equal(parentOf(queued!), waiter.pid);
+  assert.equal(held.stdout.split('\n')[0], `job: running (lock held); 1 waiting (pid ${queued}); last holder pid ${holder.pid}, fencing token 1`);
   await holder.kill('SIGKILL');
   await waiter.next('running');
   await waiter.kill('SIGKILL');
-  assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false, waiting: 0, lastToken: 2, lastPid: waiter.pid });
+  assert.deepEqual(JSON.parse(cli('lock', 'job', '--lock-dir', dir, '--json').stdout), { file: path.join(dir, 'job.lock'), held: false, waiting: 0, waitingPids: [], lastToken: 2, lastPid: waiter.pid });
   const reset = cli('lock', 'job', '--lock-dir', dir, '--reset', '--json');
   assert.equal(reset.status, 0, reset.stderr);
   assert.deepEqual(JSON.parse(reset.stdout), { file: path.join(dir, 'job.lock'), reset: true });

@@ -12,7 +12,7 @@ import { describe, test } from 'node:test';
 import { bounded } from './helpers/bounded.js';
 import { Fixture, Fixtures, startFixture } from './helpers/child.js';
 import { checkFenceLog } from './helpers/fence-log.js';
-import { gone, killAtEnd } from './helpers/processes.js';
+import { gone, killAtEnd, parentOf } from './helpers/processes.js';
 import { flockRequests, waitForBlockedWaiters } from './helpers/proc-locks.js';
 import { RUNTIMES, type Runtime, bun, fixture, node } from './helpers/runtimes.js';
 import { runToEnd } from './helpers/cli.js';
@@ -32,10 +32,6 @@ function hidden(t: Parameters<typeof tempDir>[0], hide: string[] = []): ReturnTy
 /** The program a process runs, by its /proc entry. */
 function programOf(pid: number): string {
   return fs.realpathSync(`/proc/${pid}/exe`);
-}
-
-function parentOf(pid: number): number {
-  return Number(/^PPid:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
 }
 
 /** `bun build <args>`: an app as users bundle or compile it. */

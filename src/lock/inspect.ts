@@ -11,6 +11,11 @@ export interface LockReport {
   held: boolean;
   /** Processes queued for the lock (blocked in flock(2)). */
   waiting: number;
+  /**
+   * Their pids, as the kernel lists them. A bellwether job waits through a
+   * child process (flock(1) or the built-in waiter): the job's process is its parent.
+   */
+  waitingPids: number[];
   /** The last holder's fencing token and pid, as stored in the file; absent before the first holder. */
   lastToken?: number;
   lastPid?: number;
@@ -22,8 +27,8 @@ export function inspectHostLock(name: string, lockDir: string, isDefaultDir: boo
   const fd = openLockFile(file);
   try {
     const record = readFencingRecord(fd, file);
-    const { held, waiting } = flockState(fs.fstatSync(fd));
-    return { file, held, waiting, ...(record ? { lastToken: record.token, lastPid: record.pid } : {}) };
+    const { held, waitingPids } = flockState(fs.fstatSync(fd));
+    return { file, held, waiting: waitingPids.length, waitingPids, ...(record ? { lastToken: record.token, lastPid: record.pid } : {}) };
   } finally {
     fs.closeSync(fd);
   }
@@ -56,20 +61,20 @@ function lockFileOf(name: string, lockDir: string, isDefaultDir: boolean): strin
  * device and inode: the holder, and the requests blocked behind it (lines
  * with "->"). Nothing is locked to find out.
  */
-function flockState(stat: fs.Stats): { held: boolean; waiting: number } {
+function flockState(stat: fs.Stats): { held: boolean; waitingPids: number[] } {
   const wanted = `${hex2(major(stat.dev))}:${hex2(minor(stat.dev))}:${stat.ino}`;
   let held = false;
-  let waiting = 0;
+  const waitingPids: number[] = [];
   for (const line of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
     const fields = line.trim().split(/\s+/);
     const blocked = fields[1] === '->';
     const rest = blocked ? fields.slice(2) : fields.slice(1);
     // rest: FLOCK ADVISORY WRITE <pid> <maj:min:inode> <start> <end>
     if (rest[0] !== 'FLOCK' || rest[4] !== wanted) continue;
-    if (blocked) waiting += 1;
+    if (blocked) waitingPids.push(Number(rest[3]));
     else held = true;
   }
-  return { held, waiting };
+  return { held, waitingPids };
 }
 
 /** Linux's encoding of dev_t (as glibc's major()/minor()). */

@@ -1,5 +1,10 @@
 import fs from 'node:fs';
 
+/** A process's parent, by its /proc entry. */
+export function parentOf(pid: number): number {
+  return Number(/^PPid:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+}
+
 /** Gone: no such process, or a zombie (reparented to PID 1, which reaps when it gets to it). */
 export function isGone(pid: number): boolean {
   try {
