@@ -6,11 +6,15 @@ import { parseArgs } from 'node:util';
 import { type StatusReport, defaultControlSocket, printable, readStatus } from './cluster/control-socket.js';
 import { warnAboutReuseport } from './cluster/reuseport-check.js';
 import { Supervisor } from './cluster/supervisor.js';
+import { DEFAULT_ELECTION_ROOT } from './election/ballots.js';
+import { type ElectionReport, queryElection } from './election/inspect.js';
 import { BellwetherError, ErrorCodes } from './errors.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 import { defaultLockDir } from './lock/lock-dir.js';
 import { inspectHostLock, resetHostLock } from './lock/inspect.js';
-import { checkName } from './validate.js';
+import { checkMillis, checkName } from './validate.js';
+import { parseConnectString } from './zk/connect-string.js';
+import { checkPath } from './zk/paths.js';
 
 // A reader of our output that went away (`| head`, a log shipper that
 // restarted) must not end a running supervisor or turn a query into a stack
@@ -64,25 +68,41 @@ Commands:
       only while nobody holds the lock (exit code ${EXIT.RUNNING} otherwise, nothing changed).
       --lock-dir DIR   lock directory (default: ${defaultLockDir()})
 
+  leader <name> --zk HOST:PORT[,...][/chroot] [--root PATH] [--timeout MS] [--json]
+      Shows the acknowledged leader of the fleet election <name> (a cluster
+      singleton's, a Candidate's): its data, its fencing token (its ballot's
+      czxid), how long it has led (from its leader_ack's creation time by the
+      ZooKeeper server's clock to now by this host's), and the ballots in
+      order (the lowest leads) with their session ids. Exit code 0 when a
+      leader has acknowledged, ${EXIT.NOT_RUNNING} when none has (no ballots, no leader_ack
+      yet, or one that does not belong to the lowest ballot: the reason is
+      printed), ${EXIT.ZK_UNREACHABLE} when ZooKeeper gave no session or answer within --timeout.
+      --zk CONNECT     ZooKeeper connect string, as the app's
+      --root PATH      election root (default: ${DEFAULT_ELECTION_ROOT})
+      --timeout MS     how long to wait for ZooKeeper (default 5000)
+
 Options:
-  --json           print JSON instead of text (status, lock); on failure,
+  --json           print JSON instead of text (status, lock, leader); on failure,
                    {"error":{"code","exitCode","message"}}
   -h, --help       this help
   -v, --version    the version
 
 Exit codes (failures print one line on stderr: bellwether: BW_ERR_...: what, where, what to do):
-  ${EXIT.OK}   done (status: it answered; lock: held)
+  ${EXIT.OK}   done (status: it answered; lock: held; leader: acknowledged)
   ${EXIT.FAILED}   an unexpected failure: please report it
-  ${EXIT.NOT_RUNNING}   not running (status: no supervisor; lock: the lock is free)
+  ${EXIT.NOT_RUNNING}   not running (status: no supervisor; lock: the lock is free; leader: none acknowledged)
   ${EXIT.GIVEN_UP}   start: every worker slot given up after crash loops
   ${EXIT.RUNNING}   refused because it runs (start: that name; lock --reset: the lock is held)
-  ${EXIT.USAGE}  usage: unknown command or option, missing or extra argument, bad value or name
+  ${EXIT.USAGE}  usage: unknown command or option, missing or extra argument, bad value, name,
+       path or connect string
   ${EXIT.DATA}  a lock file holding something else (lock --reset rewrites it)
   ${EXIT.NO_INPUT}  missing: the entry script, the lock directory, the socket's directory
+  ${EXIT.ZK_UNREACHABLE}  leader: ZooKeeper gave no session or no answer within --timeout
   ${EXIT.UNAVAILABLE}  no way to wait for the host lock (neither flock(1) nor fs-ext)
   ${EXIT.ORPHANED}  start: stopped because its parent was gone
   ${EXIT.NO_ANSWER}  status: the supervisor did not answer in time (busy or stuck): try again
-  ${EXIT.NO_PERMISSION}  permission denied (control socket, its directory, lock directory or file)
+  ${EXIT.NO_PERMISSION}  permission denied (control socket, its directory, lock directory or file;
+       leader: an ACL on the election's nodes)
   ${EXIT.PATH_REFUSED}  a path refused: not a socket, another user's, open to others, too long,
        another program's socket
 `;
@@ -98,6 +118,7 @@ const COMMANDS: Record<string, { options: string[]; usage: string }> = {
   },
   status: { options: ['name', 'socket', 'json'], usage: 'bellwether status [--name NAME] [--socket PATH] [--json]' },
   lock: { options: ['lock-dir', 'json', 'reset'], usage: 'bellwether lock <name> [--lock-dir DIR] [--json] [--reset]' },
+  leader: { options: ['zk', 'root', 'timeout', 'json'], usage: 'bellwether leader <name> --zk HOST:PORT[,...][/chroot] [--root PATH] [--timeout MS] [--json]' },
 };
 
 /** Supervisor option names as its errors say them, and the flags that set them. */
@@ -178,6 +199,8 @@ async function main(argv: string[]): Promise<number> {
         'parent-pid': { type: 'string' },
         name: { type: 'string' },
         socket: { type: 'string' },
+        zk: { type: 'string' },
+        root: { type: 'string' },
         json: { type: 'boolean' },
         reset: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -197,9 +220,9 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   const [command, ...args] = positionals;
-  if (command === undefined) throw usage('no command: use bellwether start, status or lock (bellwether --help)');
+  if (command === undefined) throw usage('no command: use bellwether start, status, lock or leader (bellwether --help)');
   const spec = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-  if (spec === undefined) throw usage(`unknown command ${JSON.stringify(command)}: use bellwether start, status or lock (bellwether --help)`);
+  if (spec === undefined) throw usage(`unknown command ${JSON.stringify(command)}: use bellwether start, status, lock or leader (bellwether --help)`);
   for (const [option, value] of Object.entries(values)) {
     if (!spec.options.includes(option)) throw usage(`--${option} is not an option of ${command} (its options: ${spec.options.map((o) => `--${o}`).join(', ')})`);
     // An empty path would be the current directory.
@@ -215,8 +238,10 @@ async function main(argv: string[]): Promise<number> {
     return status(values.name, values.socket, values.json === true);
   }
   if (args.length !== 1) {
-    throw usage(args.length === 0 ? `lock needs the singleton's name: ${spec.usage}` : `lock takes one name, got ${quoted(args)}: ${spec.usage}`);
+    const whose = command === 'lock' ? "the singleton's" : "the election's";
+    throw usage(args.length === 0 ? `${command} needs ${whose} name: ${spec.usage}` : `${command} takes one name, got ${quoted(args)}: ${spec.usage}`);
   }
+  if (command === 'leader') return leader(args[0]!, values);
   return lock(args[0]!, values['lock-dir'], values.json === true, values.reset === true);
 }
 
@@ -325,6 +350,51 @@ function lock(name: string, lockDir: string | undefined, json: boolean, reset: b
     process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${report.waiting} waiting${pids}; ${last}\n  ${report.file}\n`);
   }
   return report.held ? EXIT.OK : EXIT.NOT_RUNNING;
+}
+
+async function leader(name: string, values: Values): Promise<number> {
+  const connect = values['zk'] as string | undefined;
+  if (connect === undefined) throw usage(`leader needs --zk, the ZooKeeper connect string: ${COMMANDS['leader']!.usage}`);
+  parseConnectString(connect);
+  checkName(name, 'election name');
+  const root = checkPath(values['root'] ?? DEFAULT_ELECTION_ROOT, 'election root (--root)');
+  const timeout = checkMillis(numberOption(values['timeout'] as string | undefined, '--timeout'), '--timeout', 5000, 1);
+  let report: ElectionReport;
+  try {
+    report = await queryElection(connect, name, root, timeout);
+  } catch (err) {
+    if (exitCodeOf(err) !== EXIT.ZK_UNREACHABLE) throw err;
+    const { code, message } = err as BellwetherError;
+    throw new BellwetherError(code, `${message}: is ZooKeeper running there and reachable from this host? (--timeout MS waits longer)`, { cause: err });
+  }
+  if (values['json']) process.stdout.write(`${JSON.stringify(report)}\n`);
+  else {
+    const { leader: led } = report;
+    process.stdout.write(
+      led
+        ? `${name}: led by session ${led.session} for ${duration(led.leadingMs)} (acknowledged ${led.since} by ZooKeeper's clock), token ${led.token}\n  data: ${printable(led.data)}\n`
+        : `${name}: no acknowledged leader: ${printable(report.reason ?? '')}\n`,
+    );
+    process.stdout.write(report.ballots.length === 0 ? `no ballots in ${report.path}\n` : `ballots in ${report.path}, the lowest leads:\n`);
+    for (const b of report.ballots) {
+      process.stdout.write(`  ${b.leader ? 'leader' : '      '}  ${printable(b.ballot)}  session ${b.session}  token ${b.token}  data ${printable(b.data)}\n`);
+    }
+  }
+  return report.leader ? EXIT.OK : EXIT.NOT_RUNNING;
+}
+
+/** 12.3 s; 4m 05s; 3h 02m 01s; 2d 03h 02m 01s. */
+function duration(ms: number): string {
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const units: [string, number][] = [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]];
+  let rest = Math.floor(ms / 1000);
+  const parts = units.map(([unit, seconds]) => {
+    const n = Math.floor(rest / seconds);
+    rest -= n * seconds;
+    return [n, unit] as const;
+  });
+  const first = parts.findIndex(([n]) => n > 0);
+  return parts.slice(first).map(([n, unit], i) => `${i === 0 ? n : String(n).padStart(2, '0')}${unit}`).join(' ');
 }
 
 /** Drops undefined values, so that the Supervisor applies its defaults. */

@@ -102,8 +102,8 @@ for (const runtime of RUNTIMES) {
     test('usage errors: the mistake named in one line, exit 64, nothing started', async (t) => {
       const dir = tempDir(t);
       const cases: [string[], RegExp][] = [
-        [[], /^bellwether: BW_ERR_USAGE: no command: use bellwether start, status or lock \(bellwether --help\)$/m],
-        [['frobnicate'], /BW_ERR_USAGE: unknown command "frobnicate": use bellwether start, status or lock \(bellwether --help\)/],
+        [[], /^bellwether: BW_ERR_USAGE: no command: use bellwether start, status, lock or leader \(bellwether --help\)$/m],
+        [['frobnicate'], /BW_ERR_USAGE: unknown command "frobnicate": use bellwether start, status, lock or leader \(bellwether --help\)/],
         [['status', '--bogus'], /BW_ERR_USAGE: unknown option --bogus \(bellwether --help lists the options\)/],
         [['status', '--name'], /BW_ERR_USAGE: --name needs a value/],
         [['start', APP, '--timeout', '-1'], /BW_ERR_USAGE: --timeout needs a value \(one starting with a dash is written --timeout=VALUE\)/],
