@@ -108,7 +108,7 @@ describe('bellwether/express', () => {
     assert.ok(typeof startedAt === 'number' && startedAt <= Date.now());
     // The run is under way (it waits for its signal): no duration yet.
     assert.deepEqual(snapshot.singletons, [
-      { name: 'reporter', state: 'started', leader: true, token, fence: String(token), leaderChanges: 1, lastRun: { token, startedAt, outcome: 'running' }, runs: 1, runFailures: 0 },
+      { name: 'reporter', state: 'started', leader: true, token, fence: String(token), leaderChanges: 1, stepDowns: { closed: 0, failed: 0, lost: 0 }, lastRun: { token, startedAt, outcome: 'running' }, runs: 1, runFailures: 0 },
     ]);
     assert.ok(Number.isInteger(token) && token >= 1, `a fencing token, got ${token}`);
     assert.equal(snapshot.zk, null);
@@ -282,23 +282,31 @@ describe('bellwether/express with ZooKeeper', () => {
     const servingPort = await listen(servingServer);
     await servingOnly.attach(servingServer);
     await elected;
-    const metric = async ([name, labels]: [string, Record<string, string>]): Promise<number | undefined> => {
+    const metric = async ([name, labels]: [string, Record<string, string>], type = 'counter'): Promise<number | undefined> => {
       const families = parsePrometheusText((await get(port, '/metrics')).body);
-      assert.equal(families.get(name)?.type, 'counter');
+      // A histogram's _count and _sum are samples of its family.
+      assert.equal(families.get(type === 'histogram' ? name.replace(/_(count|sum)$/, '') : name)?.type, type);
       return samplesOf(families, name, labels)[0]?.value;
     };
     const own = { worker: 'standalone', pid: String(process.pid) };
     const leaderChanges: [string, Record<string, string>] = ['bellwether_singleton_leader_changes_total', { singleton: 'express-fleet', ...own }];
     const expiries: [string, Record<string, string>] = ['bellwether_zk_session_expiries_total', own];
+    const suspensions: [string, Record<string, string>] = ['bellwether_zk_session_suspensions_total', own];
+    const stepDowns = (reason: string): [string, Record<string, string>] => ['bellwether_singleton_step_downs_total', { singleton: 'express-fleet', reason, ...own }];
+    const gaps = (part: 'count' | 'sum'): [string, Record<string, string>] => [`bellwether_singleton_handover_gap_seconds_${part}`, { singleton: 'express-fleet', seen_by: 'process', ...own }];
     assert.equal((await get(port, '/readyz')).status, 200);
     assert.equal(await metric(leaderChanges), 1);
     assert.equal(await metric(expiries), 0);
+    assert.equal(await metric(suspensions), 0);
+    assert.equal(await metric(stepDowns('lost')), 0);
+    assert.equal(await metric(gaps('count'), 'histogram'), 0, 'shown from the start, at 0');
 
     // The server goes silent: suspended, so not ready (still live).
     const server0 = zk1.ensemble.servers[0]!;
     const suspended = nextZk(zk, 'suspended');
     const reElected = next(job, 'elected');
     server0.pause();
+    const pausedAt = performance.now();
     try {
       await bounded('suspended', suspended, 5000);
       assert.deepEqual((await get(port, '/readyz')).json(), { ready: false });
@@ -311,8 +319,15 @@ describe('bellwether/express with ZooKeeper', () => {
     await bounded('back', Promise.race([nextZk(zk, 'reconnected'), nextZk(zk, 'connected')]), 10_000);
     assert.equal((await get(port, '/readyz')).status, 200);
     // It stepped down on the silence and, its ballot still the lowest, leads again: a second change.
-    await bounded('leads again after the pause', reElected, 10_000);
+    const { handoverGapMs } = await bounded('leads again after the pause', reElected, 10_000);
+    const sincePause = performance.now() - pausedAt;
     assert.equal(await metric(leaderChanges), 2);
+    assert.equal(await metric(suspensions), 1);
+    assert.equal(await metric(stepDowns('lost')), 1);
+    // The same ballot led again, so nobody led between: the time without a runner is measured here, within the pause.
+    assert.ok(handoverGapMs !== undefined && handoverGapMs > 0 && handoverGapMs < sincePause, `handover gap ${handoverGapMs} ms, ${Math.round(sincePause)} ms since the pause`);
+    assert.equal(await metric(gaps('count'), 'histogram'), 1);
+    assert.equal(await metric(gaps('sum'), 'histogram'), handoverGapMs / 1000);
 
     // A rival waits; our session expires: the rival leads, we follow in the new session.
     const rival = new Candidate(rivalZk, 'express-fleet', { data: 'rival' });
@@ -329,6 +344,10 @@ describe('bellwether/express with ZooKeeper', () => {
     await rival.close();
     await bounded('leads again after the rival', again, 10_000);
     assert.equal(await metric(leaderChanges), 3);
+    // Our term ended with the expiry (lost); the rival's came between: no gap is measured here for this one.
+    assert.equal(await metric(stepDowns('lost')), 2);
+    assert.equal(await metric(stepDowns('closed')), 0);
+    assert.equal(await metric(gaps('count'), 'histogram'), 1);
   });
 });
 

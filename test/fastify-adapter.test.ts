@@ -103,6 +103,7 @@ describe('bellwether/fastify', () => {
           token: 1,
           fence: '1',
           leaderChanges: 1,
+          stepDowns: { closed: 0, failed: 0, lost: 0 },
           // run returned at once: it succeeded, and the singleton leads on, idle.
           lastRun: { token: 1, startedAt: lastRun?.startedAt, durationMs: lastRun?.durationMs, outcome: 'succeeded' },
           runs: 1,

@@ -111,14 +111,26 @@ for (const runtime of RUNTIMES) {
       assert.equal(value(families, 'bellwether_metrics_workers', { state: 'answered' }), 2);
       assert.equal(value(families, 'bellwether_metrics_workers', { state: 'missing' }), 0);
       slow.end();
+      // Drained, the old worker closes its singleton (a step-down, 'closed') and the new one leads, with a ballot of its
+      // own: another host could have led between the two terms, so the primary measures no gap for this one.
+      await primary.next('elected', (e) => e['pid'] !== first['pid']);
+      const closedLeader = { worker: '0', singleton: 'metered', reason: 'closed' };
+      const rolled = await scrapeUntil(port, (f) => value(f, 'bellwether_singleton_step_downs_total', closedLeader) === 1 && value(f, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }) === 2);
+      assert.equal(value(rolled, 'bellwether_singleton_step_downs_total', closedLeader), 1);
+      assert.equal(value(rolled, 'bellwether_singleton_step_downs_total', { ...closedLeader, reason: 'lost' }), 0);
+      assert.equal(value(rolled, 'bellwether_singleton_handover_gap_seconds_count', { singleton: 'metered', seen_by: 'primary' }), 0);
+      assert.equal(value(rolled, 'bellwether_zk_session_suspensions_total', { worker: '0' }), 0);
       primary.child.kill('SIGTERM');
       assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
     });
 
-    test('counters are counters (_total) and outlive a worker: the leader killed and replaced counts on', async (t) => {
-      const { primary, port } = start(t, runtime, 1, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) });
+    test('counters are counters (_total) and outlive a worker; the handover gaps between workers, as the primary sees them: the leader killed twice, a sibling takes over each time', async (t) => {
+      const { primary, port } = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) });
       const first = await primary.next('elected');
-      await primary.stderrMatches(/1 of 1 workers ready/);
+      await primary.stderrMatches(/2 of 2 workers ready/);
+      const [killed, sibling] = first['index'] === 0 ? ['0', '1'] : ['1', '0'];
+      const of = (worker: string): Record<string, string> => ({ worker, singleton: 'metered' });
+      const gaps = { singleton: 'metered', seen_by: 'primary' };
       const before = await scrape(port);
       assert.deepEqual(types(before), {
         bellwether_singleton_leader: 'gauge',
@@ -126,35 +138,54 @@ for (const runtime of RUNTIMES) {
         bellwether_singleton_last_run_seconds: 'gauge',
         bellwether_singleton_runs_total: 'counter',
         bellwether_singleton_run_failures_total: 'counter',
+        bellwether_singleton_step_downs_total: 'counter',
         bellwether_worker_restarts_total: 'counter',
         bellwether_worker_status_code: 'gauge',
         bellwether_metrics_workers: 'gauge',
+        bellwether_singleton_handover_gap_seconds: 'histogram',
       });
-      assert.equal(value(before, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }), 1);
-      assert.equal(value(before, 'bellwether_worker_restarts_total', { worker: '0' }), 0);
-      assert.equal(value(before, 'bellwether_singleton_leader', { worker: '0', pid: String(first['pid']) }), 1);
+      assert.equal(value(before, 'bellwether_singleton_leader_changes_total', of(killed)), 1);
+      assert.equal(value(before, 'bellwether_worker_restarts_total', { worker: killed }), 0);
+      assert.equal(value(before, 'bellwether_singleton_leader', { worker: killed, pid: String(first['pid']) }), 1);
+      assert.equal(value(before, 'bellwether_singleton_step_downs_total', { ...of(killed), reason: 'lost' }), 0, 'shown from the start, at 0');
+      assert.equal(value(before, 'bellwether_singleton_handover_gap_seconds_count', gaps), 0, 'shown from the start, at 0');
+      assert.equal(samplesOf(before, 'bellwether_singleton_handover_gap_seconds_count', { seen_by: 'process' }).length, 0, "the workers' own view is left to the primary's");
 
+      // The sibling, waiting on the lock, takes over at once; the killed slot's replacement boots meanwhile.
       process.kill(first['pid'] as number, 'SIGKILL');
       const second = await primary.next('elected', (e) => e['pid'] !== first['pid']);
-      // With its only worker gone, the port is closed until the replacement listens, which may come after
-      // its election (seen on Node 22 and 24): wait for it. It counts its election and run before it serves:
-      // a scrape may come first, so ask until they are counted (bounded).
+      assert.equal(String(second['index']), sibling, 'the sibling took over');
+      // Once the replacement is attached it contends too: the sibling, killed in turn, hands the job back to the killed slot.
+      await primary.next('attached', (e) => e['pid'] !== first['pid'] && String(e['index']) === killed);
+      const oneGap = await scrapeUntil(port, (families) => value(families, 'bellwether_singleton_handover_gap_seconds_count', gaps) === 1);
+      assert.equal(value(oneGap, 'bellwether_singleton_handover_gap_seconds_count', gaps), 1);
+      process.kill(second['pid'] as number, 'SIGKILL');
+      const third = await primary.next('elected', (e) => e['pid'] !== first['pid'] && e['pid'] !== second['pid']);
+      assert.equal(String(third['index']), killed);
+      // The port is closed while no worker listens: the replacement may listen only after its election (seen on Node 22
+      // and 24). It counts its election and run before it serves: a scrape may come first, so ask until they are counted (bounded).
       await listening(port, 10_000);
       const after = await scrapeUntil(
         port,
-        (families) =>
-          value(families, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }) === 2 &&
-          value(families, 'bellwether_singleton_runs_total', { worker: '0', singleton: 'metered' }) === 2,
+        (families) => value(families, 'bellwether_singleton_leader_changes_total', of(killed)) === 2 && value(families, 'bellwether_singleton_handover_gap_seconds_count', gaps) === 2,
       );
-      assert.equal(value(after, 'bellwether_singleton_leader_changes_total', { worker: '0', singleton: 'metered' }), 2, 'kept across the restart');
-      assert.equal(value(after, 'bellwether_worker_restarts_total', { worker: '0' }), 1);
-      assert.equal(value(after, 'bellwether_singleton_runs_total', { worker: '0', singleton: 'metered' }), 2, 'one run per term, counted across the restart');
-      assert.equal(value(after, 'bellwether_singleton_run_failures_total', { worker: '0', singleton: 'metered' }), 0);
-      assert.equal(value(after, 'bellwether_singleton_leader', { worker: '0', pid: String(second['pid']) }), 1);
+      assert.equal(value(after, 'bellwether_singleton_leader_changes_total', of(killed)), 2, 'kept across the restart, and counted on');
+      assert.equal(value(after, 'bellwether_singleton_leader_changes_total', of(sibling)), 1);
+      assert.equal(value(after, 'bellwether_worker_restarts_total', { worker: killed }), 1);
+      assert.equal(value(after, 'bellwether_singleton_runs_total', of(killed)), 2, 'one run per term, counted across the restart');
+      assert.equal(value(after, 'bellwether_singleton_run_failures_total', of(killed)), 0);
+      assert.equal(value(after, 'bellwether_singleton_leader', { worker: killed, pid: String(third['pid']) }), 1);
       assert.equal(samplesOf(after, 'bellwether_singleton_leader', { pid: String(first['pid']) }).length, 0, 'the dead worker is gone from the gauges');
+      // A killed worker does not step down: its term ends with its exit, which the gaps count from.
+      assert.equal(samplesOf(after, 'bellwether_singleton_step_downs_total').reduce((n, s) => n + s.value, 0), 0);
+      // Two gaps, each from the primary seeing a leader's exit to seeing the next one's term begin: a few ms for a waiting sibling.
+      const sum = value(after, 'bellwether_singleton_handover_gap_seconds_sum', gaps)!;
+      t.diagnostic(`handover gaps seen by the primary: ${Math.round(sum * 1000)} ms for two`);
+      assert.ok(sum > 0, `gap sum ${sum} s`);
+      assert.equal(value(after, 'bellwether_singleton_handover_gap_seconds_bucket', { ...gaps, le: '1' }), 2, `both within 1 s (sum ${sum} s)`);
       // Many scrapes at once: each answered, with one listener in the worker for all of them.
       const many = await Promise.all(Array.from({ length: 30 }, () => scrape(port)));
-      assert.ok(many.every((families) => samplesOf(families, 'bellwether_worker_restarts_total').length === 1));
+      assert.ok(many.every((families) => samplesOf(families, 'bellwether_worker_restarts_total').length === 2));
       assert.doesNotMatch(primary.stderr, /MaxListenersExceeded/);
       primary.child.kill('SIGTERM');
       assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });

@@ -106,10 +106,13 @@ describe('singleton lifecycle (in one process)', () => {
     // b takes the released lock (a is backing off or waiting again).
     await b.start();
     assert.equal(await elected(b), 2);
-    const again = elected(a);
+    const again = next(a, 'elected');
     await b.close();
-    assert.equal(await again, 3);
+    // b's term came between a's two: no gap measured in a (what ran between is not a's to see).
+    assert.deepEqual(await again, { token: 3 });
     assert.equal(attempts, 2);
+    assert.deepEqual(a.stepDowns, { closed: 0, failed: 1, lost: 0 });
+    assert.deepEqual(b.stepDowns, { closed: 1, failed: 0, lost: 0 });
   });
 
   test('close() while waiting stops waiting at once and leaves the queue; close twice and dispose are harmless', async (t) => {
@@ -317,7 +320,9 @@ describe('host singleton: failures, warnings, the kernel queue, the default dire
     closeAfter(t, job);
     const errors: unknown[] = [];
     const demotions: string[] = [];
+    const handoverGaps: (number | undefined)[] = [];
     job.on('demoted', ({ reason }) => void demotions.push(reason));
+    job.on('elected', ({ handoverGapMs }) => void handoverGaps.push(handoverGapMs));
     const sixRuns = new Promise<void>((resolve) =>
       job.on('error', (err) => {
         errors.push(err.cause);
@@ -336,6 +341,17 @@ describe('host singleton: failures, warnings, the kernel queue, the default dire
     [40, 80, 80, 80, 80].forEach((floor, i) => assert.ok(gaps[i]! >= floor - 2, `gap ${i}: ${gaps[i]} ms < ${floor} ms`));
     // Without the cap the fifth would be 640 ms: far above anything a loaded machine adds to 80 ms.
     assert.ok(gaps[4]! < 400, `the backoff kept doubling past max: ${gaps[4]} ms`);
+    // Each term after the first follows the previous one directly (the next generation, nobody between): its
+    // handover gap is the time without a runner, from the failed run's end: the backoff, and less than from start to start.
+    assert.equal(handoverGaps[0], undefined, 'the first term follows none here');
+    [40, 80, 80, 80, 80].forEach((floor, i) => {
+      const gap = handoverGaps[i + 1]!;
+      assert.ok(gap >= floor - 2 && gap <= gaps[i]!, `handover gap ${i}: ${gap} ms, backoff ${floor} ms, start to start ${gaps[i]} ms`);
+    });
+    const { stepDowns } = job;
+    assert.equal(stepDowns.lost, 0);
+    assert.ok(stepDowns.failed >= 6);
+    assert.equal(stepDowns.failed + stepDowns.closed, job.elections, 'every term ended, with its reason');
   });
 
   test('an error with no listener goes to process.emitWarning', async (t) => {

@@ -1,6 +1,7 @@
 import type { Worker } from 'node:cluster';
 import { aggregate, loadPromClient } from '../status/metrics.js';
-import type { SingletonCounts } from '../status/process-counts.js';
+import { DEMOTION_REASONS, type SessionCounts, type SingletonCounts, noSingletonCounts } from '../status/process-counts.js';
+import { HandoverGaps } from './handover-gaps.js';
 import type { MetricsMessage } from './protocol.js';
 import type { SlotInfo } from './slot.js';
 
@@ -41,10 +42,11 @@ export class ClusterMetrics {
   /** Boards that said metrics-on, and not metrics-off since, by worker. */
   readonly #serving = new Map<Worker, Set<string>>();
   readonly #collections = new Map<string, Collection>();
-  /** Per slot index, per singleton: elections, runs and failed runs. */
+  /** Per slot index, per singleton: elections, runs, failed runs and step-downs. */
   readonly #singletons = new Map<number, Map<string, SingletonCounts>>();
-  /** Per slot index, for slots whose workers have a session: expiries. */
-  readonly #expiries = new Map<number, number>();
+  /** Per slot index, for slots whose workers have a session: expiries and suspensions. */
+  readonly #sessions = new Map<number, SessionCounts>();
+  readonly #gaps = new HandoverGaps();
 
   /** A worker's metrics message (metrics-request is answered through `answer`). */
   onMessage(from: MetricsWorker, message: MetricsMessage, answer: (id: string) => void): void {
@@ -53,9 +55,12 @@ export class ClusterMetrics {
         let boards = this.#serving.get(from.worker);
         if (!boards) this.#serving.set(from.worker, (boards = new Set()));
         boards.add(message.board);
-        // Counters exist from the start, at 0, not from their first event.
-        for (const name of message.singletons) this.#countsOf(from.index, name);
-        if (message.zk && !this.#expiries.has(from.index)) this.#expiries.set(from.index, 0);
+        // Counters (and the gaps' histogram) exist from the start, at 0, not from their first event.
+        for (const name of message.singletons) {
+          this.#countsOf(from.index, name);
+          this.#gaps.show(name);
+        }
+        if (message.zk) this.#sessionOf(from.index);
         return;
       }
       case 'metrics-off':
@@ -68,7 +73,16 @@ export class ClusterMetrics {
           counts.elected += message.elected;
           counts.runs += message.runs;
           counts.failures += message.failures;
-        } else this.#expiries.set(from.index, (this.#expiries.get(from.index) ?? 0) + message.count);
+          // A worker of an earlier version says nothing of step-downs.
+          for (const reason of DEMOTION_REASONS) counts.stepDowns[reason] += message.stepDowns?.[reason] ?? 0;
+        } else {
+          const session = this.#sessionOf(from.index);
+          session.expiries += message.count;
+          session.suspensions += message.suspensions ?? 0;
+        }
+        return;
+      case 'metrics-term':
+        this.#gaps.onTerm(from.worker, message.singleton, message.fence, message.leading);
         return;
       case 'metrics-request':
         answer(message.id);
@@ -87,6 +101,7 @@ export class ClusterMetrics {
 
   /** The worker exited: nothing of it to wait for. */
   forget(worker: Worker): void {
+    this.#gaps.forget(worker);
     const boards = this.#serving.get(worker);
     this.#serving.delete(worker);
     this.#gone([...(boards ?? [])].map((board) => boardKey(worker, board)));
@@ -121,7 +136,7 @@ export class ClusterMetrics {
     });
     // Left expected: no answer in time (a board that said metrics-off meanwhile, or whose worker exited, is neither).
     const { reports, answered, expected: missing } = collection;
-    reports.push(await this.#primarySeries(prom, slots, { answered, missing: missing.size }));
+    reports.push(await this.#primarySeries(prom, slots, { answered, missing: missing.size }), await this.#gaps.collect());
     return (await aggregate(reports))?.body ?? null;
   }
 
@@ -137,8 +152,14 @@ export class ClusterMetrics {
     let slot = this.#singletons.get(index);
     if (!slot) this.#singletons.set(index, (slot = new Map()));
     let counts = slot.get(singleton);
-    if (!counts) slot.set(singleton, (counts = { elected: 0, runs: 0, failures: 0 }));
+    if (!counts) slot.set(singleton, (counts = noSingletonCounts()));
     return counts;
+  }
+
+  #sessionOf(index: number): SessionCounts {
+    let session = this.#sessions.get(index);
+    if (!session) this.#sessions.set(index, (session = { expiries: 0, suspensions: 0 }));
+    return session;
   }
 
   /** The primary's own series: per slot, restarts, status code and the counters; and this scrape's answers. */
@@ -162,15 +183,22 @@ export class ClusterMetrics {
     perSingleton('bellwether_singleton_leader_changes_total', 'Times a worker of the slot was elected leader of the singleton', (c) => c.elected);
     perSingleton('bellwether_singleton_runs_total', "Runs of the singleton's job (run, or its task) in the slot's workers", (c) => c.runs);
     perSingleton('bellwether_singleton_run_failures_total', "Runs of the singleton's job that failed (threw, or their thread crashed)", (c) => c.failures);
-    if (this.#expiries.size > 0) {
-      const expiries = new prom.Counter({
-        name: 'bellwether_zk_session_expiries_total',
-        help: "ZooKeeper session expiries seen by the workers of the slot (kept by the primary across the slot's workers)",
-        labelNames: ['worker'],
-        registers: [registry],
-      });
-      for (const [index, n] of this.#expiries) expiries.inc({ worker: String(index) }, n);
+    const stepDowns = new prom.Counter({
+      name: 'bellwether_singleton_step_downs_total',
+      help: "Terms of the singleton that ended in the slot's workers, by reason: closed, failed (its run threw), lost (leadership went away) (kept by the primary across the slot's workers)",
+      labelNames: ['worker', 'singleton', 'reason'],
+      registers: [registry],
+    });
+    for (const [index, slot] of this.#singletons) {
+      for (const [singleton, counts] of slot) for (const reason of DEMOTION_REASONS) stepDowns.inc({ worker: String(index), singleton, reason }, counts.stepDowns[reason]);
     }
+    const perSession = (name: string, help: string, count: (counts: SessionCounts) => number): void => {
+      if (this.#sessions.size === 0) return;
+      const counter = new prom.Counter({ name, help: `${help} (kept by the primary across the slot's workers)`, labelNames: ['worker'], registers: [registry] });
+      for (const [index, session] of this.#sessions) counter.inc({ worker: String(index) }, count(session));
+    };
+    perSession('bellwether_zk_session_expiries_total', 'ZooKeeper session expiries seen by the workers of the slot', (c) => c.expiries);
+    perSession('bellwether_zk_session_suspensions_total', 'Suspensions of the ZooKeeper session (connection lost, or the server silent) seen by the workers of the slot', (c) => c.suspensions);
     const answers = new prom.Gauge({
       name: 'bellwether_metrics_workers',
       help: `Boards (one per worker, as a rule) serving metrics in this scrape: answered, or missing (no answer within ${SCRAPE_DEADLINE_MS} ms)`,

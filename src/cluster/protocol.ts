@@ -1,3 +1,5 @@
+import type { DemotionReason } from '../singleton/singleton.js';
+
 /**
  * What the primary and its workers tell each other. Environment variables
  * carry what a worker needs at boot; IPC messages (cluster's channel) carry
@@ -43,10 +45,16 @@ export type MetricsMessage =
   | { bellwether: 'metrics-on'; board: string; singletons: string[]; zk: boolean }
   /** It no longer does (it closed): a scrape does not wait for it. */
   | { bellwether: 'metrics-off'; board: string }
-  /** Increases of a singleton's counts in the worker (elections, runs, failed runs) since it last said. */
-  | { bellwether: 'metrics-event'; event: 'counts'; singleton: string; elected: number; runs: number; failures: number }
-  /** Expiries of the worker's session since it last said. */
-  | { bellwether: 'metrics-event'; event: 'expiries'; count: number }
+  /** Increases of a singleton's counts in the worker (elections, runs, failed runs, step-downs by reason) since it last said. */
+  | { bellwether: 'metrics-event'; event: 'counts'; singleton: string; elected: number; runs: number; failures: number; stepDowns?: Record<DemotionReason, number> }
+  /** Expiries of the worker's session since it last said (and its suspensions: a primary of an earlier version reads `count` only). */
+  | { bellwether: 'metrics-event'; event: 'expiries'; count: number; suspensions?: number }
+  /**
+   * Sent by the worker's runtime for every singleton, metrics on or not: a term of `singleton`, fenced
+   * `fence` (a decimal bigint), begins (`leading`) or ends (its job has settled). The primary measures
+   * handover gaps between its workers from these, as they reach it.
+   */
+  | { bellwether: 'metrics-term'; singleton: string; fence: string; leading: boolean }
   | { bellwether: 'metrics-request'; id: string }
   | { bellwether: 'metrics-collect'; id: string }
   | { bellwether: 'metrics-report'; id: string; board: string; metrics: unknown[] }

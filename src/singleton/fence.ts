@@ -9,3 +9,20 @@ export function fleetFence(term: number | bigint | string, generation = 0): bigi
   // A generation of 2^32 or more (four billion takeovers on one host) would reach into the term's bits.
   return (BigInt(term) << 32n) + BigInt(Math.min(generation, 2 ** 32 - 1));
 }
+
+const GENERATION = (1n << 32n) - 1n;
+
+/**
+ * Whether the term fenced `next` came right after the one fenced `previous`,
+ * with no other term between: the same fleet term (or none, 'host'), and
+ * either the host lock's next generation (each holder writes one more) or,
+ * with no host lock ('cluster'), the same ballot leading again. A term that
+ * follows another one elsewhere (another holder of the lock, another
+ * ballot) does not: what ran between is unknown.
+ */
+export function followsDirectly(previous: bigint, next: bigint): boolean {
+  if (previous >> 32n !== next >> 32n) return false;
+  const before = previous & GENERATION;
+  const after = next & GENERATION;
+  return after === before + 1n || (before === 0n && after === 0n);
+}

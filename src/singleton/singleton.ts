@@ -3,6 +3,7 @@ import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { onWorkerStopping, workerLeads } from '../worker/worker.js';
 import type { Lease, LeaseSource } from './lease.js';
 import { abortError, delay } from './abort.js';
+import { followsDirectly } from './fence.js';
 
 export interface RunContext {
   /** Aborts when this process must stop running the job: `close()`, or leadership lost. */
@@ -37,8 +38,12 @@ export interface RunRecord {
 }
 
 export interface SingletonEvents {
-  /** The term's `fence` is `job.fence` meanwhile (not in the event: JSON.stringify of an event must not throw on a bigint). */
-  elected: (event: { token: number }) => void;
+  /**
+   * The term's `fence` is `job.fence` meanwhile (not in the event: JSON.stringify of an event must not throw on a bigint).
+   * `handoverGapMs`: only when this process's previous term of the singleton came right before this one (no
+   * other runner between, by the fences): how long nobody ran it. A takeover from another process has none.
+   */
+  elected: (event: { token: number; handoverGapMs?: number }) => void;
   demoted: (event: { token: number; reason: DemotionReason }) => void;
   /** A run settled. */
   ran: (run: RunRecord) => void;
@@ -94,6 +99,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   #runs = 0;
   #runFailures = 0;
   #elections = 0;
+  readonly #stepDowns: Record<DemotionReason, number> = { closed: 0, failed: 0, lost: 0 };
+  /** When this process's last term here ended (performance.now()), and its fence: the next term may follow it directly. */
+  #lastTermEnd: { fence: bigint; at: number } | undefined;
 
   /** @internal use `singleton()` */
   constructor(name: string, source: LeaseSource, job: Job | undefined, policy: SingletonPolicy) {
@@ -112,6 +120,11 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   /** Times this process was elected (terms begun here). */
   get elections(): number {
     return this.#elections;
+  }
+
+  /** Terms that ended in this process, by reason (the `demoted` events so far). */
+  get stepDowns(): Readonly<Record<DemotionReason, number>> {
+    return { ...this.#stepDowns };
   }
 
   /** Runs started in this process. */
@@ -207,6 +220,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       const reason = await this.#lead(lease);
       this.#lease = undefined;
       await lease.release();
+      this.#stepDowns[reason] += 1;
       this.#notify('demoted', { token: lease.token, reason });
       if (reason === 'failed') {
         failures += 1;
@@ -231,10 +245,12 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     lease.lost.addEventListener('abort', onLost, { once: true });
     if (closing.aborted) onClose();
     if (lease.lost.aborted) onLost();
-    const leading = workerLeads();
+    const ended = this.#lastTermEnd;
+    const gap = ended && followsDirectly(ended.fence, lease.fence) ? performance.now() - ended.at : undefined;
+    const leading = workerLeads(this.name, lease.fence);
     try {
       this.#elections += 1;
-      this.#notify('elected', { token: lease.token });
+      this.#notify('elected', { token: lease.token, ...(gap === undefined ? {} : { handoverGapMs: gap }) });
       const job = this.#job;
       const context: RunContext = { signal: stop.signal, token: lease.token, fence: lease.fence };
       // The lease is released only once each run has settled (and the job's term has ended): never two runs at once.
@@ -256,6 +272,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       } catch (err) {
         this.#report(callbackFailed(`end of the term of singleton ${this.name}`, err));
       } finally {
+        // Nothing of the job runs any more: from here nobody runs it until the next term begins.
+        this.#lastTermEnd = { fence: lease.fence, at: performance.now() };
         leading();
         closing.removeEventListener('abort', onClose);
         lease.lost.removeEventListener('abort', onLost);

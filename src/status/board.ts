@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type MetricsMessage, isMetricsMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
-import type { RunRecord, Singleton } from '../singleton/singleton.js';
+import type { DemotionReason, RunRecord, Singleton, SingletonEvents } from '../singleton/singleton.js';
 import { checkObject, checkKnownKeys, invalidOption } from '../validate.js';
 import { sendToPrimary } from '../worker/send-to-primary.js';
 import { onWorkerStopping, worker } from '../worker/worker.js';
@@ -38,13 +38,15 @@ export interface BellwetherStatus {
     /** The singleton's `fence` while leader, as a decimal string (JSON has no bigint). */
     fence: string | undefined;
     leaderChanges: number;
+    /** Terms that ended in this process, by reason. */
+    stepDowns: Record<DemotionReason, number>;
     /** The last run of its job in this process, if any: when, how long, how it ended. */
     lastRun: RunRecord | undefined;
     /** Runs started in this process, and how many of them failed. */
     runs: number;
     runFailures: number;
   }[];
-  zk: { state: ZkSessionState; sessionId: string | undefined; timeout: number | undefined; expiries: number } | null;
+  zk: { state: ZkSessionState; sessionId: string | undefined; timeout: number | undefined; expiries: number; suspensions: number } | null;
 }
 
 /**
@@ -137,20 +139,31 @@ export class StatusBoard {
     // The primary keeps the counters: it is told of every increase, from what was counted before this board on.
     for (const job of this.#singletons) {
       const tell = (): void => this.#tellCounts(job);
+      // A handover gap measured in this process (its own term right before): observed from this board on.
+      const elected: SingletonEvents['elected'] = ({ handoverGapMs }) => {
+        if (handoverGapMs !== undefined) this.#series?.observeGap(job.name, handoverGapMs / 1000);
+        tell();
+      };
       tell();
-      job.on('elected', tell);
+      job.on('elected', elected);
+      job.on('demoted', tell);
       job.on('ran', tell);
       this.#cleanup.push(() => {
-        job.off('elected', tell);
+        job.off('elected', elected);
+        job.off('demoted', tell);
         job.off('ran', tell);
       });
     }
     if (this.#zk) {
       const zk = this.#zk;
-      const tell = (): void => this.#tellExpiries(zk);
+      const tell = (): void => this.#tellSession(zk);
       tell();
       zk.on('expired', tell);
-      this.#cleanup.push(() => zk.off('expired', tell));
+      zk.on('suspended', tell);
+      this.#cleanup.push(() => {
+        zk.off('expired', tell);
+        zk.off('suspended', tell);
+      });
       if (this.#zk.state === 'latent') {
         this.#startedZk = true;
         await this.#zk.start();
@@ -202,12 +215,13 @@ export class StatusBoard {
         token: job.token,
         fence: job.fence?.toString(),
         leaderChanges: job.elections,
+        stepDowns: job.stepDowns,
         lastRun: job.lastRun,
         runs: job.runs,
         runFailures: job.runFailures,
       })),
       zk: this.#zk
-        ? { state: this.#zk.state, sessionId: this.#zk.sessionId, timeout: this.#zk.timeout, expiries: this.#zk.expiries }
+        ? { state: this.#zk.state, sessionId: this.#zk.sessionId, timeout: this.#zk.timeout, expiries: this.#zk.expiries, suspensions: this.#zk.suspensions }
         : null,
     };
   }
@@ -248,6 +262,8 @@ export class StatusBoard {
     for (const undo of this.#cleanup.splice(0)) undo();
     for (const shown of [...this.#singletons, ...(this.#zk ? [this.#zk] : [])]) release(shown, this);
     await Promise.all(this.#startedSingletons.map((job) => job.close()));
+    // Their last step-down ('closed'), while the channel to the primary is still open.
+    for (const job of this.#startedSingletons) this.#tellCounts(job);
     if (this.#startedZk) await this.#zk?.close();
   }
 
@@ -272,10 +288,10 @@ export class StatusBoard {
     if (counts) this.#tellPrimary({ bellwether: 'metrics-event', event: 'counts', singleton: job.name, ...counts });
   }
 
-  #tellExpiries(zk: ZkSession): void {
+  #tellSession(zk: ZkSession): void {
     if (!this.#tellsPrimary()) return;
-    const count = untoldOfSession(zk);
-    if (count > 0) this.#tellPrimary({ bellwether: 'metrics-event', event: 'expiries', count });
+    const counts = untoldOfSession(zk);
+    if (counts) this.#tellPrimary({ bellwether: 'metrics-event', event: 'expiries', count: counts.expiries, suspensions: counts.suspensions });
   }
 
   #tellsPrimary(): boolean {

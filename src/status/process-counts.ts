@@ -1,4 +1,4 @@
-import type { Singleton } from '../singleton/singleton.js';
+import type { DemotionReason, Singleton } from '../singleton/singleton.js';
 import type { ZkSession } from '../zk/session.js';
 
 /**
@@ -12,26 +12,41 @@ export interface SingletonCounts {
   elected: number;
   runs: number;
   failures: number;
+  stepDowns: Record<DemotionReason, number>;
+}
+
+export interface SessionCounts {
+  expiries: number;
+  suspensions: number;
+}
+
+export const DEMOTION_REASONS: readonly DemotionReason[] = ['closed', 'failed', 'lost'];
+
+/** All at 0. */
+export function noSingletonCounts(): SingletonCounts {
+  return { elected: 0, runs: 0, failures: 0, stepDowns: { closed: 0, failed: 0, lost: 0 } };
 }
 
 const toldOfSingleton = new WeakMap<Singleton, SingletonCounts>();
-const toldOfSession = new WeakMap<ZkSession, number>();
+const toldOfSession = new WeakMap<ZkSession, SessionCounts>();
 
 /** What the singleton counted since the primary was last told (undefined: nothing), marked as told. */
 export function untoldOfSingleton(job: Singleton): SingletonCounts | undefined {
-  const told = toldOfSingleton.get(job) ?? { elected: 0, runs: 0, failures: 0 };
-  const now = { elected: job.elections, runs: job.runs, failures: job.runFailures };
+  const told = toldOfSingleton.get(job) ?? noSingletonCounts();
+  const now = { elected: job.elections, runs: job.runs, failures: job.runFailures, stepDowns: job.stepDowns };
   toldOfSingleton.set(job, now);
-  const delta = { elected: now.elected - told.elected, runs: now.runs - told.runs, failures: now.failures - told.failures };
-  return delta.elected || delta.runs || delta.failures ? delta : undefined;
+  const stepDowns = Object.fromEntries(DEMOTION_REASONS.map((reason) => [reason, now.stepDowns[reason] - told.stepDowns[reason]])) as SingletonCounts['stepDowns'];
+  const delta = { elected: now.elected - told.elected, runs: now.runs - told.runs, failures: now.failures - told.failures, stepDowns };
+  return delta.elected || delta.runs || delta.failures || DEMOTION_REASONS.some((reason) => stepDowns[reason]) ? delta : undefined;
 }
 
-/** Expiries since the primary was last told, marked as told. */
-export function untoldOfSession(zk: ZkSession): number {
-  const now = zk.expiries;
-  const delta = now - (toldOfSession.get(zk) ?? 0);
+/** Expiries and suspensions since the primary was last told (undefined: none), marked as told. */
+export function untoldOfSession(zk: ZkSession): SessionCounts | undefined {
+  const told = toldOfSession.get(zk) ?? { expiries: 0, suspensions: 0 };
+  const now = { expiries: zk.expiries, suspensions: zk.suspensions };
   toldOfSession.set(zk, now);
-  return delta;
+  const delta = { expiries: now.expiries - told.expiries, suspensions: now.suspensions - told.suspensions };
+  return delta.expiries || delta.suspensions ? delta : undefined;
 }
 
 /**

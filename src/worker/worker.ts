@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import fs from 'node:fs';
-import { ENV, ORPHAN_EXIT_CODE, PARENT_CHECK_MS, type WorkerMessage, isPrimaryMessage } from '../cluster/protocol.js';
+import { ENV, type MetricsMessage, ORPHAN_EXIT_CODE, PARENT_CHECK_MS, type WorkerMessage, isPrimaryMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { checkFunction, invalidOption } from '../validate.js';
 import { type ZkSessionSettings, resolveZkOptions } from '../zk/options.js';
@@ -237,15 +237,23 @@ class WorkerProcess implements WorkerRuntime {
     });
   }
 
-  /** @internal Counts a lease held from now until the returned release is called (idempotent); the primary hears at once. */
-  lead(): () => void {
+  /**
+   * @internal Counts a lease held from now until the returned release is called (idempotent); the primary
+   * hears at once, and of the term (the singleton's name and fence): it measures handover gaps between workers.
+   */
+  lead(singleton?: string, fence?: bigint): () => void {
+    const term = (leading: boolean): void => {
+      if (singleton !== undefined && fence !== undefined) this.#send({ bellwether: 'metrics-term', singleton, fence: fence.toString(), leading });
+    };
     this.#leads += 1;
+    term(true);
     this.#heartbeat();
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.#leads -= 1;
+      term(false);
       this.#heartbeat();
     };
   }
@@ -340,7 +348,7 @@ class WorkerProcess implements WorkerRuntime {
     this.#send({ bellwether: 'heartbeat', code: this.#code, leads: this.#leads });
   }
 
-  #send(message: WorkerMessage): void {
+  #send(message: WorkerMessage | MetricsMessage): void {
     if (this.isSupervised) sendToPrimary(message);
   }
 
@@ -391,12 +399,14 @@ export function onWorkerStopping(cb: () => void): () => void {
 /**
  * @internal A singleton in this worker holds its lease from now until the
  * returned release is called: the primary replaces leading workers last in
- * a rolling restart. A no-op outside a supervised worker.
+ * a rolling restart, and sees where each term of `singleton` (fenced
+ * `fence`) begins and ends. A no-op outside a supervised worker.
  */
-export function workerLeads(): () => void {
+export function workerLeads(singleton: string, fence: bigint): () => void {
   const runtime = instance as Partial<WorkerProcess>;
   if (!worker.isSupervised || typeof runtime.lead !== 'function') return () => {};
-  return runtime.lead();
+  // A runtime made by an older copy of bellwether takes no arguments: it counts the lease only.
+  return runtime.lead(singleton, fence);
 }
 
 /** @internal The bootstrap marks the end of boot: afterFork callbacks may run. */

@@ -86,6 +86,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   readonly #ephemerals = new Set<Ephemeral>();
   #state: ZkSessionState = 'latent';
   #expiries = 0;
+  #suspensions = 0;
   /** Aborted by close(): cuts retry delays short. */
   readonly #closing = new AbortController();
   #transport: Transport | undefined;
@@ -134,6 +135,11 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   /** Sessions of this object that expired (each replaced by a new one, unless onExpire is 'exit'). */
   get expiries(): number {
     return this.#expiries;
+  }
+
+  /** Times this object's session was suspended (connection lost, or the server silent) while connected. */
+  get suspensions(): number {
+    return this.#suspensions;
   }
 
   /** Hex id of the current session, once connected. */
@@ -316,7 +322,10 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     if (this.#state !== 'connected') return;
     this.#state = 'suspended';
     const sessionId = this.#sessionId!;
-    this.#queue.push(() => this.emit('suspended', { sessionId, reason }));
+    this.#queue.push(() => {
+      this.#suspensions += 1;
+      this.emit('suspended', { sessionId, reason });
+    });
   }
 
   /** node-zookeeper-client has no read timeout: a stalled or cut-off server is noticed here. */

@@ -74,7 +74,11 @@ function parseSample(line: string, where: string): Sample {
   return { name, labels, value: number };
 }
 
-/** The samples of one family whose labels include `labels`. */
+/**
+ * The samples of one family whose labels include `labels`; for a histogram's
+ * (or a summary's) `_bucket`, `_sum` or `_count`, those samples of its family.
+ */
 export function samplesOf(families: Map<string, Family>, name: string, labels: Record<string, string> = {}): Sample[] {
-  return (families.get(name)?.samples ?? []).filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  const family = families.get(name) ?? families.get(name.replace(/_(bucket|sum|count)$/, ''));
+  return (family?.samples ?? []).filter((s) => (family!.name === name || s.name === name) && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
 }
