@@ -1,4 +1,5 @@
 export { BellwetherError, ErrorCodes, type ErrorCode } from './errors.js';
+export type { Logger } from './log/logger.js';
 export {
   singleton,
   type SingletonOptions,

@@ -2,6 +2,7 @@ import type { Worker } from 'node:cluster';
 import { Candidate } from '../election/candidate.js';
 import { stepDownDeadline } from '../election/step-down.js';
 import type { BellwetherError } from '../errors.js';
+import { type Logger, NO_LOG } from '../log/logger.js';
 import { settledWithin } from '../singleton/abort.js';
 import type { ZkSession } from '../zk/session.js';
 import type { FleetMessage } from './protocol.js';
@@ -27,18 +28,21 @@ type Hold = Extract<FleetMessage, { bellwether: 'fleet-hold' }>;
 export class HostBallots {
   readonly #zk: ZkSession;
   readonly #onError: (error: BellwetherError) => void;
+  /** The supervisor's: each ballot's Candidate logs its elected, demoted and step-down there. */
+  readonly #log: Logger;
   readonly #ballots = new Map<string, HostBallot>();
 
-  constructor(zk: ZkSession, onError: (error: BellwetherError) => void) {
+  constructor(zk: ZkSession, onError: (error: BellwetherError) => void, log: Logger = NO_LOG) {
     this.#zk = zk;
     this.#onError = onError;
+    this.#log = log;
   }
 
   /** `mayVote`: false while the supervisor stops (no new term begins on a leaving host). */
   onMessage(worker: Worker, message: FleetMessage, mayVote: boolean): void {
     if (message.bellwether === 'fleet-hold') {
       let ballot = this.#ballots.get(message.election);
-      if (!ballot) this.#ballots.set(message.election, (ballot = new HostBallot(this.#zk, message.election, this.#onError)));
+      if (!ballot) this.#ballots.set(message.election, (ballot = new HostBallot(this.#zk, message.election, this.#onError, this.#log)));
       ballot.hold(worker, message, mayVote);
     } else if (message.bellwether === 'fleet-release') {
       this.#ballots.get(message.election)?.letGo(worker, message.hold, mayVote);
@@ -62,6 +66,7 @@ class HostBallot {
   readonly #zk: ZkSession;
   readonly #election: string;
   readonly #onError: (error: BellwetherError) => void;
+  readonly #log: Logger;
   #candidate: Candidate | undefined;
   #stepDownAfter: number | undefined;
   /** The worker holding the host lock, which of its holdings, and the lock's generation it holds. */
@@ -92,10 +97,11 @@ class HostBallot {
   /** close() waits for the holder to let go. */
   #holderGone: (() => void) | undefined;
 
-  constructor(zk: ZkSession, election: string, onError: (error: BellwetherError) => void) {
+  constructor(zk: ZkSession, election: string, onError: (error: BellwetherError) => void, log: Logger) {
     this.#zk = zk;
     this.#election = election;
     this.#onError = onError;
+    this.#log = log;
   }
 
   hold(worker: Worker, message: Hold, mayVote: boolean): void {
@@ -163,6 +169,7 @@ class HostBallot {
       // The host needs won and demoted only: no read of, and no watch on, leader_ack (no herd).
       reportLost: false,
       ...(message.stepDownAfter === undefined ? {} : { stepDownAfter: message.stepDownAfter }),
+      logger: this.#log,
     });
     candidate.on('error', this.#onError);
     candidate.on('won', ({ token }) => {

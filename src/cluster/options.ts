@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BellwetherError, ErrorCodes } from '../errors.js';
+import { type Logger, NO_LOG, checkLogger } from '../log/logger.js';
 import { checkFunction, checkKnownKeys, checkMillis, checkName, checkObject, invalidOption } from '../validate.js';
 import { ZkSession } from '../zk/session.js';
 import { controlSocketPath } from './control-socket.js';
@@ -57,6 +58,13 @@ export interface SupervisorOptions {
   stopWithParent?: boolean | number;
   /** Path of the control socket (mode 0600), or `false` for none. Default: in the lock directory. */
   controlSocket?: string | false;
+  /**
+   * Logs the workers' exits, restarts, kills and crash loops (worker lines
+   * with `{ worker: index, pid }`), rolling restarts, the host's fleet
+   * ballots (with `zk`), and errors that have no `error` listener. In this
+   * process only: workers log with loggers of their own. Default: none.
+   */
+  logger?: Logger;
   beforeFork?: (slot: SlotInfo) => unknown;
   afterFork?: (slot: SlotInfo) => unknown;
   afterWorkerExit?: (slot: SlotInfo, exit: { code: number | null; signal: string | null }) => unknown;
@@ -73,7 +81,7 @@ export interface ResolvedSupervisorOptions extends Required<Omit<SupervisorOptio
 
 const KNOWN = [
   'exec', 'args', 'workers', 'name', 'timeout', 'heartbeat', 'killTimeout', 'shutdownTimeout', 'bootTimeout',
-  'restart', 'env', 'zk', 'signals', 'stopWithParent', 'controlSocket', 'beforeFork', 'afterFork', 'afterWorkerExit',
+  'restart', 'env', 'zk', 'signals', 'stopWithParent', 'controlSocket', 'logger', 'beforeFork', 'afterFork', 'afterWorkerExit',
 ] as const;
 
 export const MAX_WORKERS = 1024;
@@ -150,6 +158,7 @@ export function resolveSupervisorOptions(options: SupervisorOptions): ResolvedSu
     signals,
     stopWithParent: stopWithParent as boolean | number,
     controlSocket: controlSocket as string | false | undefined,
+    logger: checkLogger(given['logger']) ?? NO_LOG,
     beforeFork: hook('beforeFork'),
     afterFork: hook('afterFork'),
     afterWorkerExit: hook('afterWorkerExit'),

@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { type Logger, reportError } from '../log/logger.js';
 import { ClusterMetrics } from './cluster-metrics.js';
 import { ControlSocket } from './control-socket.js';
 import { type ResolvedSupervisorOptions, type SupervisorOptions, resolveSupervisorOptions } from './options.js';
@@ -99,7 +100,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const { stopWithParent } = this.#options;
     this.#parent = stopWithParent === true ? process.ppid : stopWithParent === false ? undefined : stopWithParent;
     const [zk] = this.#options.zk;
-    this.#ballots = zk && new HostBallots(zk, (error) => this.#report(error));
+    this.#ballots = zk && new HostBallots(zk, (error) => this.#report(error), this.#options.logger);
   }
 
   get state(): State {
@@ -200,6 +201,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           this.#rollout = { state: 'running' };
           if (await this.#rollOnce()) {
             this.#rollout = { state: 'done' };
+            this.#options.logger.info({ event: 'rollout-done' }, 'rolling restart done: every worker replaced');
             this.emit('restarted');
           }
         } while (this.#rollAgain && this.#state === 'running');
@@ -234,7 +236,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (!ready) {
         const reason = `the replacement (pid ${next.pid}) did not become ready`;
         this.#rollout = { state: 'failed', slot: slot.index, reason };
-        this.#report(new BellwetherError(ErrorCodes.ROLLOUT_FAILED, `rolling restart stopped at slot ${slot.index}: ${reason}; the old worker keeps serving`));
+        const error = new BellwetherError(ErrorCodes.ROLLOUT_FAILED, `rolling restart stopped at slot ${slot.index}: ${reason}; the old worker keeps serving`);
+        this.#logOf(next).error({ event: 'rollout-failed', code: error.code, reason }, `${error.code}: ${error.message}`);
+        this.#report(error, true);
         this.emit('rolloutFailed', slot.info(), reason);
         return false;
       }
@@ -302,7 +306,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * of a rolling restart. Resolves once forked (undefined if the slot or the
    * supervisor went away during `beforeFork`).
    */
-  async #fork(slot: Slot, role: 'current' | 'replacement'): Promise<WorkerHandle | undefined> {
+  async #fork(slot: Slot, role: 'current' | 'replacement', restart = false): Promise<WorkerHandle | undefined> {
     // Whoever forks for the slot now, a pending restart must not fork a second worker.
     clearTimeout(slot.restartTimer);
     slot.restartTimer = undefined;
@@ -329,6 +333,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       for (const zk of this.#options.zk) zk.resume();
     }
     const handle = new WorkerHandle(worker, slot);
+    if (restart) this.#logOf(handle).info({ event: 'worker-restart', restarts: slot.restarts }, `worker ${slot.index} restarted (pid ${handle.pid})`);
     this.#workers.add(handle);
     if (role === 'current') slot.current = handle;
     else slot.replacement = handle;
@@ -342,6 +347,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const { worker, slot } = handle;
     const markReady = (): void => {
       if (!handle.markReady()) return;
+      this.#logOf(handle).debug({ event: 'worker-ready' }, `worker ${slot.index} ready (pid ${handle.pid})`);
       if (slot.current === handle) slot.settleReady(true);
       this.emit('ready', slot.info(handle));
     };
@@ -389,6 +395,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (slot.replacement === handle) {
       // A rolling restart's new worker died before taking over: the rollout sees it and stops.
       slot.replacement = undefined;
+      this.#logExit(handle, code, signal, false, true);
       this.emit('exit', slot.info(handle), { code, signal, replaced: false });
       return;
     }
@@ -401,15 +408,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const givenUp = replace && slot.exits.length > this.#options.restart.maxRestarts;
     slot.idle = givenUp ? 'given-up' : 'exited';
     void this.#hook('afterWorkerExit', slot, () => this.#options.afterWorkerExit?.(slot.info(), { code, signal }));
+    this.#logExit(handle, code, signal, replace && !givenUp, replace);
     this.emit('exit', slot.info(), { code, signal, replaced: replace && !givenUp });
     if (givenUp || !replace) slot.settleReady(false);
     if (givenUp) {
-      this.#report(
-        new BellwetherError(
-          ErrorCodes.CRASH_LOOP,
-          `worker slot ${slot.index} exited ${slot.exits.length} times within ${this.#options.restart.window} ms; given up (the other workers keep serving)`,
-        ),
+      const { window } = this.#options.restart;
+      const error = new BellwetherError(
+        ErrorCodes.CRASH_LOOP,
+        `worker slot ${slot.index} exited ${slot.exits.length} times within ${window} ms; given up (the other workers keep serving)`,
       );
+      this.#logOf(handle).error({ event: 'crash-loop', code: error.code, exits: slot.exits.length, window }, `${error.code}: ${error.message}`);
+      this.#report(error, true);
       this.#checkExhausted();
       return;
     }
@@ -421,8 +430,19 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       // A rolling restart may have given the slot a worker meanwhile.
       if (slot.current || slot.retired || this.#state !== 'running') return;
       slot.restarts += 1;
-      void this.#fork(slot, 'current');
+      void this.#fork(slot, 'current', true);
     }, delay);
+  }
+
+  /** A worker's exit: a warning when it was not asked to stop (a crash, a liveness kill, a replacement that died). */
+  #logExit(handle: WorkerHandle, code: number | null, signal: string | null, replaced: boolean, unexpected: boolean): void {
+    const fields = { event: 'worker-exit', exitCode: code, signal, replaced };
+    this.#logOf(handle)[unexpected ? 'warn' : 'info'](fields, `worker ${handle.slot.index} exited (${signal ?? code})${replaced ? ', replacing it' : ''}`);
+  }
+
+  /** The supervisor's logger for lines about one worker (`workerPid`: pino's own lines carry this process's `pid`). */
+  #logOf(handle: WorkerHandle): Logger {
+    return this.#options.logger.child({ worker: handle.slot.index, workerPid: handle.pid });
   }
 
   /** Silent, unhealthy and never-ready workers: SIGTERM, then SIGKILL after killTimeout. */
@@ -444,6 +464,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   #kill(handle: WorkerHandle, reason: KillReason): void {
     handle.killing = true;
+    this.#logOf(handle).warn({ event: 'worker-kill', reason }, `killing worker ${handle.slot.index} (pid ${handle.pid}): ${reason}`);
     this.emit('kill', handle.slot.info(handle), reason);
     handle.worker.process.kill('SIGTERM');
     handle.killIn(this.#options.killTimeout);
@@ -554,8 +575,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  #report(error: BellwetherError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else process.emitWarning(error);
+  /** `logged`: already logged as a state change (a crash loop, a failed rollout). */
+  #report(error: BellwetherError, logged = false): void {
+    reportError(this, this.#options.logger, error, logged);
   }
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { type Logger, NO_LOG, checkLogger, reportError } from '../log/logger.js';
 import { settledWithin } from '../singleton/abort.js';
 import { checkPath, joinPath } from '../zk/paths.js';
 import type { NodeChange, ZkSession } from '../zk/session.js';
@@ -42,6 +43,8 @@ export interface CandidateOptions {
    * use false: they only need `won` and `demoted`.
    */
   reportLost?: boolean;
+  /** Logs `elected`, `demoted` (with its reason) and `step-down`, each with `{ election: name }`. Default: none. */
+  logger?: Logger;
 }
 
 type State = 'latent' | 'voting' | 'closed';
@@ -88,6 +91,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #monitor: NodeJS.Timeout | undefined;
   #warnedDeadline: string | undefined;
   readonly #unsubscribe: (() => void)[] = [];
+  readonly #log: Logger;
 
   constructor(zk: ZkSession, name: string, options: CandidateOptions = {}) {
     super();
@@ -97,6 +101,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#data = typeof options.data === 'string' ? Buffer.from(options.data) : (options.data ?? Buffer.alloc(0));
     this.#stepDownAfter = options.stepDownAfter;
     this.#reportLost = options.reportLost ?? true;
+    this.#log = (checkLogger(options.logger) ?? NO_LOG).child({ election: name });
   }
 
   get isLeader(): boolean {
@@ -425,6 +430,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       if (this.#zk.state !== 'connected' || this.#zk.sessionId !== session) return;
       const token = Number(czxid);
       this.#leaderToken = token;
+      this.#log.info({ event: 'elected', token }, `elected in ${this.name} (token ${token})`);
       this.#startMonitor();
       try {
         this.emit('won', { token });
@@ -603,10 +609,11 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const timeout = this.#zk.timeout ?? 10_000;
     const deadline = this.#stepDownDeadline(timeout);
     this.#monitor = setInterval(() => {
-      const silent = this.#zk.state !== 'connected' || this.#zk.silence() > deadline;
+      const silence = this.#zk.silence();
+      const silent = this.#zk.state !== 'connected' || silence > deadline;
       if (this.isLeader) {
         // Also a session that is no longer the ballot's (its expiry not delivered yet: the queue is held).
-        if (silent || this.#zk.sessionId !== this.#ballotSession) this.#demote('suspended');
+        if (silent || this.#zk.sessionId !== this.#ballotSession) this.#stepDown(silence, deadline);
       } else if (!silent) {
         clearInterval(this.#monitor);
         this.#monitor = undefined;
@@ -614,6 +621,19 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       }
     }, Math.max(5, Math.floor(Math.min(deadline, timeout) / 10)));
     this.#monitor.unref();
+  }
+
+  /** The monitor's demotion, logged with why: the server silent past the deadline, or the session no longer fit to lead in. */
+  #stepDown(silence: number, deadline: number): void {
+    const state = this.#zk.state;
+    const why =
+      silence > deadline
+        ? `ZooKeeper has not answered for ${Math.round(silence)} ms (deadline ${deadline} ms)`
+        : state !== 'connected'
+          ? `the session is ${state}`
+          : "the session is no longer the ballot's";
+    this.#log.warn({ event: 'step-down', token: this.#leaderToken, silence: Math.round(silence), deadline }, `stepping down in ${this.name}: ${why}`);
+    this.#demote('suspended');
   }
 
   /** The step-down deadline (see step-down.ts); a given value moved into the sound range is reported once per session. */
@@ -641,6 +661,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       clearInterval(this.#monitor);
       this.#monitor = undefined;
     }
+    this.#log.info({ event: 'demoted', token, reason }, `no longer leads ${this.name} (token ${token}): ${reason}`);
     try {
       this.emit('demoted', { token, reason });
     } catch (err) {
@@ -677,7 +698,6 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   #report(error: BellwetherError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else process.emitWarning(error);
+    reportError(this, this.#log, error);
   }
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes } from '../errors.js';
+import { type Logger, NO_LOG, checkLogger } from '../log/logger.js';
 import { checkPath } from '../zk/paths.js';
 import type { ZkSession } from '../zk/session.js';
 import type { NodeEvent, Subscription, NodeSnapshot } from '../zk/watch.js';
@@ -27,12 +28,15 @@ export class Observer extends EventEmitter<ObserverEvents> {
   #alive: boolean | undefined;
   #leaderData: Buffer | null = null;
   #closed = false;
+  readonly #log: Logger;
 
-  constructor(zk: ZkSession, name: string, options: { root?: string } = {}) {
+  /** `logger`: logs `leader` and `leader-gone`, with `{ election: name }`. Default: none. */
+  constructor(zk: ZkSession, name: string, options: { root?: string; logger?: Logger } = {}) {
     super();
     this.#zk = zk;
     this.name = name;
     this.paths = electionPaths(checkPath(options.root ?? '/_zkelection', 'election root'), name);
+    this.#log = (checkLogger(options.logger) ?? NO_LOG).child({ election: name });
   }
 
   /** Data of the acknowledged leader as last seen, or `null`. */
@@ -60,8 +64,13 @@ export class Observer extends EventEmitter<ObserverEvents> {
     if (this.#alive === alive) return;
     this.#alive = alive;
     this.#leaderData = data;
-    if (alive) this.emit('leader', { leaderData: data! });
-    else if (!first) this.emit('leaderGone');
+    if (alive) {
+      this.#log.info({ event: 'leader' }, `${this.name}: a leader has acknowledged`);
+      this.emit('leader', { leaderData: data! });
+    } else if (!first) {
+      this.#log.warn({ event: 'leader-gone' }, `${this.name}: the leader is gone`);
+      this.emit('leaderGone');
+    }
   }
 
   close(): void {

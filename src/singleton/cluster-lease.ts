@@ -1,5 +1,6 @@
 import { Candidate, type CandidateOptions } from '../election/candidate.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
+import { type Logger, quieter } from '../log/logger.js';
 import type { ZkSession } from '../zk/session.js';
 import { anySignal } from './abort.js';
 import { fleetFence } from './fence.js';
@@ -16,15 +17,18 @@ export class ClusterLease implements LeaseSource {
   readonly #name: string;
   readonly #options: CandidateOptions;
   readonly #onError: (error: BellwetherError) => void;
+  /** The singleton's logger, when a candidate joins (an adapter may give the singleton one after it was made). */
+  readonly #log: () => Logger;
   #candidate: Candidate | undefined;
   /** The last resign: a second caller (a second close()) must not resolve before it. */
   #resigning: Promise<void> | undefined;
 
-  constructor(zk: ZkSession, name: string, options: CandidateOptions, onError: (error: BellwetherError) => void) {
+  constructor(zk: ZkSession, name: string, options: CandidateOptions, onError: (error: BellwetherError) => void, log: () => Logger) {
     this.#zk = zk;
     this.#name = name;
     this.#options = options;
     this.#onError = onError;
+    this.#log = log;
   }
 
   prepare(): void {
@@ -79,7 +83,8 @@ export class ClusterLease implements LeaseSource {
 
   #join(): Candidate {
     // A singleton needs won and demoted only: its losers leave leader_ack alone (no watch on it, no herd).
-    const candidate = new Candidate(this.#zk, this.#name, { ...this.#options, reportLost: false });
+    // The singleton logs elected and demoted itself: the Candidate's own lines of them are debug.
+    const candidate = new Candidate(this.#zk, this.#name, { ...this.#options, reportLost: false, logger: quieter(this.#log()) });
     candidate.on('error', this.#onError);
     this.#candidate = candidate;
     void candidate.vote().catch(this.#onError);

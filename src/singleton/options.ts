@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import { BellwetherError, ErrorCodes } from '../errors.js';
+import { type Logger, NO_LOG, checkLogger } from '../log/logger.js';
 import { ZkSession } from '../zk/session.js';
 import { checkPath } from '../zk/paths.js';
 import { ClusterLease, HostClusterLease } from './cluster-lease.js';
@@ -58,6 +59,12 @@ export interface HostSingletonOptions {
   keepAlive?: boolean;
   /** Delay before contending again after `run` failed. Default `{ initial: 100, max: 10000 }`. */
   backoff?: Partial<Backoff>;
+  /**
+   * Logs `elected` and `demoted` (with its reason), and errors that have no
+   * `error` listener, each with `{ singleton: name, scope }`; with a fleet
+   * election, also its Candidate's `step-down`. Default: none.
+   */
+  logger?: Logger;
 }
 
 export interface ClusterSingletonOptions extends Omit<HostSingletonOptions, 'scope' | 'lockDir'> {
@@ -91,7 +98,7 @@ export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOption
 
 export type SingletonOptions = HostSingletonOptions | ClusterSingletonOptions | HostClusterSingletonOptions;
 
-const KNOWN = ['name', 'scope', 'lockDir', 'run', 'task', 'every', 'stopTimeout', 'resourceLimits', 'backoff', 'keepAlive', 'zk', 'data', 'root', 'stepDownAfter'] as const;
+const KNOWN = ['name', 'scope', 'lockDir', 'run', 'task', 'every', 'stopTimeout', 'resourceLimits', 'backoff', 'keepAlive', 'logger', 'zk', 'data', 'root', 'stepDownAfter'] as const;
 const RESOURCE_LIMITS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const;
 const HOST_ONLY = ['lockDir'];
 const CLUSTER_ONLY = ['zk', 'data', 'root', 'stepDownAfter'];
@@ -116,8 +123,9 @@ export function singleton(options: SingletonOptions): Singleton {
   const every = given['every'] === undefined ? undefined : checkMillis(given['every'], 'every', 0, 1);
   if (every !== undefined && !job) throw invalidOption('every', 'unset without run or task', every);
   const policy = { backoff: { initial, max }, keepAlive, ...(every === undefined ? {} : { every }) };
+  const logging = { scope, logger: checkLogger(given['logger']) };
   const host = scope === 'cluster' ? undefined : hostLock(name, given);
-  if (scope === 'host') return new Singleton(name, host!, job, policy);
+  if (scope === 'host') return new Singleton(name, host!, job, policy, logging);
 
   const zk = given['zk'];
   const data = given['data'];
@@ -127,19 +135,19 @@ export function singleton(options: SingletonOptions): Singleton {
   // In a worker of a Supervisor with zk, the primary holds the host's ballot: the worker needs no session.
   if (zk === undefined && host && primaryHoldsFleetBallots()) {
     const election = { name, root: root ?? DEFAULT_ELECTION_ROOT, data: Buffer.from(data ?? ''), ...(stepDownAfter ? { stepDownAfter } : {}) };
-    return new Singleton(name, new PrimaryBallotLease(host, election), job, policy);
+    return new Singleton(name, new PrimaryBallotLease(host, election), job, policy, logging);
   }
   if (!(zk instanceof ZkSession)) throw invalidOption('zk', scope === 'host+cluster' ? 'a ZkSession (or none, in a worker of a Supervisor with zk)' : 'a ZkSession', zk);
-  // Errors of the election reach the singleton's listeners.
-  let report: (error: BellwetherError) => void = () => {};
+  // Errors of the election reach the singleton's listeners; its Candidate logs where the singleton does.
+  let elected: Singleton | undefined;
   const cluster = new ClusterLease(
     zk,
     name,
     { ...(data === undefined ? {} : { data }), ...(root ? { root } : {}), ...(stepDownAfter ? { stepDownAfter } : {}) },
-    (error) => report(error),
+    (error) => elected?.report(error),
+    () => elected?.log ?? NO_LOG,
   );
-  const elected = new Singleton(name, host ? new HostClusterLease(host, cluster) : cluster, job, policy);
-  report = (error) => elected.report(error);
+  elected = new Singleton(name, host ? new HostClusterLease(host, cluster) : cluster, job, policy, logging);
   return elected;
 }
 

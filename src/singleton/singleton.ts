@@ -1,5 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { type Logger, NO_LOG, reportError } from '../log/logger.js';
 import { onWorkerStopping, workerLeads } from '../worker/worker.js';
 import type { Lease, LeaseSource } from './lease.js';
 import { abortError, delay } from './abort.js';
@@ -102,14 +103,32 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   readonly #stepDowns: Record<DemotionReason, number> = { closed: 0, failed: 0, lost: 0 };
   /** When this process's last term here ended (performance.now()), and its fence: the next term may follow it directly. */
   #lastTermEnd: { fence: bigint; at: number } | undefined;
+  readonly #scope: string;
+  #log: Logger;
 
   /** @internal use `singleton()` */
-  constructor(name: string, source: LeaseSource, job: Job | undefined, policy: SingletonPolicy) {
+  constructor(name: string, source: LeaseSource, job: Job | undefined, policy: SingletonPolicy, logging: { scope: string; logger: Logger | undefined }) {
     super();
     this.name = name;
     this.#source = source;
     this.#job = job;
     this.#policy = policy;
+    this.#scope = logging.scope;
+    this.#log = logging.logger ? this.#bound(logging.logger) : NO_LOG;
+  }
+
+  /** @internal A logger for a singleton that was given none (an adapter's default: Fastify's `app.log`). */
+  adoptLogger(logger: Logger): void {
+    if (this.#log === NO_LOG) this.#log = this.#bound(logger);
+  }
+
+  /** @internal Its logger, with `{ singleton, scope }`: what it stands on (its Candidate) logs there too. */
+  get log(): Logger {
+    return this.#log;
+  }
+
+  #bound(logger: Logger): Logger {
+    return logger.child({ singleton: this.name, scope: this.#scope });
   }
 
   /** The last run in this process (the current one while it runs), or `undefined` before the first. */
@@ -221,6 +240,11 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       this.#lease = undefined;
       await lease.release();
       this.#stepDowns[reason] += 1;
+      const cause = reason === 'lost' && lease.lost.reason instanceof Error ? lease.lost.reason.message : undefined;
+      this.#log[reason === 'closed' ? 'info' : 'warn'](
+        { event: 'demoted', token: lease.token, reason, ...(cause === undefined ? {} : { cause }) },
+        `singleton ${this.name} demoted (token ${lease.token}): ${reason}${cause === undefined ? '' : `: ${cause}`}`,
+      );
       this.#notify('demoted', { token: lease.token, reason });
       if (reason === 'failed') {
         failures += 1;
@@ -250,7 +274,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const leading = workerLeads(this.name, lease.fence);
     try {
       this.#elections += 1;
-      this.#notify('elected', { token: lease.token, ...(gap === undefined ? {} : { handoverGapMs: gap }) });
+      const handover = gap === undefined ? {} : { handoverGapMs: gap };
+      this.#log.info({ event: 'elected', token: lease.token, fence: String(lease.fence), ...handover }, `singleton ${this.name} elected (token ${lease.token})`);
+      this.#notify('elected', { token: lease.token, ...handover });
       const job = this.#job;
       const context: RunContext = { signal: stop.signal, token: lease.token, fence: lease.fence };
       // The lease is released only once each run has settled (and the job's term has ended): never two runs at once.
@@ -334,9 +360,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   #report(error: BellwetherError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    // Nothing lost: without a listener the error still reaches stderr.
-    else process.emitWarning(error);
+    reportError(this, this.#log, error);
   }
 }
 

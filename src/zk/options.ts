@@ -1,3 +1,4 @@
+import type { Logger } from '../log/logger.js';
 import { checkKnownKeys, checkMillis, checkObject, invalidOption } from '../validate.js';
 import { parseConnectString } from './connect-string.js';
 
@@ -33,6 +34,8 @@ export interface ZkSessionOptions {
   /** Digest credentials, sent on every connection. */
   auth?: readonly DigestAuth[];
   retry?: Partial<RetryPolicy>;
+  /** Logs the session's state changes (connected, suspended, reconnected, expired, closed). Default: none. Not part of `settings()`. */
+  logger?: Logger;
 }
 
 /** What a forked worker needs to open its own session like this one (never the same session id). */
@@ -45,9 +48,9 @@ export interface ZkSessionSettings {
   retry: RetryPolicy;
 }
 
-const KNOWN = ['connect', 'sessionTimeout', 'connectTimeout', 'onExpire', 'auth', 'retry'] as const;
+const KNOWN = ['connect', 'sessionTimeout', 'connectTimeout', 'onExpire', 'auth', 'retry', 'logger'] as const;
 
-/** Checks every option before any network I/O. */
+/** Checks every option before any network I/O (the logger is the session's own: see ZkSession). */
 export function resolveZkOptions(options: ZkSessionOptions): ZkSessionSettings {
   const given = checkObject(options, 'ZkSession options');
   checkKnownKeys(given, KNOWN, 'ZkSession');

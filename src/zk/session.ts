@@ -1,6 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import zookeeper, { type Client, type Stat as RawStat } from 'node-zookeeper-client';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
+import { type Logger, NO_LOG, checkLogger, reportError } from '../log/logger.js';
 import { delay, settledWithin } from '../singleton/abort.js';
 import { Ephemeral, type EphemeralHandle } from './ephemeral.js';
 import { EventQueue } from './event-queue.js';
@@ -102,10 +103,12 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   #operations = 0;
   /** Why the session closed by itself (refused credentials): what start() rejects with. */
   #failure: BellwetherError | undefined;
+  #log: Logger;
 
   constructor(options: ZkSessionOptions) {
     super();
     this.#settings = resolveZkOptions(options);
+    this.#log = checkLogger(options.logger) ?? NO_LOG;
     this.#servers = this.#settings.connect.split('/')[0]!.split(',').length;
     this.#queue = new EventQueue((err) => this.#report(callbackFailed('ZooKeeper event handler', err)));
   }
@@ -200,7 +203,14 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     this.#transport = undefined;
     if (transport) await transport.closeSession(Math.max(1000, this.#settings.sessionTimeout));
     for (const resolve of [...this.#connectedWaiters.splice(0), ...this.#transportUp.splice(0)]) resolve();
-    if (wasOpen) this.#queue.push(() => this.emit('closed'));
+    if (!wasOpen) return;
+    this.#log.info({ event: 'closed', sessionId: this.#sessionId }, `ZooKeeper session ${this.#sessionId ?? '(none)'} closed`);
+    this.#queue.push(() => this.emit('closed'));
+  }
+
+  /** @internal A logger for a session that was given none (an adapter's default: Fastify's `app.log`). */
+  adoptLogger(logger: Logger): void {
+    if (this.#log === NO_LOG) this.#log = logger;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -256,6 +266,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
         if (this.#sessionId === transport.sessionId && this.#state === 'suspended') {
           this.#state = 'connected';
           const sessionId = this.#sessionId;
+          this.#log.info({ event: 'reconnected', sessionId }, `ZooKeeper session ${sessionId} reconnected`);
           this.#queue.push(() => this.emit('reconnected', { sessionId }));
           // Anything that failed while we were away is done again now.
           this.#restore(false);
@@ -307,6 +318,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
       if (!transport?.connected) return;
       this.#state = 'connected';
       const timeout = transport!.negotiatedTimeout;
+      this.#log.info({ event: 'connected', sessionId, timeout }, `ZooKeeper session ${sessionId} connected (timeout ${timeout} ms)`);
       this.#queue.push(() => this.emit('connected', { sessionId, timeout }));
       for (const callback of this.#onConnected) this.#queue.push(() => callback({ sessionId }));
       for (const resolve of this.#connectedWaiters.splice(0)) resolve();
@@ -322,6 +334,10 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     if (this.#state !== 'connected') return;
     this.#state = 'suspended';
     const sessionId = this.#sessionId!;
+    this.#log.warn(
+      { event: 'suspended', sessionId, reason },
+      `ZooKeeper session ${sessionId} suspended: ${reason === 'silent' ? 'the server has not answered for two thirds of the timeout' : 'disconnected'}`,
+    );
     this.#queue.push(() => {
       this.#suspensions += 1;
       this.emit('suspended', { sessionId, reason });
@@ -357,12 +373,17 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     // One-shot watches died with the session; their owners re-check on the new one.
     this.#oneShot.clear();
     this.#oneShotWatchers.clear();
+    const { onExpire } = this.#settings;
+    this.#log.warn(
+      { event: 'expired', sessionId, onExpire },
+      `ZooKeeper session ${sessionId} expired: its ephemeral nodes are gone; ${onExpire === 'exit' ? `exiting with code ${SESSION_EXPIRED_EXIT_CODE}` : 'opening a new session'}`,
+    );
     this.#queue.push(() => {
       this.#expiries += 1;
       this.emit('expired', { sessionId });
     });
     for (const callback of this.#onExpire) this.#queue.push(() => callback({ sessionId }));
-    if (this.#settings.onExpire === 'exit') {
+    if (onExpire === 'exit') {
       this.#transport = undefined;
       this.#queue.push(() => process.exit(SESSION_EXPIRED_EXIT_CODE));
       return;
@@ -371,8 +392,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   }
 
   #report(error: BellwetherError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else process.emitWarning(error);
+    reportError(this, this.#log, error);
   }
 
   // ---- operations ----

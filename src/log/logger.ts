@@ -1,0 +1,66 @@
+/**
+ * Logging. Every part that changes state (Supervisor, ZkSession, Candidate,
+ * Observer, singleton()) takes a `logger`: pino's `Logger` and Fastify's
+ * `app.log` are ones as they are. A part logs its state changes only, never
+ * per request: one object with a stable `event` field, and a short message
+ * that reads on its own. Without a logger a part logs nothing (a library
+ * prints nothing it was not asked to).
+ */
+import { BellwetherError, ErrorCodes } from '../errors.js';
+
+/** What a `logger` option takes: pino-compatible (pino's `Logger`, Fastify's `app.log`). */
+export interface Logger {
+  debug(fields: object, message?: string): void;
+  info(fields: object, message?: string): void;
+  warn(fields: object, message?: string): void;
+  error(fields: object, message?: string): void;
+  /** A logger whose lines also carry `bindings`. */
+  child(bindings: object): Logger;
+}
+
+const METHODS = ['debug', 'info', 'warn', 'error', 'child'] as const;
+
+/** The default of every part: nothing is logged. */
+export const NO_LOG: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => NO_LOG };
+
+/** A `logger` option, checked; `undefined` when not given. Its value is never shown: a logger's settings may hold credentials. */
+export function checkLogger(value: unknown, option = 'logger'): Logger | undefined {
+  if (value === undefined) return undefined;
+  const isObject = typeof value === 'object' && value !== null;
+  const missing = isObject ? METHODS.filter((method) => typeof (value as Record<string, unknown>)[method] !== 'function') : [...METHODS];
+  if (missing.length === 0) return value as Logger;
+  const got = !isObject ? (value === null ? 'null' : `a ${typeof value}`) : `an object without ${missing.join(', ')}`;
+  throw new BellwetherError(ErrorCodes.INVALID_OPTION, `${option} must be a pino-compatible logger (with debug, info, warn, error and child functions), got ${got}`);
+}
+
+/**
+ * The same logger with `info` lowered to `debug`: for a part whose owner logs
+ * the same change itself (a singleton's Candidate: the singleton logs
+ * `elected` and `demoted`; the Candidate's `step-down` stays a warning).
+ */
+export function quieter(logger: Logger): Logger {
+  if (logger === NO_LOG) return NO_LOG;
+  return {
+    debug: (fields, message) => logger.debug(fields, message),
+    info: (fields, message) => logger.debug(fields, message),
+    warn: (fields, message) => logger.warn(fields, message),
+    error: (fields, message) => logger.error(fields, message),
+    child: (bindings) => quieter(logger.child(bindings)),
+  };
+}
+
+/**
+ * An error of a part: to its `error` listeners; without any, to its logger
+ * (unless the caller `logged` it already, as a state change); with neither, a
+ * process warning, as before loggers: nothing is lost.
+ */
+export function reportError(
+  emitter: { listenerCount(event: 'error'): number; emit(event: 'error', error: BellwetherError): boolean },
+  log: Logger,
+  error: BellwetherError,
+  logged = false,
+): void {
+  if (emitter.listenerCount('error') > 0) emitter.emit('error', error);
+  else if (log === NO_LOG) process.emitWarning(error);
+  else if (!logged) log.error({ event: 'error', code: error.code }, `${error.code}: ${error.message}`);
+}
