@@ -4,7 +4,7 @@ import { LAUNCHED_BY } from './launched-by.js';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type StatusReport, defaultControlSocket, printable, readStatus } from './cluster/control-socket.js';
-import { warnAboutReuseport } from './cluster/reuseport-check.js';
+import { reuseportWarning } from './cluster/reuseport-check.js';
 import { Supervisor } from './cluster/supervisor.js';
 import { DEFAULT_ELECTION_ROOT } from './election/ballots.js';
 import { type ElectionReport, queryElection } from './election/inspect.js';
@@ -12,6 +12,7 @@ import { BellwetherError, ErrorCodes } from './errors.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 import { defaultLockDir } from './lock/lock-dir.js';
 import { inspectHostLock, resetHostLock } from './lock/inspect.js';
+import { type Logger, jsonLogger, lineLogger } from './log/logger.js';
 import { checkMillis, checkName } from './validate.js';
 import { parseConnectString } from './zk/connect-string.js';
 import { checkPath } from './zk/paths.js';
@@ -49,6 +50,8 @@ Commands:
                              notices a parent that died before this process loaded
       --name NAME            supervisor name, for status (default "default")
       --socket PATH          control socket (default: in the lock directory)
+      --log-format FORMAT    text (default): "bellwether: ..." lines on stderr; json:
+                             one JSON object per line (level, time, event, msg, ...)
       Exit code 0 after a stop by signal, ${EXIT.GIVEN_UP} once every worker slot was given
       up (crash loop: nothing left to serve), ${EXIT.ORPHANED} when stopped because the parent
       was gone, ${EXIT.RUNNING} when a supervisor of that name already runs.
@@ -112,7 +115,7 @@ const COMMANDS: Record<string, { options: string[]; usage: string }> = {
   start: {
     options: [
       'workers', 'timeout', 'heartbeat', 'kill-timeout', 'shutdown-timeout', 'boot-timeout', 'restart-delay', 'max-restarts',
-      'restart-window', 'stop-with-parent', 'parent-pid', 'name', 'socket',
+      'restart-window', 'stop-with-parent', 'parent-pid', 'name', 'socket', 'log-format',
     ],
     usage: 'bellwether start <entry.js> [options] [-- args for the entry]',
   },
@@ -201,6 +204,7 @@ async function main(argv: string[]): Promise<number> {
         socket: { type: 'string' },
         zk: { type: 'string' },
         root: { type: 'string' },
+        'log-format': { type: 'string' },
         json: { type: 'boolean' },
         reset: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -247,7 +251,24 @@ async function main(argv: string[]): Promise<number> {
 
 type Values = Partial<Record<string, string | boolean>>;
 
+/**
+ * The supervisor's lines go through the --log-format logger from here on;
+ * so does a failure to start (JSON lines stay JSON lines).
+ */
 async function start(entry: string, args: string[], values: Values): Promise<number> {
+  const format = values['log-format'] ?? 'text';
+  if (format !== 'text' && format !== 'json') throw new BellwetherError(ErrorCodes.INVALID_OPTION, `--log-format must be text or json, got ${JSON.stringify(format)}`);
+  const log = format === 'json' ? jsonLogger() : lineLogger();
+  try {
+    return await supervise(entry, args, values, log);
+  } catch (err) {
+    const { code, exitCode, line } = failure(err);
+    log.error({ event: 'failed', code, exitCode }, line);
+    return exitCode;
+  }
+}
+
+async function supervise(entry: string, args: string[], values: Values, log: Logger): Promise<number> {
   const text = (flag: string): string | undefined => values[flag] as string | undefined;
   const parentPid = numberOption(text('parent-pid'), '--parent-pid');
   if (parentPid !== undefined && !(Number.isInteger(parentPid) && parentPid > 0)) {
@@ -274,35 +295,38 @@ async function start(entry: string, args: string[], values: Values): Promise<num
         window: numberOption(text('restart-window'), '--restart-window'),
       }),
       stopWithParent: parentPid ?? (values['stop-with-parent'] ? LAUNCHED_BY : false),
+      logger: log,
     });
   } catch (err) {
     throw inFlags(err);
   }
   let exitCode: number = EXIT.OK;
-  supervisor.on('error', (err) => process.stderr.write(`bellwether: ${err.code}: ${err.message}\n`));
-  supervisor.on('exit', (slot, exit) =>
-    process.stderr.write(`bellwether: worker ${slot.index} exited (${exit.signal ?? exit.code})${exit.replaced ? ', replacing it' : ''}\n`),
-  );
-  supervisor.on('kill', (slot, reason) => process.stderr.write(`bellwether: killing worker ${slot.index} (pid ${slot.pid}): ${reason}\n`));
-  supervisor.on('restarted', () => process.stderr.write('bellwether: rolling restart done: every worker replaced\n'));
+  // The Supervisor logs its workers' exits, restarts and kills, crash loops, rolling restarts and errors.
   // A primary with no worker left looks healthy to a process manager while serving nothing: leave instead.
   // The first reason to leave sets the exit code.
   supervisor.on('exhausted', (slots) => {
     exitCode ||= EXIT.GIVEN_UP;
-    process.stderr.write(`bellwether: every worker slot (${slots.length}) was given up after crash loops; nothing left to serve, exiting with code ${exitCode}\n`);
+    log.error(
+      { event: 'exhausted', slots: slots.length, exitCode },
+      `every worker slot (${slots.length}) was given up after crash loops; nothing left to serve, exiting with code ${exitCode}`,
+    );
     void supervisor.stop();
   });
-  supervisor.on('orphaned', ({ parent }) => {
+  supervisor.on('orphaned', ({ parent, ppid }) => {
     exitCode ||= EXIT.ORPHANED;
-    process.stderr.write(`bellwether: parent process ${parent} is gone (--stop-with-parent / --parent-pid); stopping\n`);
+    log.warn({ event: 'orphaned', parent, ppid, exitCode }, `parent process ${parent} is gone (--stop-with-parent / --parent-pid); stopping`);
   });
   const stopped = new Promise<void>((resolve) => supervisor.once('stopped', () => resolve()));
   // Bun without net.ipv4.tcp_migrate_req=1: restarts may reset queued connections. Said once a
   // worker serves, so that a start that fails says only why.
-  supervisor.once('ready', () => warnAboutReuseport());
+  supervisor.once('ready', () => {
+    const warning = reuseportWarning();
+    if (warning) log.warn({ event: 'reuseport' }, warning);
+  });
   await supervisor.start();
   const ready = supervisor.status().filter((slot) => slot.state === 'ready').length;
-  if (supervisor.state === 'running') process.stderr.write(`bellwether: ${ready} of ${supervisor.status().length} workers ready (primary pid ${process.pid})\n`);
+  const workers = supervisor.status().length;
+  if (supervisor.state === 'running') log.info({ event: 'started', ready, workers }, `${ready} of ${workers} workers ready (primary pid ${process.pid})`);
   await stopped;
   return exitCode;
 }
@@ -402,17 +426,19 @@ function defined<T extends object>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/**
- * A failure, as one line on stderr (its code, what failed, where, what to
- * do; never a stack trace) and, under --json, as an error object on stdout.
- */
-function fail(err: unknown, json: boolean): number {
-  const exitCode = exitCodeOf(err);
-  const code = err instanceof BellwetherError ? err.code : undefined;
+/** A failure in one line (its code, what failed, where, what to do; never a stack trace), and its exit code. */
+function failure(err: unknown): { code: string | null; exitCode: number; message: string; line: string } {
+  const code = err instanceof BellwetherError ? err.code : null;
   // One line of safe characters: names and paths come from the command line and the file system.
   const message = printable(err instanceof Error ? err.message : String(err));
-  process.stderr.write(`bellwether: ${code === undefined ? 'unexpected error (please report it)' : code}: ${message}\n`);
-  if (json) process.stdout.write(`${JSON.stringify({ error: { code: code ?? null, exitCode, message } })}\n`);
+  return { code, exitCode: exitCodeOf(err), message, line: `${code ?? 'unexpected error (please report it)'}: ${message}` };
+}
+
+/** A failure, as one line on stderr and, under --json, as an error object on stdout. */
+function fail(err: unknown, json: boolean): number {
+  const { code, exitCode, message, line } = failure(err);
+  process.stderr.write(`bellwether: ${line}\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code, exitCode, message } })}\n`);
   return exitCode;
 }
 

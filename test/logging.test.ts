@@ -5,9 +5,10 @@
  * and closed; a Candidate's elected, step-down and demoted with its reason;
  * an Observer's leader and leader-gone; a singleton's elected and demoted; a
  * Supervisor's worker exits, restarts, kills, crash loop and rolling
- * restarts.
+ * restarts; `bellwether start --log-format json` beside the default text.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import type { Worker } from 'node:cluster';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,10 +16,11 @@ import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { BellwetherError, Candidate, ErrorCodes, type Logger, Observer, Supervisor, ZkSession, singleton } from 'bellwether';
 import { bounded } from './helpers/bounded.js';
-import { type FixtureEvent, Fixtures, startFixture } from './helpers/child.js';
+import { Fixture, type FixtureEvent, Fixtures, startFixture } from './helpers/child.js';
+import { CLI, assertFailure, bellwether } from './helpers/cli.js';
 import { keepLoopAlive } from './helpers/emitter.js';
 import { freePort, getJson } from './helpers/http.js';
-import { RUNTIMES, fixture } from './helpers/runtimes.js';
+import { RUNTIMES, fixture, node } from './helpers/runtimes.js';
 import { openSession, throughProxy } from './helpers/sessions.js';
 import { tempDir } from './helpers/temp.js';
 import { useZooKeeper } from './helpers/zookeeper.js';
@@ -260,6 +262,100 @@ for (const runtime of RUNTIMES) {
     assert.equal((exits.at(-1) as Line).msg, 'worker 1 exited (0)');
   });
 }
+
+describe('bellwether start --log-format', () => {
+  test('json: one JSON object per line (level, time, pid, hostname, event, msg); text, the default: "bellwether: " and the same messages; a parent gone', async (t) => {
+    const fixtures = new Fixtures();
+    t.after(() => fixtures.killAll());
+    const dir = tempDir(t);
+    /**
+     * Slot 0 crash-loops; slot 1 serves until it is made unhealthy, then crash-loops too (its file
+     * `broken` exists): every slot given up, the primary exits with code 4.
+     */
+    const run = async (format: 'json' | 'text'): Promise<{ code: number | null; stderr: string }> => {
+      const [port, broken] = [await freePort(), path.join(dir, `${format}.broken`)];
+      const args = [CLI, 'start', HTTP_APP, '--socket', path.join(dir, `${format}.sock`), '--workers', '2', '--restart-delay', '10', '--max-restarts', '1'];
+      const env = { CRASH_INDEX: '0', BROKEN_IF_EXISTS: broken, PORT: String(port) };
+      const primary = fixtures.add(new Fixture(node.bin, format === 'json' ? [...args, '--log-format', 'json'] : args, `bellwether start (${format})`, env));
+      await bounded('workers ready', primary.stderrMatches(/1 of 2 workers ready/), 20_000);
+      fs.writeFileSync(broken, '');
+      await getJson(port, '/unhealthy?code=3');
+      return { code: (await bounded('the primary exits', primary.exited, 20_000)).code, stderr: primary.stderr };
+    };
+    // A parent that is gone before the primary starts: it stops at once.
+    const parent = spawnSync('true').pid;
+    const orphan = fixtures.add(new Fixture(node.bin, [CLI, 'start', HTTP_APP, '--log-format', 'json', '--socket', path.join(dir, 'orphan.sock'), '--parent-pid', String(parent)], 'bellwether start --parent-pid'));
+    const [json, text] = await Promise.all([run('json'), run('text')]);
+    assert.equal(json.code, 4, json.stderr);
+    assert.equal(text.code, 4, text.stderr);
+
+    const lines = json.stderr.trimEnd().split('\n').map((l) => JSON.parse(l) as Line);
+    for (const l of lines) {
+      const types = [l.level, l['time'], l['pid'], l['hostname'], l.event, l.msg].map((value) => typeof value);
+      assert.deepEqual(types, ['number', 'number', 'number', 'string', 'string', 'string'], JSON.stringify(l));
+    }
+    const events = lines.map((l) => [l.event, l['worker'], l.level]);
+    assert.deepEqual(events, [
+      ['worker-exit', 0, WARN],
+      ['worker-restart', 0, INFO],
+      ['worker-exit', 0, WARN],
+      ['crash-loop', 0, ERROR],
+      ['started', undefined, INFO],
+      ['worker-kill', 1, WARN],
+      ['worker-exit', 1, WARN],
+      ['worker-restart', 1, INFO],
+      ['worker-exit', 1, WARN],
+      ['crash-loop', 1, ERROR],
+      ['exhausted', undefined, ERROR],
+    ]);
+    assert.deepEqual(pick(lines[4]!, 'ready', 'workers', 'msg'), { ready: 1, workers: 2, msg: `1 of 2 workers ready (primary pid ${lines[4]!['pid']})` });
+    assert.deepEqual(pick(lines[10]!, 'slots', 'exitCode'), { slots: 2, exitCode: 4 });
+
+    // The same lines as text, pids aside.
+    const samePids = (s: string): string => s.replace(/pid \d+/g, 'pid N');
+    assert.deepEqual(samePids(text.stderr).split('\n'), samePids(`${lines.map((l) => `bellwether: ${l.msg}`).join('\n')}\n`).split('\n'));
+    // Today's lines, as they were before loggers.
+    for (const expected of [
+      'bellwether: worker 0 exited (1), replacing it',
+      'bellwether: BW_ERR_CRASH_LOOP: worker slot 0 exited 2 times within 60000 ms; given up (the other workers keep serving)',
+      /^bellwether: 1 of 2 workers ready \(primary pid \d+\)$/,
+      /^bellwether: killing worker 1 \(pid \d+\): unhealthy$/,
+      'bellwether: every worker slot (2) was given up after crash loops; nothing left to serve, exiting with code 4',
+    ]) {
+      const found = text.stderr.split('\n').some((l) => (typeof expected === 'string' ? l === expected : expected.test(l)));
+      assert.ok(found, `${expected}\n${text.stderr}`);
+    }
+
+    assert.equal((await bounded('the orphan exits', orphan.exited, 20_000)).code, 70, orphan.stderr);
+    const orphaned = orphan.stderr.trimEnd().split('\n').map((l) => JSON.parse(l) as Line);
+    assert.deepEqual(orphaned.map((l) => pick(l, 'level', 'event', 'parent', 'exitCode', 'msg')), [
+      { level: WARN, event: 'orphaned', parent, exitCode: 70, msg: `parent process ${parent} is gone (--stop-with-parent / --parent-pid); stopping` },
+    ]);
+  });
+
+  test('a bad value is a usage error; with json, a start that fails says so in one JSON line', async (t) => {
+    const missing = path.join(tempDir(t), 'missing.js');
+    const [yaml, failed, help] = await Promise.all([
+      bellwether(['start', HTTP_APP, '--log-format', 'yaml']),
+      bellwether(['start', missing, '--log-format', 'json']),
+      bellwether(['--help']),
+    ]);
+    assertFailure(yaml, 64, /^bellwether: BW_ERR_INVALID_OPTION: --log-format must be text or json, got "yaml"$/m);
+    assert.equal(failed.code, 66);
+    assert.equal(failed.stdout, '');
+    const [only, ...rest] = failed.stderr.trimEnd().split('\n');
+    assert.deepEqual(rest, []);
+    const line = JSON.parse(only!) as Line;
+    assert.deepEqual(pick(line, 'level', 'event', 'code', 'exitCode', 'msg'), {
+      level: ERROR,
+      event: 'failed',
+      code: ErrorCodes.ENTRY_NOT_FOUND,
+      exitCode: 66,
+      msg: `BW_ERR_ENTRY_NOT_FOUND: entry script ${missing} does not exist or is not a file`,
+    });
+    assert.match(help.stdout, /--log-format FORMAT/);
+  });
+});
 
 function pick(line: Record<string, unknown>, ...keys: string[]): Record<string, unknown> {
   return Object.fromEntries(keys.map((key) => [key, line[key]]));

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 
 export const TCP_MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';
 
-/** The warning to print, or undefined when none is due (not Bun, not Linux, or the sysctl is on). */
+/** The warning to log (one line), or undefined when none is due (not Bun, not Linux, or the sysctl is on). */
 export function reuseportWarning(file = TCP_MIGRATE_REQ): string | undefined {
   if (process.versions['bun'] === undefined || process.platform !== 'linux') return undefined;
   let state: string;
@@ -24,15 +24,9 @@ export function reuseportWarning(file = TCP_MIGRATE_REQ): string | undefined {
     state = 'net.ipv4.tcp_migrate_req is not available (Linux before 5.14)';
   }
   return (
-    `bellwether: warning: under Bun each worker listens on its own SO_REUSEPORT socket and ${state}: ` +
+    `warning: under Bun each worker listens on its own SO_REUSEPORT socket and ${state}: ` +
     `connections queued on a stopping worker's listener may be reset during rolling restarts and scale-down. ` +
     `To have the kernel move them to the other workers, run \`sysctl -w net.ipv4.tcp_migrate_req=1\` ` +
-    `(persist it in /etc/sysctl.d/); it is per network namespace: in a container, set it as the pod's/container's sysctl.\n`
+    `(persist it in /etc/sysctl.d/); it is per network namespace: in a container, set it as the pod's/container's sysctl.`
   );
-}
-
-/** Prints the warning on stderr, if one is due. */
-export function warnAboutReuseport(): void {
-  const warning = reuseportWarning();
-  if (warning) process.stderr.write(warning);
 }

@@ -4,8 +4,10 @@
  * `app.log` are ones as they are. A part logs its state changes only, never
  * per request: one object with a stable `event` field, and a short message
  * that reads on its own. Without a logger a part logs nothing (a library
- * prints nothing it was not asked to).
+ * prints nothing it was not asked to). `bellwether start` logs through one of
+ * the two loggers below: today's `bellwether: ...` lines, or JSON lines.
  */
+import os from 'node:os';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 
 /** What a `logger` option takes: pino-compatible (pino's `Logger`, Fastify's `app.log`). */
@@ -63,4 +65,32 @@ export function reportError(
   if (emitter.listenerCount('error') > 0) emitter.emit('error', error);
   else if (log === NO_LOG) process.emitWarning(error);
   else if (!logged) log.error({ event: 'error', code: error.code }, `${error.code}: ${error.message}`);
+}
+
+const toStderr = (line: string): void => void process.stderr.write(line);
+
+/** `bellwether start`'s default: `bellwether: <message>` per line, as it always printed; debug lines and fields are left out. */
+export function lineLogger(write: (line: string) => void = toStderr): Logger {
+  const line = (_fields: object, message?: string): void => write(`bellwether: ${message ?? ''}\n`);
+  const logger: Logger = { debug() {}, info: line, warn: line, error: line, child: () => logger };
+  return logger;
+}
+
+/** pino's level numbers: tools that read pino's output (pino-pretty, log shippers) read these lines too. */
+const LEVELS = { info: 30, warn: 40, error: 50 } as const;
+
+/**
+ * `bellwether start --log-format json`: one JSON object per line, as pino
+ * writes them (`level`, `time`, `pid`, `hostname`, the bindings and fields,
+ * `msg`), from level info up.
+ */
+export function jsonLogger(write: (line: string) => void = toStderr, bindings: object = {}): Logger {
+  const base = { pid: process.pid, hostname: os.hostname() };
+  const at = (level: keyof typeof LEVELS) => (fields: object, message?: string): void =>
+    write(`${JSON.stringify({ level: LEVELS[level], time: Date.now(), ...base, ...bindings, ...fields, msg: message }, bigintAsString)}\n`);
+  return { debug() {}, info: at('info'), warn: at('warn'), error: at('error'), child: (more) => jsonLogger(write, { ...bindings, ...more }) };
+}
+
+function bigintAsString(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
 }
