@@ -39,7 +39,7 @@
  */
 import type http from 'node:http';
 import type https from 'node:https';
-import { BellwetherError, ErrorCodes, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, type Logger, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import { drainServer, trackConnections, worker } from 'bellwether/worker';
 import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -60,6 +60,8 @@ export interface BellwetherExpressOptions {
   readiness?: Readiness;
   /** Where the endpoints are. */
   paths?: BellwetherExpressPaths;
+  /** For the singletons and the session that have no logger of their own. Default: none. Nothing is logged per request. */
+  logger?: Logger | false;
 }
 
 /** A server `attach()` accepts: what `app.listen()`, `http.createServer()` or `https.createServer()` return. */

@@ -26,8 +26,12 @@
  *   stop closes the app (`worker.onShutdown(() => app.close())`).
  * - `app.close()` closes what the plugin started: the singletons, and the zk
  *   session only if it was given to the plugin unstarted.
+ * - The singletons and the session log their state changes to `app.log`
+ *   when the app logs (made with `logger` or `loggerInstance`) and they were
+ *   given no logger of their own; `logger` chooses another, `false` none.
+ *   Nothing is logged per request.
  */
-import { BellwetherError, ErrorCodes, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, type Logger, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { worker } from 'bellwether/worker';
@@ -49,6 +53,12 @@ export interface BellwetherFastifyOptions {
   readiness?: Readiness;
   /** Where the routes are. */
   paths?: BellwetherFastifyPaths;
+  /**
+   * For the singletons and the session that have no logger of their own.
+   * Default: `app.log` when the app logs (Fastify made with `logger` or
+   * `loggerInstance`); `false`: none.
+   */
+  logger?: Logger | false;
 }
 
 declare module 'fastify' {
@@ -58,13 +68,16 @@ declare module 'fastify' {
   }
 }
 
-const resolveOptions = (options: unknown): ResolvedAdapterOptions =>
+const resolveOptions = (options: unknown, fastify: FastifyInstance): ResolvedAdapterOptions =>
   resolveAdapterOptions(
     options,
     'bellwether/fastify',
     { prefix: 'the plugin is not encapsulated, so prefix would be ignored: set paths instead' },
     // Fastify's own register options: Fastify applies them to the plugin's routes.
     ['logLevel', 'logSerializers'],
+    // An app made without a logger has a stand-in with no level, which drops everything: errors of
+    // the parts that have no listener are then process warnings, as without the plugin.
+    fastify.log.level === undefined ? undefined : fastify.log,
   );
 
 /**
@@ -83,7 +96,7 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
         'register it once, with every singleton in its `singletons` option',
     );
   }
-  const { board: boardOptions, metrics, paths } = resolveOptions(options);
+  const { board: boardOptions, metrics, paths } = resolveOptions(options, fastify);
   const board = new StatusBoard(boardOptions);
   registered.add(fastify.server);
   fastify.decorate('bellwether', board);

@@ -1,8 +1,8 @@
 /**
  * What both adapters accept, checked the same way before anything starts:
- * `singletons`, `zk` (checked by the StatusBoard), `metrics` and `paths`.
+ * `singletons`, `zk` and `logger` (checked by the StatusBoard), `metrics` and `paths`.
  */
-import { BellwetherError, ErrorCodes, type Readiness, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
+import { BellwetherError, ErrorCodes, type Logger, type Readiness, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
 
 export interface AdapterPaths {
   /** Liveness: 200 `{ live: true }` while the process answers. Default `/healthz`. */
@@ -22,7 +22,7 @@ export const DEFAULT_PATHS: Required<AdapterPaths> = {
   metrics: '/metrics',
 };
 
-const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths', 'readiness'] as const;
+const KNOWN_OPTIONS = ['singletons', 'zk', 'metrics', 'paths', 'readiness', 'logger'] as const;
 const PATH_KEYS = Object.keys(DEFAULT_PATHS) as (keyof AdapterPaths)[];
 /** An absolute URL path without query, fragment, whitespace or route parameters. */
 const ROUTE_PATH = /^\/[^\s?#:*]*$/;
@@ -52,11 +52,18 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 }
 
 /**
- * Checks an adapter's own options; the board checks `singletons` and `zk`
- * itself. `hints` explain some unknown keys; `framework` keys belong to the
- * framework (Fastify's register options) and are left to it.
+ * Checks an adapter's own options; the board checks `singletons`, `zk` and
+ * `logger` itself. `hints` explain some unknown keys; `framework` keys belong
+ * to the framework (Fastify's register options) and are left to it.
+ * `defaultLogger`: for the parts when `logger` is not given (`false`: none).
  */
-export function resolveAdapterOptions(options: unknown, adapter: string, hints: Record<string, string> = {}, framework: readonly string[] = []): ResolvedAdapterOptions {
+export function resolveAdapterOptions(
+  options: unknown,
+  adapter: string,
+  hints: Record<string, string> = {},
+  framework: readonly string[] = [],
+  defaultLogger?: Logger,
+): ResolvedAdapterOptions {
   const invalid = (message: string): BellwetherError => adapterError(adapter, message);
   const given = options ?? {};
   if (!isPlainObject(given)) throw invalid(`options must be an object, got ${show(given)}`);
@@ -101,6 +108,8 @@ export function resolveAdapterOptions(options: unknown, adapter: string, hints: 
   if (given['singletons'] !== undefined) board.singletons = given['singletons'] as Singleton[];
   if (given['zk'] !== undefined) board.zk = given['zk'] as ZkSession;
   if (given['readiness'] !== undefined) board.readiness = given['readiness'] as Readiness;
+  const logger = given['logger'] === undefined ? defaultLogger : given['logger'];
+  if (logger !== undefined && logger !== false) board.logger = logger as Logger;
   return { board, metrics, paths };
 }
 

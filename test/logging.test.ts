@@ -5,7 +5,8 @@
  * and closed; a Candidate's elected, step-down and demoted with its reason;
  * an Observer's leader and leader-gone; a singleton's elected and demoted; a
  * Supervisor's worker exits, restarts, kills, crash loop and rolling
- * restarts; `bellwether start --log-format json` beside the default text.
+ * restarts; `bellwether start --log-format json` beside the default text;
+ * the adapters' loggers. Nothing is logged per request.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,8 +14,11 @@ import type { Worker } from 'node:cluster';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import Fastify from 'fastify';
 import { pino } from 'pino';
-import { BellwetherError, Candidate, ErrorCodes, type Logger, Observer, Supervisor, ZkSession, singleton } from 'bellwether';
+import { BellwetherError, Candidate, ErrorCodes, type Logger, Observer, StatusBoard, Supervisor, ZkSession, singleton } from 'bellwether';
+import { bellwether as expressRouter } from 'bellwether/express';
+import fastifyPlugin from 'bellwether/fastify';
 import { bounded } from './helpers/bounded.js';
 import { Fixture, type FixtureEvent, Fixtures, startFixture } from './helpers/child.js';
 import { CLI, assertFailure, bellwether } from './helpers/cli.js';
@@ -88,6 +92,8 @@ test('a logger that is not pino-compatible is refused before anything starts, an
     ['Observer', (logger) => new Observer(zk, 'refused', { logger: logger as Logger })],
     ['singleton()', (logger) => singleton({ name: 'refused', logger: logger as Logger })],
     ['Supervisor', (logger) => new Supervisor({ exec: HTTP_APP, controlSocket: false, logger: logger as Logger })],
+    ['StatusBoard', (logger) => new StatusBoard({ logger: logger as Logger })],
+    ['bellwether/express', (logger) => expressRouter({ logger: logger as Logger })],
   ];
   for (const [what, construct] of make) {
     for (const [given, got] of [[notALogger, 'an object without child'], ['info', 'a string'], [null, 'null']] as const) {
@@ -102,9 +108,9 @@ test('a logger that is not pino-compatible is refused before anything starts, an
       );
     }
   }
-  // pino's Logger is a logger as it is (this file compiles).
-  const loggers: Logger[] = [pino({ level: 'silent' })];
-  assert.equal(loggers.length, 1);
+  // pino's Logger and Fastify's app.log are loggers as they are (this file compiles).
+  const loggers: Logger[] = [pino({ level: 'silent' }), Fastify().log];
+  assert.equal(loggers.length, 2);
 });
 
 describe('logging, on one ZooKeeper', () => {
@@ -354,6 +360,65 @@ describe('bellwether start --log-format', () => {
       msg: `BW_ERR_ENTRY_NOT_FOUND: entry script ${missing} does not exist or is not a file`,
     });
     assert.match(help.stdout, /--log-format FORMAT/);
+  });
+});
+
+describe('the adapters', () => {
+  test("bellwether/fastify: the singletons log to app.log when the app logs; nothing per request; `logger: false` for none", async (t) => {
+    const lockDir = tempDir(t);
+    const log = new LogLines();
+    const app = Fastify({ loggerInstance: log.logger });
+    t.after(() => app.close());
+    const job = singleton({ name: 'fastify-logged', lockDir, run: untilAborted });
+    await app.register(fastifyPlugin, { singletons: [job] });
+    assert.deepEqual(pick(await log.next('elected', { singleton: 'fastify-logged' }), 'level', 'scope', 'token'), { level: INFO, scope: 'host', token: job.token });
+    const before = log.mark();
+    for (const url of ['/healthz', '/readyz', '/bellwether']) await app.inject(url);
+    // Fastify logs its requests; bellwether (every line of it has an `event`) nothing.
+    assert.ok(log.lines.length > before, "Fastify's own request lines");
+    assert.deepEqual(log.lines.slice(before).filter((l) => l.event !== undefined), [], 'nothing logged per request');
+    await app.close();
+    assert.equal((await log.next('demoted', { singleton: 'fastify-logged' }, before))['reason'], 'closed');
+
+    const quiet = new LogLines();
+    const other = Fastify({ loggerInstance: quiet.logger });
+    t.after(() => other.close());
+    const unlogged = singleton({ name: 'fastify-unlogged', lockDir, run: untilAborted });
+    const elected = new Promise((resolve) => unlogged.once('elected', resolve));
+    await other.register(fastifyPlugin, { singletons: [unlogged], logger: false });
+    await bounded('elected', elected, 5000);
+    assert.deepEqual(quiet.lines.filter((l) => l.event !== undefined), []);
+  });
+
+  test('bellwether/fastify in an app without a logger: an error with no listener is still a process warning', async (t) => {
+    const warnings = processWarnings(t);
+    const app = Fastify();
+    t.after(() => app.close());
+    const job = singleton({ name: 'fastify-failing', lockDir: tempDir(t), backoff: { initial: 10_000 }, run: () => Promise.reject(new Error('boom')) });
+    const demoted = new Promise((resolve) => job.once('demoted', resolve));
+    await app.register(fastifyPlugin, { singletons: [job] });
+    await bounded('the run fails', demoted, 5000);
+    // process.emitWarning emits on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(warnings.map((w) => w.code), [ErrorCodes.CALLBACK_FAILED]);
+  });
+
+  test('bellwether/express: `logger` for the singletons that have none; a failed run: the error, demoted (failed)', async (t) => {
+    const warnings = processWarnings(t);
+    const log = new LogLines();
+    const lockDir = tempDir(t);
+    const job = singleton({ name: 'express-logged', lockDir, run: untilAborted });
+    const failing = singleton({ name: 'express-failing', lockDir, backoff: { initial: 10_000 }, run: () => Promise.reject(new Error('boom')) });
+    const router = expressRouter({ singletons: [job, failing], logger: log.logger });
+    t.after(() => router.close());
+    await router.start();
+    assert.equal((await log.next('elected', { singleton: 'express-logged' }))['scope'], 'host');
+    const error = await log.next('error', { singleton: 'express-failing' });
+    assert.deepEqual(pick(error, 'level', 'code', 'msg'), { level: ERROR, code: ErrorCodes.CALLBACK_FAILED, msg: 'BW_ERR_CALLBACK_FAILED: run of singleton express-failing failed: boom' });
+    assert.deepEqual(pick(await log.next('demoted', { singleton: 'express-failing' }), 'level', 'reason'), { level: WARN, reason: 'failed' });
+    await router.close();
+    assert.deepEqual(pick(await log.next('demoted', { singleton: 'express-logged' }), 'level', 'reason'), { level: INFO, reason: 'closed' });
+    assert.deepEqual(warnings, []);
   });
 });
 

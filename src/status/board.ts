@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type MetricsMessage, isMetricsMessage } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
+import { type Logger, checkLogger } from '../log/logger.js';
 import type { DemotionReason, RunRecord, Singleton, SingletonEvents } from '../singleton/singleton.js';
 import { checkObject, checkKnownKeys, invalidOption } from '../validate.js';
 import { sendToPrimary } from '../worker/send-to-primary.js';
@@ -23,6 +24,8 @@ export interface StatusBoardOptions {
    * fleet turns unready during a ZooKeeper outage.
    */
   readiness?: Readiness;
+  /** A logger for the singletons and the session that were given none of their own (set as start() begins). */
+  logger?: Logger;
 }
 
 export type Readiness = 'serving' | 'serving+zk';
@@ -59,6 +62,7 @@ export class StatusBoard {
   readonly #zk: ZkSession | undefined;
   readonly #metricsEnabled: boolean;
   readonly #readiness: Readiness;
+  readonly #logger: Logger | undefined;
   readonly #cleanup: (() => void)[] = [];
   /** This board's name in its messages to the primary: a worker may have more than one. */
   readonly #id = randomUUID();
@@ -84,7 +88,7 @@ export class StatusBoard {
 
   constructor(options: StatusBoardOptions = {}) {
     const given = checkObject(options, 'bellwether adapter options');
-    checkKnownKeys(given, ['singletons', 'zk', 'metrics', 'readiness'], 'StatusBoard');
+    checkKnownKeys(given, ['singletons', 'zk', 'metrics', 'readiness', 'logger'], 'StatusBoard');
     const singletons = given['singletons'] ?? [];
     if (!Array.isArray(singletons) || !singletons.every((s) => typeof (s as Singleton)?.start === 'function' && typeof (s as Singleton)?.name === 'string')) {
       throw invalidOption('singletons', 'an array of singleton() objects', singletons);
@@ -98,6 +102,7 @@ export class StatusBoard {
     const readiness = given['readiness'] ?? 'serving';
     if (!READINESS.includes(readiness as Readiness)) throw invalidOption('readiness', `one of ${READINESS.map((r) => `'${r}'`).join(', ')}`, readiness);
     this.#readiness = readiness as Readiness;
+    this.#logger = checkLogger(given['logger']);
   }
 
   /**
@@ -134,6 +139,7 @@ export class StatusBoard {
   }
 
   async #startParts(notClosed: () => void): Promise<void> {
+    if (this.#logger) for (const part of [...this.#singletons, ...(this.#zk ? [this.#zk] : [])]) part.adoptLogger(this.#logger);
     // First: a request for /metrics may come as soon as the app listens, before the session is up.
     this.#setUpMetricsOnce();
     // The primary keeps the counters: it is told of every increase, from what was counted before this board on.
