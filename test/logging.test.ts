@@ -195,6 +195,33 @@ describe('logging, on one ZooKeeper', () => {
     assert.deepEqual(warnings, [], 'with a logger, errors without a listener are logged, not process warnings');
   });
 
+  test('a logger that throws, and a child() that returns no logger: the session, the election and the singleton go on; one process warning says so', async (t) => {
+    const warned: Error[] = [];
+    const onWarning = (warning: Error): void => void (warning.name === 'BellwetherWarning' && warned.push(warning));
+    process.on('warning', onWarning);
+    t.after(() => void process.off('warning', onWarning));
+    let calls = 0;
+    const sink = (): never => {
+      calls += 1;
+      throw new Error('log sink down');
+    };
+    const broken = { debug: sink, info: sink, warn: sink, error: sink, child: () => ({}) } as unknown as Logger;
+    const zk = new ZkSession({ connect: zk1.ensemble.connectString(), logger: broken });
+    t.after(() => zk.close());
+    await zk.start();
+    const job = singleton({ name: 'logged-broken', scope: 'cluster', zk, logger: broken, run: untilAborted });
+    t.after(() => job.close());
+    const elected = new Promise((resolve) => job.once('elected', resolve));
+    await job.start();
+    await bounded('the singleton is elected with a logger that throws', elected, 10_000);
+    await job.close();
+    await zk.close();
+    assert.ok(calls >= 3, `the logger was called (${calls})`);
+    await bounded('the process warning', new Promise<void>((resolve) => (warned.length ? resolve() : process.once('warning', () => resolve()))), 5000);
+    assert.equal(warned.length, 1, 'one warning per logger given');
+    assert.match(warned[0]!.message, /the logger threw \(log sink down\)/);
+  });
+
   test("the primary's host ballot logs its Candidate's lines through the Supervisor's logger", async (t) => {
     const log = new LogLines();
     const primary = openSession(t, zk1.ensemble.connectString());

@@ -30,9 +30,64 @@ export function checkLogger(value: unknown, option = 'logger'): Logger | undefin
   if (value === undefined) return undefined;
   const isObject = typeof value === 'object' && value !== null;
   const missing = isObject ? METHODS.filter((method) => typeof (value as Record<string, unknown>)[method] !== 'function') : [...METHODS];
-  if (missing.length === 0) return value as Logger;
+  if (missing.length === 0) return guarded(value as Logger);
   const got = !isObject ? (value === null ? 'null' : `a ${typeof value}`) : `an object without ${missing.join(', ')}`;
   throw new BellwetherError(ErrorCodes.INVALID_OPTION, `${option} must be a pino-compatible logger (with debug, info, warn, error and child functions), got ${got}`);
+}
+
+/** Loggers made by `guarded()`: checking one again returns it as it is. */
+const GUARDED = new WeakSet<Logger>();
+/** The loggers given whose failure was told already (one given to several parts: one warning). */
+const WARNED = new WeakSet<object>();
+
+/**
+ * The user's logger, made safe to call from a state machine: a log call that
+ * throws (a sink that is down, a bug in a custom logger) must not stop a
+ * worker's restart or a session's reconnect. What it threw is a process
+ * warning, once per logger given. A `child()` that throws or returns no
+ * logger leaves its bindings in each line's fields instead.
+ */
+function guarded(logger: Logger, given: object = logger): Logger {
+  if (GUARDED.has(logger)) return logger;
+  const failed = (err: unknown): void => {
+    if (WARNED.has(given)) return;
+    WARNED.add(given);
+    process.emitWarning(`bellwether: the logger threw (${err instanceof Error ? err.message : String(err)}); its lines are dropped, bellwether goes on`, 'BellwetherWarning');
+  };
+  const call = (level: Exclude<(typeof METHODS)[number], 'child'>) => (fields: object, message?: string): void => {
+    try {
+      logger[level](fields, message);
+    } catch (err) {
+      failed(err);
+    }
+  };
+  const safe: Logger = {
+    debug: call('debug'),
+    info: call('info'),
+    warn: call('warn'),
+    error: call('error'),
+    child: (bindings) => {
+      try {
+        const child: unknown = logger.child(bindings);
+        if (typeof child === 'object' && child !== null && METHODS.every((method) => typeof (child as Record<string, unknown>)[method] === 'function')) {
+          return guarded(child as Logger, given);
+        }
+      } catch (err) {
+        failed(err);
+      }
+      return withBindings(safe, bindings);
+    },
+  };
+  GUARDED.add(safe);
+  return safe;
+}
+
+/** `logger` with `bindings` in every line's fields: a child made by hand. */
+function withBindings(logger: Logger, bindings: object): Logger {
+  const call = (level: Exclude<(typeof METHODS)[number], 'child'>) => (fields: object, message?: string): void => logger[level]({ ...bindings, ...fields }, message);
+  const child: Logger = { debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error'), child: (more) => withBindings(logger, { ...bindings, ...more }) };
+  GUARDED.add(child);
+  return child;
 }
 
 /**
