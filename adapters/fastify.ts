@@ -75,10 +75,17 @@ const resolveOptions = (options: unknown, fastify: FastifyInstance): ResolvedAda
     { prefix: 'the plugin is not encapsulated, so prefix would be ignored: set paths instead' },
     // Fastify's own register options: Fastify applies them to the plugin's routes.
     ['logLevel', 'logSerializers'],
-    // An app made without a logger has a stand-in with no level, which drops everything: errors of
-    // the parts that have no listener are then process warnings, as without the plugin.
-    fastify.log.level === undefined ? undefined : fastify.log,
+    // An app made without a logger has a stand-in with no level, and a 'silent' or 'fatal' logger drops
+    // errors: errors of the parts that have no listener are then process warnings, as without the plugin.
+    logsErrors(fastify.log) ? fastify.log : undefined,
   );
+
+/** Whether Fastify's logger writes `error` lines (pino's isLevelEnabled; an app without a logger has no level). */
+function logsErrors(log: FastifyInstance['log']): boolean {
+  if (log.level === undefined) return false;
+  const enabled = (log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled;
+  return typeof enabled === 'function' ? enabled.call(log, 'error') : log.level !== 'silent' && log.level !== 'fatal';
+}
 
 /**
  * Apps that have the plugin, by their HTTP server: every context of an app

@@ -370,8 +370,9 @@ function lock(name: string, lockDir: string | undefined, json: boolean, reset: b
   if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else {
     const last = report.lastToken === undefined ? 'never held' : `last holder pid ${report.lastPid}, fencing token ${report.lastToken}`;
-    const pids = report.waiting > 0 ? ` (pid${report.waiting > 1 ? 's' : ''} ${report.waitingPids.join(', ')})` : '';
-    process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${report.waiting} waiting${pids}; ${last}\n  ${report.file}\n`);
+    // The first line as it always was (scripts read it); the waiting pids on a line of their own.
+    const pids = report.waiting > 0 ? `  waiting: pid${report.waiting > 1 ? 's' : ''} ${report.waitingPids.join(', ')}\n` : '';
+    process.stdout.write(`${name}: ${report.held ? 'running (lock held)' : 'not running (lock free)'}; ${report.waiting} waiting; ${last}\n  ${report.file}\n${pids}`);
   }
   return report.held ? EXIT.OK : EXIT.NOT_RUNNING;
 }

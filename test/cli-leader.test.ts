@@ -71,7 +71,7 @@ describe('bellwether leader', () => {
     assert.match(lines[4]!, new RegExp(`^          ${report.ballots[1].ballot}  session 0x${waiting.sessionId}  token \\d+  data host-b$`));
   });
 
-  test('no acknowledged leader (exit code 3): no election, a ballot without an ack, an ack that is not the lowest ballot\'s', async (t) => {
+  test('no acknowledged leader (exit code 3): no election, a ballot without an ack, an ack that is not the lowest ballot\'s, nodes no session owns', async (t) => {
     const connect = zk1.ensemble.connectString();
     const [voter, other] = [openSession(t, connect), openSession(t, connect)];
     await Promise.all([voter.start(), other.start()]);
@@ -82,10 +82,14 @@ describe('bellwether leader', () => {
     }
     // An ack of another session (one whose ballot is gone, its ack not yet): not the leader's.
     await other.create('/_zkelection/stale/leader_ack', 'gone-leader', { mode: 'ephemeral' });
+    // A ballot and an ack made persistent (by hand, by another tool): no session owns them (owner 0x0 on both).
+    await voter.mkdirp('/_zkelection/persisted');
+    await voter.create(`/_zkelection/persisted/ballot-${'0'.repeat(32)}-`, 'by hand', { mode: 'persistent-sequential' });
+    await voter.create('/_zkelection/persisted/leader_ack', 'by hand', { mode: 'persistent' });
 
     const [text, ...runs] = await Promise.all([
       bellwether(['leader', 'stale', '--zk', connect]),
-      ...['never', 'unacked', 'stale'].map((name) => bellwether(['leader', name, '--zk', connect, '--json'])),
+      ...['never', 'unacked', 'stale', 'persisted'].map((name) => bellwether(['leader', name, '--zk', connect, '--json'])),
     ]);
     for (const run of runs) assert.equal(run.code, 3, JSON.stringify(run));
     const reports = runs.map((run) => JSON.parse(run.stdout));
@@ -100,6 +104,8 @@ describe('bellwether leader', () => {
     assert.deepEqual(reports[1].ballots.map((b: { session: string; data: string; leader: boolean }) => [b.session, b.data, b.leader]), [[`0x${voter.sessionId}`, 'waiting', false]]);
     assert.match(reports[2].reason, new RegExp(`^the leader_ack belongs to session 0x${other.sessionId}, the lowest ballot to session 0x${voter.sessionId}`));
     assert.equal(reports[2].leader, null);
+    assert.match(reports[3].reason, /^the lowest ballot \(ballot-0{32}-\d{10}\) is not ephemeral: no session owns it/);
+    assert.deepEqual(reports[3].ballots.map((b: { session: string; leader: boolean }) => [b.session, b.leader]), [['0x0', false]]);
 
     assert.equal(text.code, 3);
     assert.match(text.stdout, /^stale: no acknowledged leader: the leader_ack belongs to session 0x[0-9a-f]+, .*\nballots in \/_zkelection\/stale, the lowest leads:\n {10}ballot-0{32}-\d{10} {2}session 0x[0-9a-f]+ {2}token \d+ {2}data waiting\n$/);

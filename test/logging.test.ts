@@ -417,18 +417,24 @@ describe('the adapters', () => {
     assert.deepEqual(quiet.lines.filter((l) => l.event !== undefined), []);
   });
 
-  test('bellwether/fastify in an app without a logger: an error with no listener is still a process warning', async (t) => {
-    const warnings = processWarnings(t);
-    const app = Fastify();
-    t.after(() => app.close());
-    const job = singleton({ name: 'fastify-failing', lockDir: tempDir(t), backoff: { initial: 10_000 }, run: () => Promise.reject(new Error('boom')) });
-    const demoted = new Promise((resolve) => job.once('demoted', resolve));
-    await app.register(fastifyPlugin, { singletons: [job] });
-    await bounded('the run fails', demoted, 5000);
-    // process.emitWarning emits on the next tick.
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(warnings.map((w) => w.code), [ErrorCodes.CALLBACK_FAILED]);
-  });
+  for (const [what, options] of [
+    ['without a logger', {}],
+    ["whose logger is 'silent'", { logger: { level: 'silent' } }],
+    ["whose logger logs 'fatal' only", { logger: { level: 'fatal' } }],
+  ] as const) {
+    test(`bellwether/fastify in an app ${what}: an error with no listener is still a process warning`, async (t) => {
+      const warnings = processWarnings(t);
+      const app = Fastify(options);
+      t.after(() => app.close());
+      const job = singleton({ name: 'fastify-failing', lockDir: tempDir(t), backoff: { initial: 10_000 }, run: () => Promise.reject(new Error('boom')) });
+      const demoted = new Promise((resolve) => job.once('demoted', resolve));
+      await app.register(fastifyPlugin, { singletons: [job] });
+      await bounded('the run fails', demoted, 5000);
+      // process.emitWarning emits on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(warnings.map((w) => w.code), [ErrorCodes.CALLBACK_FAILED]);
+    });
+  }
 
   test('bellwether/express: `logger` for the singletons that have none; a failed run: the error, demoted (failed)', async (t) => {
     const warnings = processWarnings(t);

@@ -240,3 +240,22 @@ for (const runtime of RUNTIMES) {
     });
   });
 }
+
+test("the primary's handover gaps also count a singleton that no board lists (the app runs it itself), once a board serves metrics", async () => {
+  const { ClusterMetrics } = (await import(new URL('../../dist/cluster/cluster-metrics.js', import.meta.url).href)) as {
+    ClusterMetrics: new () => { onMessage(from: unknown, message: unknown, answer: (id: string) => void): void; scrape(id: string, slots: unknown[]): Promise<string | null> };
+  };
+  const metrics = new ClusterMetrics();
+  // Workers as the primary holds them: not connected, so a scrape asks none of them.
+  const [a, b] = [1, 2].map((id) => ({ id, isDead: () => false, isConnected: () => false, send() {} }));
+  const from = (worker: unknown, index: number): unknown => ({ worker, index });
+  metrics.onMessage(from(a, 0), { bellwether: 'metrics-on', board: 'board-a', singletons: [], zk: false }, () => {});
+  // prom-client loads asynchronously: the histogram exists from the first scrape on.
+  await metrics.scrape('first', []);
+  metrics.onMessage(from(a, 0), { bellwether: 'metrics-term', singleton: 'unlisted', fence: '5', leading: true }, () => {});
+  metrics.onMessage(from(a, 0), { bellwether: 'metrics-term', singleton: 'unlisted', fence: '5', leading: false }, () => {});
+  metrics.onMessage(from(b, 1), { bellwether: 'metrics-term', singleton: 'unlisted', fence: '6', leading: true }, () => {});
+  const families = parsePrometheusText((await metrics.scrape('second', []))!);
+  const [count] = samplesOf(families, 'bellwether_singleton_handover_gap_seconds_count', { singleton: 'unlisted', seen_by: 'primary' });
+  assert.equal(count?.value, 1, 'one gap: generation 5 ended, 6 began');
+});

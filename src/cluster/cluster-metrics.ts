@@ -56,6 +56,8 @@ export class ClusterMetrics {
         if (!boards) this.#serving.set(from.worker, (boards = new Set()));
         boards.add(message.board);
         // Counters (and the gaps' histogram) exist from the start, at 0, not from their first event.
+        // The gaps count from the first board on, also of singletons no board lists (the app runs them itself).
+        this.#gaps.measure();
         for (const name of message.singletons) {
           this.#countsOf(from.index, name);
           this.#gaps.show(name);

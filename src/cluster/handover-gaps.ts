@@ -44,6 +44,11 @@ export class HandoverGaps {
     for (const [singleton, terms] of this.#terms) if (terms.running.has(worker)) this.#ended(worker, singleton);
   }
 
+  /** Gaps are measured from now on (prom-client is loaded once, if the app has it). */
+  measure(): void {
+    void this.#seriesOnce();
+  }
+
   /** The histogram of `singleton` is shown from now on, at 0 until a first gap. */
   show(singleton: string): void {
     void this.#seriesOnce().then((series) => {
