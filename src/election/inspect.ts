@@ -65,10 +65,10 @@ export async function inspectElection(zk: ZkSession, name: string, root: string)
   const ballots = standing.map(({ ballot, node }) => ballotReport(ballot, node));
   const [lowest] = ballots;
   const ackOwner = ackNode && hexSession(ackNode.stat);
+  if (ackNode && ackNode.stat.ephemeralOwner === '0') return none('the leader_ack is not ephemeral: no session owns it, no leader made it', ballots);
   if (!lowest) return none(ackNode ? `no ballots, but a leader_ack of session ${ackOwner} (its session not yet closed or expired)` : 'no ballots: no candidate stands', ballots);
   // Persistent nodes (ephemeralOwner 0, made by hand or by another tool) belong to no candidate: no leader however they match.
   if (standing[0]!.node.stat.ephemeralOwner === '0') return none(`the lowest ballot (${lowest.ballot}) is not ephemeral: no session owns it, no candidate made it`, ballots);
-  if (ackNode && ackNode.stat.ephemeralOwner === '0') return none('the leader_ack is not ephemeral: no session owns it, no leader made it', ballots);
   if (!ackNode) return none(`the lowest ballot (session ${lowest.session}) has not acknowledged: its candidate is taking over, or lost its connection`, ballots);
   if (ackOwner !== lowest.session) {
     return none(`the leader_ack belongs to session ${ackOwner}, the lowest ballot to session ${lowest.session}: an ack left by an earlier leader, or a handover under way`, ballots);

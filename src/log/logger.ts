@@ -36,7 +36,7 @@ export function checkLogger(value: unknown, option = 'logger'): Logger | undefin
 }
 
 /** Loggers made by `guarded()`: checking one again returns it as it is. */
-const GUARDED = new WeakSet<Logger>();
+const GUARDED = new WeakSet<Logger>([NO_LOG]);
 /** The loggers given whose failure was told already (one given to several parts: one warning). */
 const WARNED = new WeakSet<object>();
 
@@ -52,7 +52,12 @@ function guarded(logger: Logger, given: object = logger): Logger {
   const failed = (err: unknown): void => {
     if (WARNED.has(given)) return;
     WARNED.add(given);
-    process.emitWarning(`bellwether: the logger threw (${err instanceof Error ? err.message : String(err)}); its lines are dropped, bellwether goes on`, 'BellwetherWarning');
+    // What was thrown may not even turn into a string.
+    let why = 'something that is not an Error';
+    try {
+      why = err instanceof Error ? err.message : String(err);
+    } catch {}
+    process.emitWarning(`bellwether: the logger threw (${why}); its lines are dropped, bellwether goes on`, 'BellwetherWarning');
   };
   const call = (level: Exclude<(typeof METHODS)[number], 'child'>) => (fields: object, message?: string): void => {
     try {
