@@ -29,10 +29,23 @@ export const NO_LOG: Logger = { debug() {}, info() {}, warn() {}, error() {}, ch
 export function checkLogger(value: unknown, option = 'logger'): Logger | undefined {
   if (value === undefined) return undefined;
   const isObject = typeof value === 'object' && value !== null;
-  const missing = isObject ? METHODS.filter((method) => typeof (value as Record<string, unknown>)[method] !== 'function') : [...METHODS];
+  const missing = missingMethods(value);
   if (missing.length === 0) return guarded(value as Logger);
   const got = !isObject ? (value === null ? 'null' : `a ${typeof value}`) : `an object without ${missing.join(', ')}`;
   throw new BellwetherError(ErrorCodes.INVALID_OPTION, `${option} must be a pino-compatible logger (with debug, info, warn, error and child functions), got ${got}`);
+}
+
+/** What `value` lacks to be a Logger (all of it when it is no object). */
+function missingMethods(value: unknown): (typeof METHODS)[number][] {
+  if (typeof value !== 'object' || value === null) return [...METHODS];
+  return METHODS.filter((method) => typeof (value as Record<string, unknown>)[method] !== 'function');
+}
+
+type Level = Exclude<(typeof METHODS)[number], 'child'>;
+
+/** A logger's four levels, each made by `line`. */
+function levels(line: (level: Level) => (fields: object, message?: string) => void): Omit<Logger, 'child'> {
+  return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
 }
 
 /** Loggers made by `guarded()`: checking one again returns it as it is. */
@@ -59,24 +72,18 @@ function guarded(logger: Logger, given: object = logger): Logger {
     } catch {}
     process.emitWarning(`bellwether: the logger threw (${why}); its lines are dropped, bellwether goes on`, 'BellwetherWarning');
   };
-  const call = (level: Exclude<(typeof METHODS)[number], 'child'>) => (fields: object, message?: string): void => {
-    try {
-      logger[level](fields, message);
-    } catch (err) {
-      failed(err);
-    }
-  };
   const safe: Logger = {
-    debug: call('debug'),
-    info: call('info'),
-    warn: call('warn'),
-    error: call('error'),
+    ...levels((level) => (fields, message) => {
+      try {
+        logger[level](fields, message);
+      } catch (err) {
+        failed(err);
+      }
+    }),
     child: (bindings) => {
       try {
         const child: unknown = logger.child(bindings);
-        if (typeof child === 'object' && child !== null && METHODS.every((method) => typeof (child as Record<string, unknown>)[method] === 'function')) {
-          return guarded(child as Logger, given);
-        }
+        if (missingMethods(child).length === 0) return guarded(child as Logger, given);
       } catch (err) {
         failed(err);
       }
@@ -89,8 +96,10 @@ function guarded(logger: Logger, given: object = logger): Logger {
 
 /** `logger` with `bindings` in every line's fields: a child made by hand. */
 function withBindings(logger: Logger, bindings: object): Logger {
-  const call = (level: Exclude<(typeof METHODS)[number], 'child'>) => (fields: object, message?: string): void => logger[level]({ ...bindings, ...fields }, message);
-  const child: Logger = { debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error'), child: (more) => withBindings(logger, { ...bindings, ...more }) };
+  const child: Logger = {
+    ...levels((level) => (fields, message) => logger[level]({ ...bindings, ...fields }, message)),
+    child: (more) => withBindings(logger, { ...bindings, ...more }),
+  };
   GUARDED.add(child);
   return child;
 }
