@@ -1,6 +1,6 @@
 import type { Worker } from 'node:cluster';
 import type { Registry } from 'prom-client';
-import { followsDirectly } from '../singleton/fence.js';
+import { type EndedTerm, followsDirectly, gapSince } from '../singleton/fence.js';
 import { type GapHistogram, gapHistogram, loadPromClient } from '../status/metrics.js';
 
 /** The histogram, once prom-client is loaded, and the singletons it shows. */
@@ -13,7 +13,7 @@ interface Series {
 /** One singleton, as the primary sees its terms: the workers in one now, and the last term that ended. */
 interface Terms {
   readonly running: Map<Worker, bigint>;
-  ended: { fence: bigint; at: number } | undefined;
+  ended: EndedTerm | undefined;
 }
 
 /**
@@ -67,9 +67,8 @@ export class HandoverGaps {
 
   #begun(worker: Worker, singleton: string, fence: bigint): void {
     const terms = this.#termsOf(singleton);
-    const { ended } = terms;
-    const now = performance.now();
-    if (ended && followsDirectly(ended.fence, fence)) this.#observe(singleton, (now - ended.at) / 1000);
+    const gap = gapSince(terms.ended, fence);
+    if (gap !== undefined) this.#observe(singleton, gap / 1000);
     // The term it follows has not been seen to end (its worker's message or exit comes after this one's):
     // as far as the primary can see, nobody was without it.
     else if ([...terms.running.values()].some((running) => followsDirectly(running, fence))) this.#observe(singleton, 0);

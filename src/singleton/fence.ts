@@ -26,3 +26,14 @@ export function followsDirectly(previous: bigint, next: bigint): boolean {
   const after = next & GENERATION;
   return after === before + 1n || (before === 0n && after === 0n);
 }
+
+/** A term that ended: its fence, and when (performance.now()). */
+export interface EndedTerm {
+  fence: bigint;
+  at: number;
+}
+
+/** ms from `ended` to now when the term fenced `fence` follows it directly (nobody ran between); else undefined. */
+export function gapSince(ended: EndedTerm | undefined, fence: bigint): number | undefined {
+  return ended && followsDirectly(ended.fence, fence) ? performance.now() - ended.at : undefined;
+}

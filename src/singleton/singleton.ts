@@ -4,7 +4,7 @@ import { type Logger, NO_LOG, reportError } from '../log/logger.js';
 import { onWorkerStopping, workerLeads } from '../worker/worker.js';
 import type { Lease, LeaseSource } from './lease.js';
 import { abortError, delay } from './abort.js';
-import { followsDirectly } from './fence.js';
+import { type EndedTerm, gapSince } from './fence.js';
 
 export interface RunContext {
   /** Aborts when this process must stop running the job: `close()`, or leadership lost. */
@@ -102,7 +102,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   #elections = 0;
   readonly #stepDowns: Record<DemotionReason, number> = { closed: 0, failed: 0, lost: 0 };
   /** When this process's last term here ended (performance.now()), and its fence: the next term may follow it directly. */
-  #lastTermEnd: { fence: bigint; at: number } | undefined;
+  #lastTermEnd: EndedTerm | undefined;
   readonly #scope: string;
   #log: Logger;
 
@@ -269,8 +269,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     lease.lost.addEventListener('abort', onLost, { once: true });
     if (closing.aborted) onClose();
     if (lease.lost.aborted) onLost();
-    const ended = this.#lastTermEnd;
-    const gap = ended && followsDirectly(ended.fence, lease.fence) ? performance.now() - ended.at : undefined;
+    const gap = gapSince(this.#lastTermEnd, lease.fence);
     const leading = workerLeads(this.name, lease.fence);
     try {
       this.#elections += 1;
