@@ -1,6 +1,7 @@
 /**
  * Zero failed requests through every planned worker stop, under keep-alive
- * load (wrk: 20 connections, each with a request always outstanding), with
+ * load (wrk: 20 connections, each with a request always outstanding, from
+ * 1.5 s before the stop to 1.5 s after it is done), with
  * no shutdown code in the app: rolling restart of 2 and of 4 workers, SIGTTOU,
  * an unhealthy worker replaced, SIGTERM with a slow request in flight, the
  * Express (5) and Fastify examples, and an Express 4 app. `bellwether start`
@@ -26,7 +27,7 @@ for (const runtime of RUNTIMES) {
       const cluster = await startCluster(t, runtime, plain, 2);
       const [, last] = cluster.pids();
       const exited = awaitedLater(cluster.primary.stderrMatches(/worker 1 exited/));
-      await underLoad(cluster, () => process.kill(cluster.primary.pid, 'SIGTTOU'));
+      await underLoad(cluster, () => process.kill(cluster.primary.pid, 'SIGTTOU'), exited);
       await bounded('worker 1 exits', exited, 10_000);
       assert.equal(cluster.pids().length, 1);
       assert.deepEqual(await gone([last!], 5000), []);
@@ -36,7 +37,8 @@ for (const runtime of RUNTIMES) {
       const cluster = await startCluster(t, runtime, plain, 2);
       const before = cluster.pids();
       const killed = awaitedLater(cluster.primary.stderrMatches(/killing worker \d \(pid \d+\): unhealthy/));
-      await underLoad(cluster, () => void http.get({ host: '127.0.0.1', port: cluster.port, path: '/unhealthy', agent: false }).on('error', () => {}));
+      const restarted = awaitedLater(cluster.primary.stderrMatches(/worker \d restarted \(pid \d+\)/));
+      await underLoad(cluster, () => void http.get({ host: '127.0.0.1', port: cluster.port, path: '/unhealthy', agent: false }).on('error', () => {}), restarted);
       await bounded('the unhealthy worker is killed', killed, 5000);
       const replaced = before.filter((pid) => !cluster.pids().includes(pid));
       assert.equal(replaced.length, 1, `one worker replaced: ${before} -> ${cluster.pids()}`);

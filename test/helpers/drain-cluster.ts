@@ -16,9 +16,13 @@ import { tempDir } from './temp.js';
 import { failures, wrk } from './wrk.js';
 
 export const EXAMPLES = new URL('../../../examples/', import.meta.url).pathname;
-/** The issue's load: 20 connections for 8 s, the stop 2 s in. */
+/**
+ * The load: 20 connections, the stop 1.5 s in, and the load goes on until
+ * 1.5 s after the stop has done its work (at most 8 s in all).
+ */
 const LOAD = { seconds: 8, connections: 20 };
-const STOP_AFTER_MS = 2000;
+const STOP_AFTER_MS = 1500;
+const LOAD_AFTER_STOP_MS = 1500;
 
 export interface Cluster {
   primary: Fixture;
@@ -56,15 +60,25 @@ export function awaitedLater<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-/** Runs the load, calls `stop` STOP_AFTER_MS in, and asserts that no client saw a failure. */
-export async function underLoad(cluster: Cluster, stop: () => void): Promise<void> {
+/**
+ * Runs the load, calls `stop` STOP_AFTER_MS in, and asserts that no client saw
+ * a failure. `stopped` settles when the stop has done its work: the load then
+ * goes on for LOAD_AFTER_STOP_MS more (without it, for the whole LOAD).
+ */
+export async function underLoad(cluster: Cluster, stop: () => void, stopped?: Promise<unknown>): Promise<void> {
+  let tail: NodeJS.Timeout | undefined;
+  const until = new Promise<void>((resolve) => {
+    const later = (): void => void (tail = setTimeout(resolve, LOAD_AFTER_STOP_MS));
+    stopped?.then(later, later);
+  });
   const timer = setTimeout(stop, STOP_AFTER_MS);
   try {
-    const result = await wrk(`http://127.0.0.1:${cluster.port}/`, LOAD);
+    const result = await wrk(`http://127.0.0.1:${cluster.port}/`, { ...LOAD, until });
     assert.ok(result.requests > 1000, `too little load to tell: ${result.output}`);
     assert.deepEqual(failures(result), { socketErrors: 0, non2xx: 0 }, result.output);
   } finally {
     clearTimeout(timer);
+    clearTimeout(tail);
   }
 }
 
@@ -74,10 +88,14 @@ export async function rollingRestart(t: TestContext, runtime: Runtime, app: stri
   const before = cluster.pids();
   const done = awaitedLater(cluster.primary.stderrMatches(/rolling restart done: every worker replaced/));
   let doneUnderLoad = false;
-  await underLoad(cluster, () => {
-    process.kill(cluster.primary.pid, 'SIGHUP');
-    void done.then(() => (doneUnderLoad = true), () => {});
-  });
+  await underLoad(
+    cluster,
+    () => {
+      process.kill(cluster.primary.pid, 'SIGHUP');
+      void done.then(() => (doneUnderLoad = true), () => {});
+    },
+    done,
+  );
   assert.ok(doneUnderLoad, 'the rolling restart ended while the load ran');
   const after = cluster.pids();
   killAtEnd(t, after);

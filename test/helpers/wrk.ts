@@ -20,14 +20,20 @@ export interface WrkResult {
 
 export const WRK = '/usr/bin/wrk';
 
-/** `wrk -t2 -c<connections> -d<seconds>s url`, bounded; its counts parsed. */
-export async function wrk(url: string, options: { seconds: number; connections?: number; threads?: number }): Promise<WrkResult> {
-  const { seconds, connections = 20, threads = 2 } = options;
+/**
+ * `wrk -t2 -c<connections> -d<seconds>s url`, bounded; its counts parsed.
+ * `until`: when it settles, wrk is stopped early with SIGINT (it then prints
+ * its counts as at the end of a full run).
+ */
+export async function wrk(url: string, options: { seconds: number; connections?: number; threads?: number; until?: Promise<unknown> }): Promise<WrkResult> {
+  const { seconds, connections = 20, threads = 2, until } = options;
   // --timeout: a request slower than this counts as an error; long beside any drain here.
   const run = spawn(WRK, [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', url], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   run.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   run.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const interrupt = (): void => void (run.exitCode === null && run.signalCode === null && run.kill('SIGINT'));
+  until?.then(interrupt, interrupt);
   try {
     const [code] = (await bounded('wrk', once(run, 'close'), (seconds + 15) * 1000)) as [number | null];
     if (code !== 0) throw new Error(`wrk exited with ${code}: ${output}`);
