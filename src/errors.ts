@@ -54,6 +54,8 @@ export const ErrorCodes = {
   ZK_NO_AUTH: 'BW_ERR_ZK_NO_AUTH',
   /** The server refused the session's credentials. */
   ZK_AUTH_FAILED: 'BW_ERR_ZK_AUTH_FAILED',
+  /** ZooKeeper refused an ACL (the `auth` scheme from a session without credentials, an id it cannot parse). */
+  ZK_INVALID_ACL: 'BW_ERR_ZK_INVALID_ACL',
   /** Any other ZooKeeper error; `cause` carries ZooKeeper's code and name. */
   ZK_ERROR: 'BW_ERR_ZK_ERROR',
   /** The entry script of the workers does not exist or is not a file. */

@@ -2,6 +2,7 @@ import type { Worker } from 'node:cluster';
 import { Candidate } from '../election/candidate.js';
 import { stepDownDeadline } from '../election/step-down.js';
 import type { BellwetherError } from '../errors.js';
+import { isRefusal } from '../zk/zk-errors.js';
 import { type Logger, NO_LOG } from '../log/logger.js';
 import { settledWithin } from '../singleton/abort.js';
 import type { ZkSession } from '../zk/session.js';
@@ -163,15 +164,24 @@ class HostBallot {
 
   #vote(message: Hold): void {
     this.#stepDownAfter = message.stepDownAfter;
-    const candidate = new Candidate(this.#zk, message.name, {
-      root: message.root,
-      data: Buffer.from(message.data, 'base64'),
-      // The host needs won and demoted only: no read of, and no watch on, leader_ack (no herd).
-      reportLost: false,
-      ...(message.stepDownAfter === undefined ? {} : { stepDownAfter: message.stepDownAfter }),
-      logger: this.#log,
-    });
-    candidate.on('error', this.#onError);
+    let candidate: Candidate;
+    try {
+      candidate = new Candidate(this.#zk, message.name, {
+        root: message.root,
+        data: Buffer.from(message.data, 'base64'),
+        // The host needs won and demoted only: no read of, and no watch on, leader_ack (no herd).
+        reportLost: false,
+        ...(message.stepDownAfter === undefined ? {} : { stepDownAfter: message.stepDownAfter }),
+        // The worker's singleton's, if it gave one; else the default by this (the primary's) session's auth.
+        ...(message.acl === undefined ? {} : { acl: message.acl }),
+        logger: this.#log,
+      });
+    } catch (err) {
+      // An acl this session cannot use (the worker checked it against the same settings: not expected).
+      return this.#refused(err as BellwetherError);
+    }
+    const onError = (error: BellwetherError): void => (isRefusal(error.code) ? this.#refused(error, candidate) : this.#onError(error));
+    candidate.on('error', onError);
     candidate.on('won', ({ token }) => {
       // Emitted only while connected in the session the winning ballot belongs to.
       this.#term = { token, session: this.#zk.sessionId! };
@@ -182,10 +192,25 @@ class HostBallot {
       this.#revokeAll();
     });
     this.#candidate = candidate;
-    void candidate.vote().catch(this.#onError);
+    void candidate.vote().catch(onError);
     this.#lastTick = performance.now();
     this.#ticker = setInterval(() => this.#sendLease(), this.#period());
     this.#ticker.unref();
+  }
+
+  /**
+   * ZooKeeper refused the host's ballot (the election's ACL, the credentials)
+   * or its acl: the holder is told, and stops contending; the candidate has
+   * left the election. A later hold votes anew.
+   */
+  #refused(error: BellwetherError, candidate?: Candidate): void {
+    this.#onError(error);
+    if (candidate && this.#candidate !== candidate) return;
+    this.#candidate = undefined;
+    this.#term = undefined;
+    clearInterval(this.#ticker);
+    this.#revokeAll();
+    if (this.#holder) this.#send({ bellwether: 'fleet-refused', election: this.#election, hold: this.#holder.hold, code: error.code, message: error.message });
   }
 
   /** Resigns under way (one may still wait out a lease): close() waits for them too. */

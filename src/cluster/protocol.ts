@@ -1,4 +1,5 @@
 import type { DemotionReason } from '../singleton/singleton.js';
+import type { Acl } from '../zk/acl.js';
 
 /**
  * What the primary and its workers tell each other. Environment variables
@@ -75,7 +76,7 @@ export function isMetricsMessage(message: unknown): message is MetricsMessage {
  */
 export type FleetMessage =
   /** Worker: I hold the host lock of this election (host lock generation `generation`); vote for the host if you do not. */
-  | { bellwether: 'fleet-hold'; election: string; name: string; root: string; data: string; stepDownAfter?: number; hold: number; generation: number }
+  | { bellwether: 'fleet-hold'; election: string; name: string; root: string; data: string; stepDownAfter?: number; acl?: Acl; hold: number; generation: number }
   /** Worker: I no longer hold it (the job has stopped). */
   | { bellwether: 'fleet-release'; election: string; hold: number }
   /**
@@ -85,7 +86,9 @@ export type FleetMessage =
    */
   | { bellwether: 'fleet-lease'; election: string; hold: number; term: string; remaining: number; sentAt: number }
   /** Primary: the host no longer leads (stepped down, expired, resigned): stop now. */
-  | { bellwether: 'fleet-revoke'; election: string; hold: number };
+  | { bellwether: 'fleet-revoke'; election: string; hold: number }
+  /** Primary: ZooKeeper (or the acl) refused the host's ballot for good (`code`, a BW_ERR_*, and why): stop contending. */
+  | { bellwether: 'fleet-refused'; election: string; hold: number; code: string; message: string };
 
 export function isFleetMessage(message: unknown): message is FleetMessage {
   const kind = (message as { bellwether?: unknown } | null)?.bellwether;

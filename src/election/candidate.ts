@@ -6,7 +6,8 @@ import { settledWithin } from '../singleton/abort.js';
 import { checkPath, joinPath } from '../zk/paths.js';
 import type { NodeChange, ZkSession } from '../zk/session.js';
 import type { Stat } from '../zk/stat.js';
-import { isConnectionTrouble, isGoneAnyway } from '../zk/zk-errors.js';
+import { type Acl, checkAclFor, defaultElectionAcl } from '../zk/acl.js';
+import { isConnectionTrouble, isGoneAnyway, isRefusal } from '../zk/zk-errors.js';
 import { type ElectionPaths, ballotPrefix, electionPaths, standingOf } from './ballots.js';
 import { stepDownDeadline } from './step-down.js';
 
@@ -45,6 +46,13 @@ export interface CandidateOptions {
   reportLost?: boolean;
   /** Logs `elected`, `demoted` (with its reason) and `step-down`, each with `{ election: name }`. Default: none. */
   logger?: Logger;
+  /**
+   * ACL of the nodes this candidate creates (the election's parents, its
+   * ballot, leader_ack): a named ACL or a list of entries (see `Acl`).
+   * Default: `'creator-read-all'` when the session has `auth` (only that
+   * identity may change them, anyone may read them), else `'open'`.
+   */
+  acl?: Acl;
 }
 
 type State = 'latent' | 'voting' | 'closed';
@@ -60,6 +68,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   readonly #data: Buffer;
   readonly #stepDownAfter: number | undefined;
   readonly #reportLost: boolean;
+  readonly #acl: Acl;
   readonly #marker = randomUUID().replaceAll('-', '');
   #state: State = 'latent';
   #ballot: string | undefined;
@@ -90,6 +99,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #checkAgain = false;
   #monitor: NodeJS.Timeout | undefined;
   #warnedDeadline: string | undefined;
+  /** ZooKeeper refused us (NoAuth, InvalidACL, AuthFailed): the candidate left the election for good. */
+  #failure: BellwetherError | undefined;
+  /** vote() waits for its first check: a refusal there rejects vote() instead of being emitted. */
+  #voteWaiting = false;
   readonly #unsubscribe: (() => void)[] = [];
   readonly #log: Logger;
 
@@ -101,6 +114,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#data = typeof options.data === 'string' ? Buffer.from(options.data) : (options.data ?? Buffer.alloc(0));
     this.#stepDownAfter = options.stepDownAfter;
     this.#reportLost = options.reportLost ?? true;
+    this.#acl = checkAclFor(options.acl, zk.authenticated, defaultElectionAcl(zk.authenticated));
     this.#log = (checkLogger(options.logger) ?? NO_LOG).child({ election: name });
   }
 
@@ -128,9 +142,13 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
   }
 
-  /** Joins the election; resolves once the first check ran (won, or waiting). Again in every new session. */
+  /**
+   * Joins the election; resolves once the first check ran (won, or waiting). Again in every new session.
+   * Rejects when ZooKeeper refuses this session there (BW_ERR_ZK_NO_AUTH: the election's ACL; also
+   * BW_ERR_ZK_INVALID_ACL, BW_ERR_ZK_AUTH_FAILED): the candidate then has left the election for good.
+   */
   async vote(): Promise<void> {
-    if (this.#state === 'closed') throw new BellwetherError(ErrorCodes.CLOSED, `candidate ${this.name} was closed`);
+    if (this.#state === 'closed') throw this.#failure ?? new BellwetherError(ErrorCodes.CLOSED, `candidate ${this.name} was closed`);
     if (this.#state === 'voting') return this.#checking;
     this.#state = 'voting';
     const schedule = (): void => void this.#check();
@@ -172,7 +190,14 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       () => this.#zk.off('expired', onExpired),
       () => this.#zk.off('reconnected', schedule),
     );
-    if (this.#zk.state === 'connected') await this.#check();
+    if (this.#zk.state !== 'connected') return;
+    this.#voteWaiting = true;
+    try {
+      await this.#check();
+    } finally {
+      this.#voteWaiting = false;
+    }
+    if (this.#failure) throw this.#failure;
   }
 
   /** Resigns: deletes the ack (if ours) and the ballot now, so the next candidate leads at once. */
@@ -254,9 +279,29 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   #onCheckError(err: unknown): void {
+    const code = (err as BellwetherError).code;
     // Connection trouble: the session's reconnected/connected events check again.
-    if (isConnectionTrouble((err as BellwetherError).code)) return;
+    if (isConnectionTrouble(code)) return;
+    if (isRefusal(code)) return this.#giveUp(err as BellwetherError);
     this.#report(err instanceof BellwetherError ? err : callbackFailed(`election ${this.name}`, err));
+  }
+
+  /**
+   * ZooKeeper refused this session (its identity may not write there, or
+   * the ACL itself): checking again would be refused again, in this session
+   * and every later one. The candidate leaves the election, once.
+   */
+  #giveUp(err: BellwetherError): void {
+    if (this.#failure) return;
+    const why =
+      err.code === ErrorCodes.ZK_NO_AUTH
+        ? "the ACL of the election's nodes does not let this session's identity (its auth option) write there"
+        : err.code === ErrorCodes.ZK_INVALID_ACL
+          ? 'ZooKeeper refused the acl option'
+          : "ZooKeeper refused the session's credentials";
+    this.#failure = new BellwetherError(err.code, `election ${this.name}: ${err.message}: ${why}; the candidate left the election`, { cause: err });
+    void this.close();
+    if (!this.#voteWaiting) this.#report(this.#failure);
   }
 
   async #checkOnce(): Promise<void> {
@@ -303,7 +348,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     for (;;) {
       sameSession();
       try {
-        const created = await this.#zk.create(joinPath(this.paths.dir, prefix), this.#data, { mode: 'ephemeral-sequential' });
+        const created = await this.#zk.create(joinPath(this.paths.dir, prefix), this.#data, { mode: 'ephemeral-sequential', acl: this.#acl });
         if (this.#zk.sessionId !== session) {
           // Sent again after a reconnect that turned out to be a new session: not this round's ballot.
           await this.#deleteIfOurs(created);
@@ -313,7 +358,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       } catch (err) {
         // The election's directory does not exist yet: created once, not before every ballot.
         if ((err as BellwetherError).code === ErrorCodes.ZK_NO_NODE) {
-          await this.#zk.mkdirp(this.paths.dir);
+          await this.#zk.mkdirp(this.paths.dir, undefined, { acl: this.#acl });
           continue;
         }
         if ((err as BellwetherError).code !== ErrorCodes.ZK_CONNECTION_LOSS) throw err;
@@ -448,7 +493,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   /** The leader_ack tells observers and losers that the leader has taken over. */
   async #acknowledge(session: string): Promise<void> {
     try {
-      await this.#zk.create(this.paths.ack, this.#data, { mode: 'ephemeral' }).catch((err: unknown) => {
+      await this.#zk.create(this.paths.ack, this.#data, { mode: 'ephemeral', acl: this.#acl }).catch((err: unknown) => {
         if ((err as BellwetherError).code === ErrorCodes.ZK_CONNECTION_LOSS) this.#ackUnsureIn = session;
         throw err;
       });

@@ -2,6 +2,7 @@ import { Candidate, type CandidateOptions } from '../election/candidate.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import { type Logger, quieter } from '../log/logger.js';
 import type { ZkSession } from '../zk/session.js';
+import { isRefusal } from '../zk/zk-errors.js';
 import { anySignal } from './abort.js';
 import { fleetFence } from './fence.js';
 import type { Lease, LeaseSource } from './lease.js';
@@ -22,6 +23,9 @@ export class ClusterLease implements LeaseSource {
   #candidate: Candidate | undefined;
   /** The last resign: a second caller (a second close()) must not resolve before it. */
   #resigning: Promise<void> | undefined;
+  /** ZooKeeper refused the candidate (its ACL, its credentials): acquire() rejects with it, for good. */
+  #refusal: BellwetherError | undefined;
+  readonly #onRefused = new Set<(error: BellwetherError) => void>();
 
   constructor(zk: ZkSession, name: string, options: CandidateOptions, onError: (error: BellwetherError) => void, log: () => Logger) {
     this.#zk = zk;
@@ -37,19 +41,29 @@ export class ClusterLease implements LeaseSource {
 
   async acquire(signal: AbortSignal): Promise<Lease> {
     if (signal.aborted) throw signal.reason;
+    if (this.#refusal) throw this.#refusal;
     const candidate = this.#candidate ?? this.#join();
     const token = await new Promise<number>((resolve, reject) => {
       const onWon = ({ token }: { token: number }): void => {
         signal.removeEventListener('abort', onAbort);
+        this.#onRefused.delete(onRefused);
         resolve(token);
       };
+      const onRefused = (error: BellwetherError): void => {
+        candidate.off('won', onWon);
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      };
       const onAbort = (): void => {
+        this.#onRefused.delete(onRefused);
         candidate.off('won', onWon);
         // Rejected once the ballot is gone: close() must not resolve while it still stands in the election.
         void this.resign().finally(() => reject(signal.reason));
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      if (candidate.isLeader) onWon({ token: candidate.token! });
+      this.#onRefused.add(onRefused);
+      if (this.#refusal) onRefused(this.#refusal);
+      else if (candidate.isLeader) onWon({ token: candidate.token! });
       else candidate.once('won', onWon);
     });
     const lost = new AbortController();
@@ -85,10 +99,19 @@ export class ClusterLease implements LeaseSource {
     // A singleton needs won and demoted only: its losers leave leader_ack alone (no watch on it, no herd).
     // The singleton logs elected and demoted itself: the Candidate's own lines of them are debug.
     const candidate = new Candidate(this.#zk, this.#name, { ...this.#options, reportLost: false, logger: quieter(this.#log()) });
-    candidate.on('error', this.#onError);
+    // A refusal (the candidate left the election) ends the wait in acquire(), which reports it: once, not here too.
+    const onError = (error: BellwetherError): void => (isRefusal(error.code) ? this.#refused(candidate, error) : this.#onError(error));
+    candidate.on('error', onError);
     this.#candidate = candidate;
-    void candidate.vote().catch(this.#onError);
+    void candidate.vote().catch(onError);
     return candidate;
+  }
+
+  #refused(candidate: Candidate, error: BellwetherError): void {
+    if (this.#candidate === candidate) this.#candidate = undefined;
+    this.#refusal = error;
+    for (const reject of [...this.#onRefused]) reject(error);
+    this.#onRefused.clear();
   }
 }
 

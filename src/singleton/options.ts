@@ -6,6 +6,8 @@ import { BellwetherError, ErrorCodes } from '../errors.js';
 import { type Logger, NO_LOG, checkLogger } from '../log/logger.js';
 import { ZkSession } from '../zk/session.js';
 import { checkPath } from '../zk/paths.js';
+import { type Acl, checkAclFor } from '../zk/acl.js';
+import { worker } from '../worker/worker.js';
 import { ClusterLease, HostClusterLease } from './cluster-lease.js';
 import { PrimaryBallotLease } from './primary-lease.js';
 import { DEFAULT_ELECTION_ROOT } from '../election/ballots.js';
@@ -78,6 +80,13 @@ export interface ClusterSingletonOptions extends Omit<HostSingletonOptions, 'sco
   root?: string;
   /** Step down after this many ms without a server answer. Default: half the session timeout. */
   stepDownAfter?: number;
+  /**
+   * ACL of the election's nodes (its parents, the ballots, leader_ack), as
+   * Candidate's `acl`. Default: `'creator-read-all'` when the session has
+   * `auth`, else `'open'`; under a Supervisor's fleet ballot, by the
+   * primary's session.
+   */
+  acl?: Acl;
 }
 
 export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOptions, 'scope' | 'zk'> {
@@ -98,10 +107,10 @@ export interface HostClusterSingletonOptions extends Omit<ClusterSingletonOption
 
 export type SingletonOptions = HostSingletonOptions | ClusterSingletonOptions | HostClusterSingletonOptions;
 
-const KNOWN = ['name', 'scope', 'lockDir', 'run', 'task', 'every', 'stopTimeout', 'resourceLimits', 'backoff', 'keepAlive', 'logger', 'zk', 'data', 'root', 'stepDownAfter'] as const;
+const KNOWN = ['name', 'scope', 'lockDir', 'run', 'task', 'every', 'stopTimeout', 'resourceLimits', 'backoff', 'keepAlive', 'logger', 'zk', 'data', 'root', 'stepDownAfter', 'acl'] as const;
 const RESOURCE_LIMITS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const;
 const HOST_ONLY = ['lockDir'];
-const CLUSTER_ONLY = ['zk', 'data', 'root', 'stepDownAfter'];
+const CLUSTER_ONLY = ['zk', 'data', 'root', 'stepDownAfter', 'acl'];
 
 /** Declares a job that runs in exactly one process; call `start()` to contend. */
 export function singleton(options: SingletonOptions): Singleton {
@@ -134,16 +143,19 @@ export function singleton(options: SingletonOptions): Singleton {
   const stepDownAfter = given['stepDownAfter'] === undefined ? undefined : checkMillis(given['stepDownAfter'], 'stepDownAfter', 0, 1);
   // In a worker of a Supervisor with zk, the primary holds the host's ballot: the worker needs no session.
   if (zk === undefined && host && primaryHoldsFleetBallots()) {
-    const election = { name, root: root ?? DEFAULT_ELECTION_ROOT, data: Buffer.from(data ?? ''), ...(stepDownAfter ? { stepDownAfter } : {}) };
+    // The primary's session stands in the election: the 'creator' ACLs need its auth.
+    const acl = given['acl'] === undefined ? undefined : checkAclFor(given['acl'], (worker.zkSettings()?.auth.length ?? 0) > 0, 'open');
+    const election = { name, root: root ?? DEFAULT_ELECTION_ROOT, data: Buffer.from(data ?? ''), ...(stepDownAfter ? { stepDownAfter } : {}), ...(acl ? { acl } : {}) };
     return new Singleton(name, new PrimaryBallotLease(host, election), job, policy, logging);
   }
   if (!(zk instanceof ZkSession)) throw invalidOption('zk', scope === 'host+cluster' ? 'a ZkSession (or none, in a worker of a Supervisor with zk)' : 'a ZkSession', zk);
+  const acl = given['acl'] === undefined ? undefined : checkAclFor(given['acl'], zk.authenticated, 'open');
   // Errors of the election reach the singleton's listeners; its Candidate logs where the singleton does.
   let elected: Singleton | undefined;
   const cluster = new ClusterLease(
     zk,
     name,
-    { ...(data === undefined ? {} : { data }), ...(root ? { root } : {}), ...(stepDownAfter ? { stepDownAfter } : {}) },
+    { ...(data === undefined ? {} : { data }), ...(root ? { root } : {}), ...(stepDownAfter ? { stepDownAfter } : {}), ...(acl ? { acl } : {}) },
     (error) => elected?.report(error),
     () => elected?.log ?? NO_LOG,
   );

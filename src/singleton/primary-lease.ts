@@ -1,5 +1,6 @@
 import { electionPaths } from '../election/ballots.js';
-import { BellwetherError, ErrorCodes } from '../errors.js';
+import type { Acl } from '../zk/acl.js';
+import { BellwetherError, type ErrorCode, ErrorCodes } from '../errors.js';
 import type { FleetMessage } from '../cluster/protocol.js';
 import { onFleetAnswer, tellPrimary } from '../worker/fleet-channel.js';
 import { anySignal } from './abort.js';
@@ -13,6 +14,8 @@ export interface PrimaryElection {
   root: string;
   data: Buffer;
   stepDownAfter?: number;
+  /** Given by the singleton; else the primary's default (by its session's auth). */
+  acl?: Acl;
 }
 
 /** Holdings of a host lock in this process, numbered: an answer to an earlier one is never taken for the current one. */
@@ -47,7 +50,7 @@ export class PrimaryBallotLease implements LeaseSource {
     const hold = ++holdings;
     const election = this.#path;
     const grant = new PrimaryGrant(election, hold, this.#election.name);
-    const { name, root, data, stepDownAfter } = this.#election;
+    const { name, root, data, stepDownAfter, acl } = this.#election;
     const release = (): void => {
       grant.close();
       tellPrimary({ bellwether: 'fleet-release', election, hold });
@@ -61,6 +64,7 @@ export class PrimaryBallotLease implements LeaseSource {
         root,
         data: data.toString('base64'),
         ...(stepDownAfter === undefined ? {} : { stepDownAfter }),
+        ...(acl === undefined ? {} : { acl }),
         hold,
         generation: host.token,
       });
@@ -103,6 +107,7 @@ class PrimaryGrant {
   #until = -Infinity;
   #timer: NodeJS.Timeout | undefined;
   #onGranted: ((term: string) => void) | undefined;
+  #onRefused: ((error: BellwetherError) => void) | undefined;
 
   constructor(election: string, hold: number, name: string) {
     this.#name = name;
@@ -119,7 +124,7 @@ class PrimaryGrant {
     if (this.#term !== undefined) return Promise.resolve(this.#term);
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
-        this.#onGranted = undefined;
+        this.#onGranted = this.#onRefused = undefined;
         reject(signal.reason);
       };
       signal.addEventListener('abort', onAbort, { once: true });
@@ -127,16 +132,25 @@ class PrimaryGrant {
         signal.removeEventListener('abort', onAbort);
         resolve(term);
       };
+      this.#onRefused = (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      };
     });
   }
 
   close(): void {
     this.#unsubscribe();
     clearTimeout(this.#timer);
-    this.#onGranted = undefined;
+    this.#onGranted = this.#onRefused = undefined;
   }
 
   #onAnswer(message: FleetMessage): void {
+    if (message.bellwether === 'fleet-refused') {
+      this.#onRefused?.(new BellwetherError(message.code as ErrorCode, message.message));
+      this.#onGranted = this.#onRefused = undefined;
+      return;
+    }
     if (message.bellwether === 'fleet-revoke') {
       // Before a grant: the host did not lead for this holding; it waits on.
       if (this.#term !== undefined) this.#end('the primary says the host no longer leads');

@@ -5,6 +5,7 @@ import { onWorkerStopping, workerLeads } from '../worker/worker.js';
 import type { Lease, LeaseSource } from './lease.js';
 import { abortError, delay } from './abort.js';
 import { type EndedTerm, gapSince } from './fence.js';
+import { isRefusal } from '../zk/zk-errors.js';
 
 export interface RunContext {
   /** Aborts when this process must stop running the job: `close()`, or leadership lost. */
@@ -231,7 +232,13 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         lease = await this.#source.acquire(this.#closing.signal);
       } catch (err) {
         if (this.#state !== 'started') break;
-        this.#report(err instanceof BellwetherError ? err : callbackFailed(`contending for ${this.name}`, err));
+        const error = err instanceof BellwetherError ? err : callbackFailed(`contending for ${this.name}`, err);
+        this.#report(error);
+        if (isRefusal(error.code)) {
+          // ZooKeeper refused the election (its ACL, the credentials): every later try would be refused too.
+          void this.close();
+          break;
+        }
         failures += 1;
         await this.#pause(failures);
         continue;

@@ -3,6 +3,8 @@ import zookeeper, { type Client, type Stat as RawStat } from 'node-zookeeper-cli
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { type Logger, NO_LOG, checkLogger, reportError } from '../log/logger.js';
 import { delay, settledWithin } from '../singleton/abort.js';
+import { type Acl, checkAclFor } from './acl.js';
+import { toZkAcl } from './zk-acl.js';
 import { Ephemeral, type EphemeralHandle } from './ephemeral.js';
 import { EventQueue } from './event-queue.js';
 import { Multi } from './multi.js';
@@ -38,21 +40,12 @@ const MODES: Record<CreateMode, number> = {
   'ephemeral-sequential': zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL,
 };
 
-export type AclName = 'open' | 'creator' | 'read-only';
-
 /** What fired a one-shot watch of `existsWatch()`. */
 export type NodeChange = 'created' | 'deleted' | 'changed';
 
 /** node-zookeeper-client's Event types (NODE_CREATED 1, NODE_DELETED 2, NODE_DATA_CHANGED 3). */
 const NODE_CHANGES: Record<number, NodeChange> = { 1: 'created', 2: 'deleted', 3: 'changed' };
 
-// The library has these constants; its type declarations do not.
-const ZK_ACLS = zookeeper.ACL as unknown as Record<'OPEN_ACL_UNSAFE' | 'CREATOR_ALL_ACL' | 'READ_ACL_UNSAFE', zookeeper.ACL[]>;
-const ACLS: Record<AclName, zookeeper.ACL[]> = {
-  open: ZK_ACLS.OPEN_ACL_UNSAFE,
-  creator: ZK_ACLS.CREATOR_ALL_ACL,
-  'read-only': ZK_ACLS.READ_ACL_UNSAFE,
-};
 
 export interface ZkSessionEvents {
   /** A new session: the first one, or the one that replaced an expired one (restored by then). */
@@ -161,6 +154,11 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   /** The session timeout the server granted (ms), once connected. */
   get timeout(): number | undefined {
     return this.#sessionId === undefined ? undefined : this.#transport?.negotiatedTimeout;
+  }
+
+  /** True when the session has credentials (the `auth` option): it may create nodes with the `'creator'` ACLs. */
+  get authenticated(): boolean {
+    return this.#settings.auth.length > 0;
   }
 
   /** Copy of the settings, for a forked process to open its own session with. */
@@ -452,17 +450,16 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   }
 
   /**
-   * Creates a node. `acl`: `'open'` (default, anyone), `'creator'` (only
-   * sessions authenticated as the creator, via the `auth` option) or
-   * `'read-only'` (anyone may read, nobody may change it).
+   * Creates a node. `acl` (default `'open'`): a named ACL (`'open'`,
+   * `'creator'`, `'creator-read-all'`, `'read-only'`) or a list of entries
+   * (see `AclEntry`). The `'creator'` ones need the `auth` option.
    */
-  async create(path: string, data: Buffer | string = Buffer.alloc(0), options: { mode?: CreateMode; acl?: AclName } = {}): Promise<string> {
+  async create(path: string, data: Buffer | string = Buffer.alloc(0), options: { mode?: CreateMode; acl?: Acl } = {}): Promise<string> {
     checkPath(path);
     const mode = options.mode ?? 'persistent';
     if (!(mode in MODES)) throw new BellwetherError(ErrorCodes.INVALID_OPTION, `create mode must be one of ${Object.keys(MODES).join(', ')}`);
-    const acl = options.acl ?? 'open';
-    if (!(acl in ACLS)) throw new BellwetherError(ErrorCodes.INVALID_OPTION, `create acl must be one of ${Object.keys(ACLS).join(', ')}`);
-    return this.#call<string>('create', path, false, (c, done) => c.create(path, toBuffer(data), ACLS[acl], MODES[mode], done));
+    const acl = toZkAcl(checkAclFor(options.acl, this.authenticated, 'open', 'create acl'));
+    return this.#call<string>('create', path, false, (c, done) => c.create(path, toBuffer(data), acl, MODES[mode], done));
   }
 
   /** Data and stat of a node; rejects with BW_ERR_ZK_NO_NODE when it does not exist. */
@@ -549,9 +546,13 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     await this.#call<void>('delete', path, false, (c, done) => c.remove(path, version, done));
   }
 
-  /** Creates `path` and any missing parents (persistent); existing nodes are left as they are. */
-  async mkdirp(path: string, data: Buffer | string = Buffer.alloc(0)): Promise<void> {
+  /**
+   * Creates `path` and any missing parents (persistent), each with `acl`
+   * (default `'open'`, as `create`); existing nodes are left as they are.
+   */
+  async mkdirp(path: string, data: Buffer | string = Buffer.alloc(0), options: { acl?: Acl } = {}): Promise<void> {
     checkPath(path);
+    const acl = toZkAcl(checkAclFor(options.acl, this.authenticated, 'open', 'mkdirp acl'));
     if (path === '/') return;
     const segments = path.slice(1).split('/');
     let current = '/';
@@ -559,10 +560,15 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
       current = joinPath(current, segment);
       try {
         await this.#call('mkdirp', current, false, (c, done) =>
-          c.create(current, index === segments.length - 1 ? toBuffer(data) : Buffer.alloc(0), MODES.persistent, done),
+          c.create(current, index === segments.length - 1 ? toBuffer(data) : Buffer.alloc(0), acl, MODES.persistent, done),
         );
       } catch (err) {
-        if ((err as BellwetherError).code !== ErrorCodes.ZK_NODE_EXISTS) throw err;
+        const code = (err as BellwetherError).code;
+        if (code === ErrorCodes.ZK_NODE_EXISTS) continue;
+        // ZooKeeper checks the parent's ACL before it looks for the node: a node that exists under a
+        // parent we may not create in is refused, not found. It is there all the same.
+        if (code === ErrorCodes.ZK_NO_AUTH && (await this.exists(current))) continue;
+        throw err;
       }
     }
   }

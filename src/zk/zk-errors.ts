@@ -13,6 +13,7 @@ const BY_ZK_CODE = new Map<number, ErrorCode>([
   [Exception.SESSION_EXPIRED, ErrorCodes.ZK_SESSION_EXPIRED],
   [Exception.NO_AUTH, ErrorCodes.ZK_NO_AUTH],
   [Exception.AUTH_FAILED, ErrorCodes.ZK_AUTH_FAILED],
+  [Exception.INVALID_ACL, ErrorCodes.ZK_INVALID_ACL],
 ]);
 
 /** The ZooKeeper error code behind an error from node-zookeeper-client, if any. */
@@ -42,4 +43,9 @@ export function isConnectionTrouble(code: string | undefined): boolean {
 /** A delete of one's own ephemeral that failed this way leaves nothing: it is gone, changed hands, or went with its session. */
 export function isGoneAnyway(code: string | undefined): boolean {
   return code === ErrorCodes.ZK_NO_NODE || code === ErrorCodes.ZK_BAD_VERSION || code === ErrorCodes.CLOSED || code === ErrorCodes.ZK_SESSION_EXPIRED;
+}
+
+/** ZooKeeper said no to who we are or to the ACL: trying again changes nothing. */
+export function isRefusal(code: string | undefined): boolean {
+  return code === ErrorCodes.ZK_NO_AUTH || code === ErrorCodes.ZK_AUTH_FAILED || code === ErrorCodes.ZK_INVALID_ACL;
 }
