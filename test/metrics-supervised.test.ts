@@ -16,14 +16,15 @@ import { freePort, getText } from './helpers/http.js';
 import { type Family, parsePrometheusText, samplesOf } from './helpers/prometheus.js';
 import { RUNTIMES, type Runtime, fixture } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
+import { wrk } from './helpers/wrk.js';
 import { useZooKeeper } from './helpers/zookeeper.js';
 
-function start(t: TestContext, runtime: Runtime, workers: number, env: Record<string, string>, app = 'express-metrics-app'): { primary: Fixture; port: number } {
+function start(t: TestContext, runtime: Runtime, workers: number, env: Record<string, string>, app = 'express-metrics-app', args: string[] = []): { primary: Fixture; port: number } {
   const port = Number(env['PORT']);
   const fixtures = new Fixtures();
   t.after(() => fixtures.killAll());
   const primary = fixtures.add(
-    new Fixture(runtime.bin, [CLI, 'start', fixture(app), '--workers', String(workers), '--heartbeat', '100', '--name', `metrics-${port}`], `bellwether start metrics (${runtime.name})`, {
+    new Fixture(runtime.bin, [CLI, 'start', fixture(app), '--workers', String(workers), '--heartbeat', '100', '--name', `metrics-${port}`, ...args], `bellwether start metrics (${runtime.name})`, {
       ...env,
       BELLWETHER_LOCK_DIR: tempDir(t),
     }),
@@ -142,6 +143,7 @@ for (const runtime of RUNTIMES) {
         bellwether_worker_restarts_total: 'counter',
         bellwether_worker_status_code: 'gauge',
         bellwether_metrics_workers: 'gauge',
+        bellwether_metrics_collections_total: 'counter',
         bellwether_singleton_handover_gap_seconds: 'histogram',
       });
       assert.equal(value(before, 'bellwether_singleton_leader_changes_total', of(killed)), 1);
@@ -213,6 +215,27 @@ for (const runtime of RUNTIMES) {
       assert.equal(value(families, 'bellwether_metrics_workers', { state: 'missing' }), 0);
     });
 
+    test('a flood of scrapes on every worker: a few collections for all of them, every scrape answered, no worker taken for silent', async (t) => {
+      // Heartbeats every 100 ms, silent after 1 s: a primary busy with scrapes would miss them.
+      const { primary, port } = start(t, runtime, 4, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) }, 'express-metrics-app', ['--timeout', '1000']);
+      await primary.stderrMatches(/4 of 4 workers ready/);
+      const seconds = 2;
+      const flood = await wrk(`http://127.0.0.1:${port}/metrics`, { seconds, connections: 32 });
+      t.diagnostic(`${flood.requests} scrapes in ${seconds} s`);
+      assert.deepEqual({ socketErrors: flood.connect + flood.read + flood.write + flood.timeout, non2xx: flood.non2xx }, { socketErrors: 0, non2xx: 0 });
+      assert.doesNotMatch(primary.stderr, /killing worker|exited/, 'no worker was killed or exited');
+      const families = await scrape(port);
+      const collections = value(families, 'bellwether_metrics_collections_total', {})!;
+      t.diagnostic(`${collections} collections by the primary`);
+      // One collection per cache interval (1 s) at most, plus one for each counter that changed: far fewer than the scrapes.
+      assert.ok(collections >= 1 && collections <= seconds + 4, `${collections} collections for ${flood.requests} scrapes`);
+      assert.ok(flood.requests > collections * 20, `${flood.requests} scrapes`);
+      assert.equal(value(families, 'bellwether_metrics_workers', { state: 'missing' }), 0);
+      assert.equal(primary.count('elected'), 1, 'the singleton never moved');
+      primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
+    });
+
     test('a scrape waits only for the workers that serve metrics, and not for one whose event loop is blocked: it is counted missing', async (t) => {
       const lockDir = tempDir(t);
       const onlyZero = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: lockDir, METRICS_WORKERS: '0' });
@@ -243,7 +266,7 @@ for (const runtime of RUNTIMES) {
 
 test("the primary's handover gaps also count a singleton that no board lists (the app runs it itself), once a board serves metrics", async () => {
   const { ClusterMetrics } = (await import(new URL('../../dist/cluster/cluster-metrics.js', import.meta.url).href)) as {
-    ClusterMetrics: new () => { onMessage(from: unknown, message: unknown, answer: (id: string) => void): void; scrape(id: string, slots: unknown[]): Promise<string | null> };
+    ClusterMetrics: new () => { onMessage(from: unknown, message: unknown, answer: (id: string) => void): void; scrape(slots: () => unknown[]): Promise<string | null> };
   };
   const metrics = new ClusterMetrics();
   // Workers as the primary holds them: not connected, so a scrape asks none of them.
@@ -251,11 +274,11 @@ test("the primary's handover gaps also count a singleton that no board lists (th
   const from = (worker: unknown, index: number): unknown => ({ worker, index });
   metrics.onMessage(from(a, 0), { bellwether: 'metrics-on', board: 'board-a', singletons: [], zk: false }, () => {});
   // prom-client loads asynchronously: the histogram exists from the first scrape on.
-  await metrics.scrape('first', []);
+  await metrics.scrape(() => []);
   metrics.onMessage(from(a, 0), { bellwether: 'metrics-term', singleton: 'unlisted', fence: '5', leading: true }, () => {});
   metrics.onMessage(from(a, 0), { bellwether: 'metrics-term', singleton: 'unlisted', fence: '5', leading: false }, () => {});
   metrics.onMessage(from(b, 1), { bellwether: 'metrics-term', singleton: 'unlisted', fence: '6', leading: true }, () => {});
-  const families = parsePrometheusText((await metrics.scrape('second', []))!);
+  const families = parsePrometheusText((await metrics.scrape(() => []))!);
   const [count] = samplesOf(families, 'bellwether_singleton_handover_gap_seconds_count', { singleton: 'unlisted', seen_by: 'primary' });
   assert.equal(count?.value, 1, 'one gap: generation 5 ended, 6 began');
 });

@@ -14,6 +14,12 @@ type PromClient = NonNullable<Awaited<ReturnType<typeof loadPromClient>>>;
  */
 export const SCRAPE_DEADLINE_MS = 500;
 
+/**
+ * How long a collection's text answers further scrapes (from the collection's start), so that
+ * a flood of scrapes costs the primary one collection a second, not one per scrape.
+ */
+export const METRICS_CACHE_MS = 1000;
+
 /** A worker as the primary's metrics see it. */
 export interface MetricsWorker {
   readonly worker: Worker;
@@ -41,7 +47,16 @@ const boardKey = (worker: Worker, board: string): string => `${worker.id}/${boar
 export class ClusterMetrics {
   /** Boards that said metrics-on, and not metrics-off since, by worker. */
   readonly #serving = new Map<Worker, Set<string>>();
-  readonly #collections = new Map<string, Collection>();
+  /** The collection under way (one at most), by id: the boards' reports name it. */
+  readonly #underWay = new Map<string, Collection>();
+  /** Collections made (`bellwether_metrics_collections_total`); the last one's number is its id. */
+  #collections = 0;
+  /** The collection under way, which scrapes join. */
+  #collecting: Promise<string | null> | undefined;
+  /** The last collection's text and when it began; shared by scrapes until METRICS_CACHE_MS later. */
+  #cached: { body: string | null; at: number } | undefined;
+  /** Bumped by every change of the primary's counters or boards: a collection that saw one is not cached. */
+  #generation = 0;
   /** Per slot index, per singleton: elections, runs, failed runs and step-downs. */
   readonly #singletons = new Map<number, Map<string, SingletonCounts>>();
   /** Per slot index, for slots whose workers have a session: expiries and suspensions. */
@@ -50,6 +65,7 @@ export class ClusterMetrics {
 
   /** A worker's metrics message (metrics-request is answered through `answer`). */
   onMessage(from: MetricsWorker, message: MetricsMessage, answer: (id: string) => void): void {
+    if (message.bellwether !== 'metrics-request' && message.bellwether !== 'metrics-report') this.#changed();
     switch (message.bellwether) {
       case 'metrics-on': {
         let boards = this.#serving.get(from.worker);
@@ -90,7 +106,7 @@ export class ClusterMetrics {
         answer(message.id);
         return;
       case 'metrics-report': {
-        const collection = this.#collections.get(message.id);
+        const collection = this.#underWay.get(message.id);
         if (!collection) return; // too late: that scrape was answered
         collection.reports.push(message.metrics);
         if (collection.expected.delete(boardKey(from.worker, message.board))) collection.answered += 1;
@@ -103,16 +119,33 @@ export class ClusterMetrics {
 
   /** The worker exited: nothing of it to wait for. */
   forget(worker: Worker): void {
+    this.#changed();
     this.#gaps.forget(worker);
     const boards = this.#serving.get(worker);
     this.#serving.delete(worker);
     this.#gone([...(boards ?? [])].map((board) => boardKey(worker, board)));
   }
 
-  /** The cluster's Prometheus text for one scrape, or null without prom-client. */
-  async scrape(id: string, slots: SlotInfo[]): Promise<string | null> {
+  /**
+   * The cluster's Prometheus text for a scrape, or null without prom-client. Scrapes share
+   * collections: one that comes while a collection is under way joins it, and one that comes
+   * within METRICS_CACHE_MS of a collection's start gets its text. A change of the primary's
+   * own counters (or of the boards) makes the next scrape collect again. `slots` is read
+   * when the text is made.
+   */
+  scrape(slots: () => SlotInfo[]): Promise<string | null> {
+    if (this.#cached && performance.now() - this.#cached.at < METRICS_CACHE_MS) return Promise.resolve(this.#cached.body);
+    this.#collecting ??= this.#collectAll(slots).finally(() => (this.#collecting = undefined));
+    return this.#collecting;
+  }
+
+  async #collectAll(slots: () => SlotInfo[]): Promise<string | null> {
     const prom = await loadPromClient();
     if (!prom) return null;
+    const at = performance.now();
+    const generation = this.#generation;
+    this.#collections += 1;
+    const id = String(this.#collections);
     const targets = [...this.#serving].filter(([w, boards]) => boards.size > 0 && !w.isDead() && w.isConnected()).map(([w]) => w);
     const expected = new Set(targets.flatMap((w) => [...this.#serving.get(w)!].map((board) => boardKey(w, board))));
     const collection = await new Promise<Collection>((resolve) => {
@@ -121,12 +154,12 @@ export class ClusterMetrics {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        this.#collections.delete(id);
+        this.#underWay.delete(id);
         resolve(collection);
       };
       const collection: Collection = { expected, reports: [], answered: 0, check: () => void (expected.size === 0 && done()) };
       const timer = setTimeout(done, SCRAPE_DEADLINE_MS);
-      this.#collections.set(id, collection);
+      this.#underWay.set(id, collection);
       for (const w of targets) {
         try {
           w.send({ bellwether: 'metrics-collect', id } satisfies MetricsMessage);
@@ -138,13 +171,22 @@ export class ClusterMetrics {
     });
     // Left expected: no answer in time (a board that said metrics-off meanwhile, or whose worker exited, is neither).
     const { reports, answered, expected: missing } = collection;
-    reports.push(await this.#primarySeries(prom, slots, { answered, missing: missing.size }), await this.#gaps.collect());
-    return (await aggregate(reports))?.body ?? null;
+    reports.push(await this.#primarySeries(prom, slots(), { answered, missing: missing.size }), await this.#gaps.collect());
+    const body = (await aggregate(reports))?.body ?? null;
+    // A counter that changed meanwhile may be missing from the workers' part: not kept for the next scrapes.
+    if (generation === this.#generation) this.#cached = { body, at };
+    return body;
+  }
+
+  /** The primary's counters or the boards changed: the next scrape collects again. */
+  #changed(): void {
+    this.#generation += 1;
+    this.#cached = undefined;
   }
 
   /** Boards that stopped serving (or whose worker exited): scrapes under way no longer wait for them. */
   #gone(keys: string[]): void {
-    for (const collection of this.#collections.values()) {
+    for (const collection of this.#underWay.values()) {
       for (const key of keys) collection.expected.delete(key);
       collection.check();
     }
@@ -209,6 +251,11 @@ export class ClusterMetrics {
     });
     answers.set({ state: 'answered' }, boards.answered);
     answers.set({ state: 'missing' }, boards.missing);
+    new prom.Counter({
+      name: 'bellwether_metrics_collections_total',
+      help: `Times the primary asked every board for its series, this one included: scrapes that come while one is under way, or within ${METRICS_CACHE_MS} ms of its start (no counter changed since), share it`,
+      registers: [registry],
+    }).inc(this.#collections);
     return (await registry.getMetricsAsJSON()) as unknown[];
   }
 }

@@ -514,7 +514,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   // ---- metrics: one scrape of any worker shows the whole cluster ----
 
   async #answerMetrics(requester: Worker, id: string): Promise<void> {
-    const body = await this.#metrics.scrape(id, this.status());
+    const body = await this.#metrics.scrape(() => this.status());
     try {
       requester.send({ bellwether: 'metrics-response', id, body } satisfies MetricsMessage);
     } catch {

@@ -28,6 +28,13 @@ export interface StatusBoardOptions {
   logger?: Logger;
 }
 
+/** A board's request for the cluster's metrics text: `answered` settles `body`. */
+interface PrimaryRequest {
+  readonly id: string;
+  readonly answered: (body: string | null) => void;
+  readonly body: Promise<string | null>;
+}
+
 export type Readiness = 'serving' | 'serving+zk';
 const READINESS: readonly Readiness[] = ['serving', 'serving+zk'];
 
@@ -80,11 +87,8 @@ export class StatusBoard {
   #metricsSetUp: Promise<void> | undefined;
   /** The primary was told this board serves metrics (and not yet that it stopped). */
   #servingMetrics = false;
-  /** Scrapes waiting for the primary's answer, by id. */
-  readonly #awaitingResponse = new Map<string, (body: string | null) => void>();
-  readonly #onResponse = (message: unknown): void => {
-    if (isMetricsMessage(message) && message.bellwether === 'metrics-response') this.#awaitingResponse.get(message.id)?.(message.body);
-  };
+  /** The request to the primary under way: every scrape that comes meanwhile shares its answer. */
+  #asking: PrimaryRequest | undefined;
 
   constructor(options: StatusBoardOptions = {}) {
     const given = checkObject(options, 'bellwether adapter options');
@@ -239,23 +243,26 @@ export class StatusBoard {
     await this.#setUpMetricsOnce()?.catch(() => undefined);
     if (!this.#metricsEnabled || !this.#series) return undefined;
     if (!worker.isSupervised) return aggregate([await this.#collect()]);
-    const id = randomUUID();
-    const body = await new Promise<string | null>((resolve) => {
-      const timer = setTimeout(() => done(null), 3000);
-      const done = (value: string | null): void => {
-        clearTimeout(timer);
-        this.#awaitingResponse.delete(id);
-        if (this.#awaitingResponse.size === 0) process.off('message', this.#onResponse);
-        resolve(value);
-      };
-      // One listener for every scrape under way, however many.
-      if (this.#awaitingResponse.size === 0) process.on('message', this.#onResponse);
-      this.#awaitingResponse.set(id, done);
-      this.#tellPrimary({ bellwether: 'metrics-request', id });
-    });
+    const body = await (this.#asking ??= this.#askPrimary()).body;
     // No answer from the primary (or it has no prom-client): this worker's own.
     if (body === null) return aggregate([await this.#collect()]);
     return { contentType: this.#series.registry.contentType, body };
+  }
+
+  /** Asks the primary for the cluster's text; null if no answer comes within 3 s. */
+  #askPrimary(): PrimaryRequest {
+    const id = randomUUID();
+    let answered!: (body: string | null) => void;
+    const body = new Promise<string | null>((resolve) => {
+      const timer = setTimeout(() => answered(null), 3000);
+      answered = (value) => {
+        clearTimeout(timer);
+        if (this.#asking?.id === id) this.#asking = undefined;
+        resolve(value);
+      };
+    });
+    this.#tellPrimary({ bellwether: 'metrics-request', id });
+    return { id, answered, body };
   }
 
   /** Closes what start() started; a start still under way is cancelled (it rejects with BW_ERR_CLOSED). */
@@ -333,13 +340,17 @@ export class StatusBoard {
     const labels = { worker: String(worker.index ?? 'standalone'), pid: String(process.pid) };
     this.#series = new WorkerSeries(prom, labels, this.#zk !== undefined);
     if (worker.isSupervised) {
-      // The primary collects every worker's series for one scrape.
-      const onCollect = (message: unknown): void => {
-        if (!isMetricsMessage(message) || message.bellwether !== 'metrics-collect') return;
-        void this.#collect(true).then((metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, board: this.#id, metrics }));
+      // One listener for both: the primary collecting every board's series, and its answer to this board's request.
+      const onMessage = (message: unknown): void => {
+        if (!isMetricsMessage(message)) return;
+        if (message.bellwether === 'metrics-collect') {
+          void this.#collect(true).then((metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, board: this.#id, metrics }));
+        } else if (message.bellwether === 'metrics-response' && message.id === this.#asking?.id) {
+          this.#asking.answered(message.body);
+        }
       };
-      process.on('message', onCollect);
-      this.#cleanup.push(() => process.off('message', onCollect));
+      process.on('message', onMessage);
+      this.#cleanup.push(() => process.off('message', onMessage));
       this.#servingMetrics = true;
       this.#tellPrimary({ bellwether: 'metrics-on', board: this.#id, singletons: this.#singletons.map((job) => job.name), zk: this.#zk !== undefined });
     }
