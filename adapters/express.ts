@@ -162,18 +162,21 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
     response.status(ok ? 200 : 503).set('Cache-Control', 'no-store').json(body);
   };
 
-  const endpoints = new Map<string, (response: Response, next: NextFunction) => void>([
-    [paths.health, (response) => {
+  const endpoints = new Map<string, (response: Response, next: NextFunction) => void>();
+  if (paths.health !== undefined) {
+    endpoints.set(paths.health, (response) => {
       const live = board.live;
       sendJson(response, live, { live });
-    }],
-    [paths.ready, (response) => {
+    });
+  }
+  if (paths.ready !== undefined) {
+    endpoints.set(paths.ready, (response) => {
       const ready = closing === undefined && board.ready;
       sendJson(response, ready, { ready });
-    }],
-    [paths.status, (response) => sendJson(response, true, board.snapshot())],
-  ]);
-  if (metrics) {
+    });
+  }
+  if (paths.status !== undefined) endpoints.set(paths.status, (response) => sendJson(response, true, board.snapshot()));
+  if (paths.metrics !== undefined) {
     endpoints.set(paths.metrics, (response, next) => {
       board.metrics().then((result) => {
         if (result === undefined) {

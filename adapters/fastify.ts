@@ -32,7 +32,7 @@
  *   Nothing is logged per request.
  */
 import { BellwetherError, ErrorCodes, type Logger, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { worker } from 'bellwether/worker';
 import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, resolveAdapterOptions } from './options.js';
@@ -128,22 +128,26 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
     board.markReady();
   });
 
-  fastify.get(paths.health, async (_request, reply) => {
-    const live = board.live;
-    return reply.code(live ? 200 : 503).send({ live });
-  });
-  fastify.get(paths.ready, async (_request, reply) => {
-    const ready = board.ready;
-    return reply.code(ready ? 200 : 503).send({ ready });
-  });
-  fastify.get(paths.status, async () => board.snapshot());
-  if (metrics) {
+  // Like Express's: no cache or proxy keeps an answer that is about this moment.
+  const send = (reply: FastifyReply, ok: boolean, body: unknown): FastifyReply => reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send(body);
+  if (paths.health !== undefined) {
+    fastify.get(paths.health, async (_request, reply) => {
+      const live = board.live;
+      return send(reply, live, { live });
+    });
+  }
+  if (paths.ready !== undefined) {
+    fastify.get(paths.ready, async (_request, reply) => {
+      const ready = board.ready;
+      return send(reply, ready, { ready });
+    });
+  }
+  if (paths.status !== undefined) fastify.get(paths.status, async (_request, reply) => send(reply, true, board.snapshot()));
+  if (paths.metrics !== undefined) {
     fastify.get(paths.metrics, async (_request, reply) => {
       const result = await board.metrics();
-      if (result === undefined) {
-        return reply.code(503).header('cache-control', 'no-store').send(METRICS_UNAVAILABLE);
-      }
-      return reply.code(200).header('cache-control', 'no-store').header('content-type', result.contentType).send(result.body);
+      if (result === undefined) return send(reply, false, METRICS_UNAVAILABLE);
+      return send(reply.header('content-type', result.contentType), true, result.body);
     });
   }
 };

@@ -4,18 +4,26 @@
  */
 import { BellwetherError, ErrorCodes, type Logger, type Readiness, type Singleton, type StatusBoardOptions, type ZkSession } from 'bellwether';
 
+/**
+ * Where each endpoint is, or `false` for none. The status snapshot and the
+ * metrics show pids, singleton names, fencing tokens and ZooKeeper session
+ * ids: serve them on an internal port or behind auth, not on a public one.
+ */
 export interface AdapterPaths {
   /** Liveness: 200 `{ live: true }` while the process answers. Default `/healthz`. */
-  health?: string;
+  health?: string | false;
   /** Readiness: 200 `{ ready: true }` or 503 `{ ready: false }`. Default `/readyz`. */
-  ready?: string;
+  ready?: string | false;
   /** The status snapshot as JSON. Default `/bellwether`. */
-  status?: string;
+  status?: string | false;
   /** Prometheus text, only with `metrics: true`. Default `/metrics`. */
-  metrics?: string;
+  metrics?: string | false;
 }
 
-export const DEFAULT_PATHS: Required<AdapterPaths> = {
+/** The endpoints served, by kind: a disabled one (`false`) is absent, and so is metrics without `metrics: true`. */
+export type ServedPaths = Partial<Record<keyof AdapterPaths, string>>;
+
+export const DEFAULT_PATHS: Required<Record<keyof AdapterPaths, string>> = {
   health: '/healthz',
   ready: '/readyz',
   status: '/bellwether',
@@ -30,7 +38,7 @@ const ROUTE_PATH = /^\/[^\s?#:*]*$/;
 export interface ResolvedAdapterOptions {
   board: StatusBoardOptions;
   metrics: boolean;
-  paths: Required<AdapterPaths>;
+  paths: ServedPaths;
 }
 
 /** BW_ERR_INVALID_OPTION, prefixed with the adapter's name. */
@@ -84,17 +92,18 @@ export function resolveAdapterOptions(
       throw invalid(`unknown paths key ${JSON.stringify(key)} (known: ${PATH_KEYS.join(', ')})`);
     }
   }
-  const paths = { ...DEFAULT_PATHS };
+  const paths: ServedPaths = {};
   for (const key of PATH_KEYS) {
     const value = pathsGiven[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'string' || !ROUTE_PATH.test(value)) {
-      throw invalid(`paths.${key} must be a path starting with "/" (no query, spaces or route parameters), got ${show(value)}`);
+    if (value !== undefined && value !== false && (typeof value !== 'string' || !ROUTE_PATH.test(value))) {
+      throw invalid(`paths.${key} must be a path starting with "/" (no query, spaces or route parameters), or false for no such endpoint, got ${show(value)}`);
     }
-    paths[key] = value;
+    // `metrics: true` with `paths.metrics: false` still collects: board.metrics() can serve them on another listener.
+    if (value === false || (key === 'metrics' && !metrics)) continue;
+    paths[key] = value ?? DEFAULT_PATHS[key];
   }
   // Only the endpoints that will exist have to be distinct.
-  const used = PATH_KEYS.filter((key) => key !== 'metrics' || metrics);
+  const used = PATH_KEYS.filter((key) => paths[key] !== undefined);
   for (let i = 0; i < used.length; i++) {
     for (let j = i + 1; j < used.length; j++) {
       if (paths[used[i]!] === paths[used[j]!]) {

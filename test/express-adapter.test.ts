@@ -201,6 +201,19 @@ describe('bellwether/express', () => {
     head.resume();
   });
 
+  test('paths: false leaves an endpoint out (the request goes on to the app); metrics: true still collects for board.metrics()', async (t) => {
+    const router = bellwether({ singletons: [reporter(tempDir(t))], metrics: true, paths: { status: false, metrics: false } });
+    const server = http.createServer(appWith(router));
+    cleanup(t, router, server);
+    const port = await listen(server);
+    await router.attach(server);
+    assert.deepEqual((await get(port, '/healthz')).json(), { live: true });
+    assert.deepEqual((await get(port, '/readyz')).json(), { ready: true });
+    assert.equal((await get(port, '/bellwether')).status, 404);
+    assert.equal((await get(port, '/metrics')).status, 404);
+    assert.match((await router.board.metrics())?.body ?? '', /^bellwether_singleton_leader\{singleton="reporter"/m);
+  });
+
   test('close() drains: in-flight requests finish, idle keep-alive connections do not hold the server', async (t) => {
     const router = bellwether({});
     const server = http.createServer(appWith(router));
@@ -236,6 +249,8 @@ describe('bellwether/express', () => {
       { paths: { health: '/health check' } },
       { paths: { ready: '/ready?x=1' } },
       { paths: { status: '/:id' } },
+      { paths: { status: true } },
+      { paths: { health: null } },
       { paths: { health: '/same', ready: '/same' } },
       { metrics: true, paths: { metrics: '/healthz' } },
       { singletons: 'reporter' },

@@ -199,6 +199,21 @@ describe('bellwether/fastify', () => {
     assert.match(metrics.body, /bellwether_singleton_leader\{[^}]*singleton="custom"[^}]*\} 1/);
   });
 
+  test('every endpoint answers with Cache-Control: no-store, a 503 too; paths: false leaves an endpoint out, and metrics are still collected', async (t) => {
+    const app = Fastify();
+    t.after(() => app.close());
+    await app.register(bellwether, { singletons: [singleton({ name: 'cached', lockDir: tempDir(t) })], metrics: true });
+    const answers = await Promise.all(['/healthz', '/readyz', '/bellwether', '/metrics'].map((url) => app.inject({ url })));
+    assert.deepEqual(answers.map((a) => [a.statusCode, a.headers['cache-control']]), [[200, 'no-store'], [503, 'no-store'], [200, 'no-store'], [200, 'no-store']], 'not listening: /readyz is 503');
+
+    const internal = Fastify();
+    t.after(() => internal.close());
+    await internal.register(bellwether, { metrics: true, paths: { status: false, metrics: false, ready: false } });
+    const left = await Promise.all(['/healthz', '/readyz', '/bellwether', '/metrics'].map(async (url) => (await internal.inject({ url })).statusCode));
+    assert.deepEqual(left, [200, 404, 404, 404]);
+    assert.match((await internal.bellwether.metrics())?.body ?? '', /^# TYPE bellwether_singleton_leader gauge$/m, 'board.metrics() serves them elsewhere');
+  });
+
   test('bad options fail with BW_ERR_INVALID_OPTION before anything starts', async (t) => {
     const lockDir = tempDir(t);
     const job = singleton({ name: 'untouched', lockDir });
@@ -208,6 +223,8 @@ describe('bellwether/fastify', () => {
       [{ paths: { health: 'healthz' } }, /paths\.health/],
       [{ paths: { health: '/a b' } }, /paths\.health/],
       [{ paths: { health: '/items/:id' } }, /paths\.health/],
+      [{ paths: { status: true } }, /paths\.status .*or false/],
+      [{ paths: { metrics: null } }, /paths\.metrics/],
       [{ paths: { liveness: '/live' } }, /liveness/],
       [{ paths: { health: '/same', ready: '/same' } }, /paths\.health and paths\.ready/],
       [{ metrics: true, paths: { metrics: '/bellwether' } }, /paths\.status and paths\.metrics/],
