@@ -43,12 +43,15 @@ for (const example of ['express', 'fastify']) {
     describe(`examples/${example} under ${runtime.name}`, () => {
       test('endpoints, exactly one leader, takeover with a higher token after SIGKILL, cluster metrics, clean SIGTERM', async (t) => {
         const port = await freePort();
+        // The Express example serves /bellwether and /metrics on a loopback port of their own (INTERNAL_PORT); the Fastify one on the app's.
+        const internal = example === 'express' ? await freePort() : port;
         const fixtures = new Fixtures();
         t.after(() => fixtures.killAll());
         // As a user runs it, with its own lock directory so that test runs do not meet.
         const primary = fixtures.add(
           new Fixture(runtime.bin, [`${ROOT}dist/cli.js`, 'start', `${ROOT}examples/${example}/server.js`, '--workers', '4', '--shutdown-timeout', '5000'], `${example} example`, {
             PORT: String(port),
+            ...(example === 'express' ? { INTERNAL_PORT: String(internal) } : {}),
             BELLWETHER_LOCK_DIR: path.join(tempDir(t), 'locks'),
           }),
         );
@@ -58,10 +61,13 @@ for (const example of ['express', 'fastify']) {
         assert.deepEqual(await getJson(port, '/readyz'), { ready: true });
         const hello = await getJson(port, '/');
         assert.equal(hello['hello'], 'world');
+        if (internal !== port) {
+          for (const url of ['/bellwether', '/metrics']) assert.equal((await getText(port, url)).status, 404, `${url} is not on the app's port`);
+        }
 
-        const leader = await theLeader(port, 4);
+        const leader = await theLeader(internal, 4);
         assert.equal(leader.singletons[0]!.name, 'health-reporter');
-        const all = await snapshots(port, 4);
+        const all = await snapshots(internal, 4);
         assert.equal(all.size, 4, 'every worker answered');
         assert.deepEqual([...all.values()].map((s) => s.worker.index).sort(), [0, 1, 2, 3]);
 
@@ -69,13 +75,13 @@ for (const example of ['express', 'fastify']) {
           // The digest task ran in a worker thread of its leader (a few hundred ms of hashing), once per 10 s.
           let digest: Snapshot['singletons'][number] | undefined;
           for (let round = 0; round < 100 && digest?.lastRun?.outcome !== 'succeeded'; round++) {
-            digest = [...(await snapshots(port, 4)).values()].map((s) => s.singletons.find((j) => j.name === 'digest')!).find((j) => j.leader);
+            digest = [...(await snapshots(internal, 4)).values()].map((s) => s.singletons.find((j) => j.name === 'digest')!).find((j) => j.leader);
           }
           assert.equal(digest?.lastRun?.outcome, 'succeeded', JSON.stringify(digest));
           assert.ok((digest?.lastRun?.durationMs ?? 0) > 0);
         }
 
-        const metrics = await getText(port, '/metrics');
+        const metrics = await getText(internal, '/metrics');
         assert.equal(metrics.status, 200);
         assert.match(metrics.type, /text\/plain/);
         const families = parsePrometheusText(metrics.body);
@@ -86,7 +92,7 @@ for (const example of ['express', 'fastify']) {
         assert.equal(samplesOf(families, 'bellwether_worker_status_code').length, 4);
 
         process.kill(leader.worker.pid, 'SIGKILL');
-        const next = await theLeader(port, 4, leader.singletons[0]!.token);
+        const next = await theLeader(internal, 4, leader.singletons[0]!.token);
         assert.notEqual(next.worker.pid, leader.worker.pid);
 
         // The primary's own series after the kill: that slot replaced once, every slot healthy again.
@@ -96,7 +102,7 @@ for (const example of ['express', 'fastify']) {
             .sort();
         const expected = [0, 1, 2, 3].map((i) => `${i}=${i === leader.worker.index ? 1 : 0}`);
         let after = '';
-        for (let i = 0; i < 50 && perSlot(after, 'bellwether_worker_restarts_total').join() !== expected.join(); i++) after = (await getText(port, '/metrics')).body;
+        for (let i = 0; i < 50 && perSlot(after, 'bellwether_worker_restarts_total').join() !== expected.join(); i++) after = (await getText(internal, '/metrics')).body;
         assert.deepEqual(perSlot(after, 'bellwether_worker_restarts_total'), expected);
         assert.deepEqual(perSlot(after, 'bellwether_worker_status_code'), ['0=0', '1=0', '2=0', '3=0']);
 

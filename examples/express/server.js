@@ -11,8 +11,14 @@
 // over at once with a higher fencing token. Ctrl-C stops the workers
 // gracefully.
 //
+// INTERNAL_PORT=9464 keeps /bellwether and /metrics (pids, singleton names,
+// fencing tokens, ZooKeeper session ids) off the app's port: they are served
+// on a second listener bound to 127.0.0.1:INTERNAL_PORT, and the app's port
+// serves the app, /healthz and /readyz only.
+//
 // BELLWETHER_ADAPTER=off runs the same app without the router (the
 // throughput benchmark's baseline).
+import http from 'node:http';
 import os from 'node:os';
 import express from 'express';
 import { ZkSession, singleton } from 'bellwether';
@@ -44,7 +50,14 @@ if (process.env.BELLWETHER_ADAPTER !== 'off') {
   });
   reporter.on('error', (err) => console.error(`${name}: ${err.code}: ${err.message}`));
 
-  const router = bellwether({ singletons: [reporter], zk, metrics: true });
+  const internalPort = process.env.INTERNAL_PORT ? Number(process.env.INTERNAL_PORT) : undefined;
+  const router = bellwether({
+    singletons: [reporter],
+    zk,
+    metrics: true,
+    // With an internal port: not on the app's port (metrics are still collected, for the listener below).
+    ...(internalPort ? { paths: { status: false, metrics: false } } : {}),
+  });
   app.use(router);
   app.get('/', (_req, res) => res.json({ hello: 'world', worker: worker.index }));
   // Starts the session and the singleton (rejects if they cannot start: the
@@ -53,6 +66,25 @@ if (process.env.BELLWETHER_ADAPTER !== 'off') {
   // drained the server: in-flight requests finish, keep-alive connections
   // close after their next response) closes the singleton and the session.
   await router.attach(app.listen(port, host));
+  if (internalPort) {
+    // Loopback only: for a Prometheus agent or an operator on this host. attach() drains it on a stop too.
+    const internal = http.createServer(async (req, res) => {
+      res.setHeader('Cache-Control', 'no-store');
+      if (req.url === '/bellwether') {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify(router.board.snapshot()));
+      } else if (req.url === '/metrics') {
+        const metrics = await router.board.metrics();
+        res.setHeader('Content-Type', metrics?.contentType ?? 'text/plain');
+        res.statusCode = metrics ? 200 : 503;
+        res.end(metrics?.body ?? 'metrics need prom-client');
+      } else {
+        res.statusCode = 404;
+        res.end();
+      }
+    });
+    await router.attach(internal.listen(internalPort, '127.0.0.1'));
+  }
 } else {
   // The baseline: no router in the request path, no singleton; readiness by
   // hand. The supervised worker drains the server on a graceful stop by itself.
