@@ -8,8 +8,9 @@ export class LineChild {
   #waiter: ((line: string) => void) | undefined;
   readonly exited: Promise<void>;
 
-  constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  /** `stderr: 'pipe'`: read from `child.stderr` (the supervisor's lines), instead of shown. */
+  constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}, stderr: 'inherit' | 'pipe' = 'inherit') {
+    this.child = spawn(command, args, { stdio: ['pipe', 'pipe', stderr], env: { ...process.env, ...env } });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     readline.createInterface({ input: this.child.stdout! }).on('line', (line) => {
       const waiter = this.#waiter;

@@ -11,6 +11,7 @@ import { hostFleet } from './host-fleet.js';
 import { supervisorBench } from './supervisor.js';
 import { zkSession } from './zk-session.js';
 import { adapters } from './adapters.js';
+import { metricsFlood } from './metrics-flood.js';
 import { restarts } from './restarts.js';
 import { reuseport } from './reuseport.js';
 import { tasks } from './tasks.js';
@@ -20,6 +21,7 @@ const SUITES: Record<string, (scale: number) => Promise<string>> = {
   threadpool,
   'zk-session': zkSession,
   adapters,
+  'metrics-flood': metricsFlood,
   election,
   fleet: fleetBench,
   handover,
