@@ -37,9 +37,10 @@ export type WorkerMessage =
   | { bellwether: 'stopping-ack' };
 
 /**
- * Metrics of the whole cluster for one scrape: a worker asks, the primary
- * collects from every worker that has metrics on and answers. Counters are
- * the primary's, per slot, so that they outlive the workers that count.
+ * Metrics of the whole cluster for a scrape: a worker asks (one request under
+ * way per board), the primary collects from every worker that has metrics on
+ * (one collection at a time, its text shared for a second) and answers.
+ * Counters are the primary's, per slot, so that they outlive the workers that count.
  */
 export type MetricsMessage =
   /** A board of the worker serves metrics from now on (its singletons, whether it has a session): the primary collects from it. */
