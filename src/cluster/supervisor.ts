@@ -514,7 +514,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   // ---- metrics: one scrape of any worker shows the whole cluster ----
 
   async #answerMetrics(requester: Worker, id: string): Promise<void> {
-    const body = await this.#metrics.scrape(() => this.status());
+    // A collection that fails (workers of two versions whose series do not merge, say) must not
+    // become an unhandled rejection in the primary: the requester then answers with its own series.
+    const body = await this.#metrics.scrape(() => this.status()).catch((err: unknown) => {
+      this.#options.logger.warn({ event: 'metrics-failed', err }, `a metrics collection failed (${String(err)}): the worker answers with its own series`);
+      return null;
+    });
     try {
       requester.send({ bellwether: 'metrics-response', id, body } satisfies MetricsMessage);
     } catch {
