@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { ENV } from '../cluster/protocol.js';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import { fsExtPath, nativeFlock, nativeFlockError, openNativeFlock } from './flock-native.js';
 
@@ -118,6 +119,19 @@ flock.lock(3).then(
  */
 const NOT_INHERITED = /^(NODE_OPTIONS|NODE_UNIQUE_ID|NODE_CHANNEL_FD|NODE_CHANNEL_SERIALIZATION_MODE|BUN_OPTIONS|BUN_INSPECT.*)$/;
 
+/**
+ * What the supervisor tells its worker alone (the ZooKeeper settings among
+ * them): no helper gets it, also when the app spawns one before the worker
+ * runtime has removed these from process.env.
+ */
+const WORKER_ONLY = new Set<string>([ENV.primaryPid, ENV.heartbeat, ENV.killTimeout, ENV.zkSettings, ENV.entry]);
+
+/** The environment of a helper program: this process's, without what only the worker reads and what `also` matches. */
+function helperEnv(also?: RegExp): Record<string, string> {
+  const kept = Object.entries(process.env).filter(([name, value]) => value !== undefined && !WORKER_ONLY.has(name) && !also?.test(name));
+  return Object.fromEntries(kept) as Record<string, string>;
+}
+
 /** Whether this is a Node single executable application, whose binary runs only the app. */
 function isSingleExecutable(): boolean {
   try {
@@ -140,7 +154,7 @@ export function waitMethod(): WaitMethod {
   if (flock) {
     const flockArgs = ['--verbose', '3'];
     const [command, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', flock, ...flockArgs]] : [flock, flockArgs];
-    method = { kind: 'flock(1)', command, args, locked: 'getting lock took', stdin: 'ignore', env: process.env };
+    method = { kind: 'flock(1)', command, args, locked: 'getting lock took', stdin: 'ignore', env: helperEnv() };
     return method;
   }
   if (!nativeFlock()) {
@@ -157,7 +171,7 @@ export function waitMethod(): WaitMethod {
     );
   }
   const onBun = Boolean(process.versions['bun']);
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !NOT_INHERITED.test(name)));
+  const env = helperEnv(NOT_INHERITED);
   // A compiled Bun executable acts as plain bun with BUN_BE_BUN.
   Object.assign(env, { BW_WAITER_PARENT: String(process.pid), BW_WAITER_FS_EXT: fsExtPath(), ...(onBun ? { BUN_BE_BUN: '1' } : {}) });
   method = { kind: 'built-in', command: process.execPath, args: ['-e', WAITER_SOURCE], locked: 'locked', stdin: onBun ? 'ignore' : 'pipe', env };
