@@ -22,7 +22,7 @@ export type { TaskContext } from './singleton/task-thread.js';
 export { defaultLockDir } from './lock/lock-dir.js';
 export { ZkSession, SESSION_EXPIRED_EXIT_CODE, type ZkSessionEvents, type ZkSessionState, type CreateMode, type NodeChange } from './zk/session.js';
 export type { Acl, AclName, AclEntry, AclScheme } from './zk/acl.js';
-export type { ZkSessionOptions, ZkSessionSettings, DigestAuth, RetryPolicy } from './zk/options.js';
+export type { ZkSessionOptions, ZkSessionSettings, DigestAuth, PrimaryAuth, RetryPolicy } from './zk/options.js';
 export type { Stat } from './zk/stat.js';
 export type { NodeEvent, ChildrenEvent, NodeSnapshot, ChildrenSnapshot, Subscription } from './zk/watch.js';
 export type { EphemeralHandle } from './zk/ephemeral.js';

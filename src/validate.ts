@@ -23,6 +23,12 @@ export function invalidOption(option: string, expected: string, got: unknown): B
   return new BellwetherError(ErrorCodes.INVALID_OPTION, `${option} must be ${expected}, got ${shown}`);
 }
 
+/** The same error for a value that may hold a secret (credentials): it names the value's type only. */
+export function invalidSecretOption(option: string, expected: string, got: unknown): BellwetherError {
+  const type = got === null ? 'null' : Array.isArray(got) ? 'an array' : `a ${typeof got}`;
+  return new BellwetherError(ErrorCodes.INVALID_OPTION, `${option} must be ${expected}, got ${type} (hidden)`);
+}
+
 export function checkObject(value: unknown, option: string): Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw invalidOption(option, 'an object', value);

@@ -1,14 +1,14 @@
 import cluster, { type Worker } from 'node:cluster';
 import { callbackFailed } from '../errors.js';
 import type { ZkSession } from '../zk/session.js';
-import { ENV } from './protocol.js';
+import { answerZkAuth, zkSettingsEnv } from './zk-credentials.js';
 
 export interface ForkHookOptions {
   /** Runs right before each `cluster.fork()`. */
   beforeFork?: () => void;
   /** Runs right after each `cluster.fork()`, with the new worker. */
   afterFork?: (worker: Worker) => void;
-  /** Sessions paused around each fork; the first one's settings are passed to the worker in its environment. */
+  /** Sessions paused around each fork; the first one's settings are passed to the worker in its environment, its credentials over IPC when the worker's session asks. */
   zk?: ZkSession | ZkSession[];
 }
 
@@ -31,7 +31,7 @@ export function installForkHook(options: ForkHookOptions = {}): () => void {
   const wrapped = function fork(env?: NodeJS.ProcessEnv): Worker {
     guarded('beforeFork', () => options.beforeFork?.());
     const [first] = sessions;
-    const withSettings = first ? { ...env, [ENV.zkSettings]: JSON.stringify(first.settings()) } : env;
+    const withSettings = first ? { ...env, ...zkSettingsEnv(first) } : env;
     for (const zk of sessions) zk.pause();
     let worker: Worker;
     try {
@@ -39,6 +39,7 @@ export function installForkHook(options: ForkHookOptions = {}): () => void {
     } finally {
       for (const zk of sessions) zk.resume();
     }
+    if (first) answerZkAuth(worker, first);
     guarded('afterFork', () => options.afterFork?.(worker));
     return worker;
   };

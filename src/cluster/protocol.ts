@@ -1,5 +1,6 @@
 import type { DemotionReason } from '../singleton/singleton.js';
 import type { Acl } from '../zk/acl.js';
+import type { DigestAuth } from '../zk/options.js';
 
 /**
  * What the primary and its workers tell each other. Environment variables
@@ -16,7 +17,7 @@ export const ENV = {
   heartbeat: 'BELLWETHER_HEARTBEAT_MS',
   /** The user's entry script, which the worker bootstrap imports. */
   entry: 'BELLWETHER_ENTRY',
-  /** JSON of the primary's ZkSession settings, for the worker's own session. */
+  /** JSON of the primary's ZkSession settings, for the worker's own session; its credentials come over IPC (ZkAuthMessage), never here. */
   zkSettings: 'BELLWETHER_ZK_SETTINGS',
   /** ms between the primary's SIGTERM to a worker and its SIGKILL: the budget of a stop on SIGTERM. */
   killTimeout: 'BELLWETHER_KILL_TIMEOUT_MS',
@@ -94,6 +95,21 @@ export type FleetMessage =
 export function isFleetMessage(message: unknown): message is FleetMessage {
   const kind = (message as { bellwether?: unknown } | null)?.bellwether;
   return typeof kind === 'string' && kind.startsWith('fleet-');
+}
+
+/**
+ * The primary's ZooKeeper credentials, which never travel in the
+ * environment (every process's initial environment stays readable in
+ * /proc/<pid>/environ): a worker's session starting with `{ scheme:
+ * 'from-primary' }` asks, the primary answers that worker alone. Asked, not
+ * pushed at the fork: a message that reaches a worker before its listener
+ * exists is lost. `id` matches the answer to its request.
+ */
+export type ZkAuthMessage = { bellwether: 'zk-auth-request'; id: string } | { bellwether: 'zk-auth'; id: string; auth: DigestAuth[] };
+
+export function isZkAuthMessage(message: unknown): message is ZkAuthMessage {
+  const kind = (message as { bellwether?: unknown } | null)?.bellwether;
+  return (kind === 'zk-auth-request' || kind === 'zk-auth') && typeof (message as { id?: unknown }).id === 'string';
 }
 
 export type PrimaryMessage =

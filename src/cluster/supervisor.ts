@@ -10,6 +10,7 @@ import { settledWithin } from '../singleton/abort.js';
 import { HostBallots } from './host-ballots.js';
 import { ENV, type MetricsMessage, PARENT_CHECK_MS, type PrimaryMessage, isFleetMessage, isMetricsMessage, isWorkerMessage } from './protocol.js';
 import { Slot, type SlotInfo, WorkerHandle } from './slot.js';
+import { answerZkAuth, zkSettingsEnv } from './zk-credentials.js';
 
 /** How long a full graceful stop waits for every worker to stop contending before it stops them anyway. */
 const STOPPING_ACK_MS = 1000;
@@ -323,7 +324,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       [ENV.entry]: this.#options.exec,
     };
     const [firstZk] = this.#options.zk;
-    if (firstZk) env[ENV.zkSettings] = JSON.stringify(firstZk.settings());
+    if (firstZk) Object.assign(env, zkSettingsEnv(firstZk));
     // The primary's sessions hold their events while the fork happens (seed 000).
     for (const zk of this.#options.zk) zk.pause();
     let worker: Worker;
@@ -332,6 +333,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } finally {
       for (const zk of this.#options.zk) zk.resume();
     }
+    // Before anything else can run in the primary: the worker's session asks as it starts.
+    if (firstZk) answerZkAuth(worker, firstZk);
     const handle = new WorkerHandle(worker, slot);
     if (restart) this.#logOf(handle).info({ event: 'worker-restart', restarts: slot.restarts }, `worker ${slot.index} restarted (pid ${handle.pid})`);
     this.#workers.add(handle);

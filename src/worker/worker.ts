@@ -55,7 +55,10 @@ export interface WorkerRuntime {
    * servers) or the primary kills the worker after its shutdown timeout.
    */
   onShutdown(cb: () => unknown): void;
-  /** The primary's ZooKeeper settings, for this worker's own `new ZkSession(...)`; `undefined` if none. */
+  /**
+   * The primary's ZooKeeper settings, for this worker's own `new ZkSession(...)`; `undefined` if none.
+   * Its credentials are `{ scheme: 'from-primary' }`: the session's `start()` asks the primary for them over IPC.
+   */
   zkSettings(): ZkSessionSettings | undefined;
 }
 
@@ -108,8 +111,9 @@ class WorkerProcess implements WorkerRuntime {
     this.#killTimeout = millis(process.env[ENV.killTimeout]);
     // Read once, then gone from process.env: a child the app forks
     // (child_process.fork) would inherit them, take itself for a supervised
-    // worker and fence itself off as an orphan; and the ZooKeeper settings
-    // (credentials) must not reach every grandchild. The index stays: it is
+    // worker and fence itself off as an orphan, or ask the primary for its
+    // ZooKeeper credentials (they never travel here: see zk-credentials.ts)
+    // and wait in vain for an answer. The index stays: it is
     // documented for the app, and alone it makes no process a worker.
     for (const key of [ENV.primaryPid, ENV.heartbeat, ENV.zkSettings, ENV.killTimeout]) delete process.env[key];
     this.#primaryPid = Number.isInteger(primaryPid) && primaryPid > 0 ? primaryPid : undefined;

@@ -1,11 +1,20 @@
 import type { Logger } from '../log/logger.js';
-import { checkKnownKeys, checkMillis, checkObject, invalidOption } from '../validate.js';
+import { checkKnownKeys, checkMillis, checkObject, invalidOption, invalidSecretOption } from '../validate.js';
 import { parseConnectString } from './connect-string.js';
 
 export interface DigestAuth {
   scheme: 'digest';
   /** `user:password` */
   credentials: string;
+}
+
+/**
+ * Stands in a worker's settings (`worker.zkSettings()`) for the primary's
+ * credentials, which never travel in the environment: the session asks the
+ * primary for them over the IPC channel as it starts.
+ */
+export interface PrimaryAuth {
+  scheme: 'from-primary';
 }
 
 export interface RetryPolicy {
@@ -31,8 +40,8 @@ export interface ZkSessionOptions {
    * (`SESSION_EXPIRED_EXIT_CODE`) so that a supervisor restarts it.
    */
   onExpire?: 'reopen' | 'exit';
-  /** Digest credentials, sent on every connection. */
-  auth?: readonly DigestAuth[];
+  /** Digest credentials, sent on every connection (in a worker, `{ scheme: 'from-primary' }` stands for the primary's). */
+  auth?: readonly (DigestAuth | PrimaryAuth)[];
   retry?: Partial<RetryPolicy>;
   /** Logs the session's state changes (connected, suspended, reconnected, expired, closed). Default: none. Not part of `settings()`. */
   logger?: Logger;
@@ -44,7 +53,7 @@ export interface ZkSessionSettings {
   sessionTimeout: number;
   connectTimeout: number;
   onExpire: 'reopen' | 'exit';
-  auth: DigestAuth[];
+  auth: (DigestAuth | PrimaryAuth)[];
   retry: RetryPolicy;
 }
 
@@ -58,14 +67,21 @@ export function resolveZkOptions(options: ZkSessionOptions): ZkSessionSettings {
   const onExpire = given['onExpire'] ?? 'reopen';
   if (onExpire !== 'reopen' && onExpire !== 'exit') throw invalidOption('onExpire', "'reopen' or 'exit'", onExpire);
   const authGiven = given['auth'] ?? [];
-  if (!Array.isArray(authGiven)) throw invalidOption('auth', 'an array of { scheme: "digest", credentials: "user:password" }', authGiven);
-  const auth = authGiven.map((entry: unknown, index) => {
-    const item = checkObject(entry, `auth[${index}]`);
+  const expected = 'an array of { scheme: "digest", credentials: "user:password" }';
+  // Neither what was given nor a part of it is ever shown: it may be the secret itself ('user:password', ['user:password']).
+  if (!Array.isArray(authGiven)) throw invalidSecretOption('auth', expected, authGiven);
+  const auth = authGiven.map((entry: unknown, index): DigestAuth | PrimaryAuth => {
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw invalidSecretOption(`auth[${index}]`, 'an object', entry);
+    const item = entry as Record<string, unknown>;
+    if (item['scheme'] === 'from-primary') {
+      checkKnownKeys(item, ['scheme'], `auth[${index}]`);
+      return { scheme: 'from-primary' };
+    }
     checkKnownKeys(item, ['scheme', 'credentials'], `auth[${index}]`);
-    if (item['scheme'] !== 'digest') throw invalidOption(`auth[${index}].scheme`, "'digest'", item['scheme']);
+    if (item['scheme'] !== 'digest') throw invalidSecretOption(`auth[${index}].scheme`, "'digest'", item['scheme']);
     const credentials = item['credentials'];
     if (typeof credentials !== 'string' || !/^[^:]+:.+$/s.test(credentials)) {
-      throw invalidOption(`auth[${index}].credentials`, "'user:password'", '(hidden)');
+      throw invalidSecretOption(`auth[${index}].credentials`, "'user:password'", credentials);
     }
     return { scheme: 'digest' as const, credentials };
   });
@@ -85,3 +101,4 @@ export function resolveZkOptions(options: ZkSessionOptions): ZkSessionSettings {
     },
   };
 }
+

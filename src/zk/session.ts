@@ -1,5 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import zookeeper, { type Client, type Stat as RawStat } from 'node-zookeeper-client';
+import { askPrimaryForAuth } from '../cluster/zk-credentials.js';
 import { BellwetherError, ErrorCodes, callbackFailed } from '../errors.js';
 import { type Logger, NO_LOG, checkLogger, reportError } from '../log/logger.js';
 import { delay, settledWithin } from '../singleton/abort.js';
@@ -8,7 +9,7 @@ import { toZkAcl } from './zk-acl.js';
 import { Ephemeral, type EphemeralHandle } from './ephemeral.js';
 import { EventQueue } from './event-queue.js';
 import { Multi } from './multi.js';
-import { type ZkSessionOptions, type ZkSessionSettings, resolveZkOptions } from './options.js';
+import { type DigestAuth, type ZkSessionOptions, type ZkSessionSettings, resolveZkOptions } from './options.js';
 import { checkPath, joinPath } from './paths.js';
 import { toStat } from './raw-stat.js';
 import type { Stat } from './stat.js';
@@ -72,6 +73,8 @@ const LOSS_CODES = new Set([Exception.CONNECTION_LOSS, Exception.SESSION_EXPIRED
  */
 export class ZkSession extends EventEmitter<ZkSessionEvents> {
   readonly #settings: ZkSessionSettings;
+  /** The credentials sent on every connection: the settings', with the primary's in place of `from-primary` once start() has them. */
+  #auth: DigestAuth[];
   readonly #servers: number;
   readonly #queue: EventQueue;
   readonly #onConnected = new Set<(event: { sessionId: string }) => unknown>();
@@ -101,6 +104,13 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   constructor(options: ZkSessionOptions) {
     super();
     this.#settings = resolveZkOptions(options);
+    if (this.#fromPrimary() && typeof process.send !== 'function') {
+      throw new BellwetherError(
+        ErrorCodes.INVALID_OPTION,
+        "auth { scheme: 'from-primary' } works only in a worker forked by a Supervisor or installForkHook given zk (this process has no IPC channel)",
+      );
+    }
+    this.#auth = this.#settings.auth.filter((entry) => entry.scheme === 'digest');
     this.#log = checkLogger(options.logger) ?? NO_LOG;
     this.#servers = this.#settings.connect.split('/')[0]!.split(',').length;
     this.#queue = new EventQueue((err) => this.#report(callbackFailed('ZooKeeper event handler', err)));
@@ -171,12 +181,24 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     if (this.#state === 'closed') throw new BellwetherError(ErrorCodes.CLOSED, 'ZkSession was closed; create a new one');
     if (this.#state !== 'latent') throw new BellwetherError(ErrorCodes.ALREADY_STARTED, 'ZkSession is already started');
     this.#state = 'connecting';
+    const began = performance.now();
+    if (this.#fromPrimary()) {
+      // Within the same connectTimeout: a primary that never answers fails start() as a server that never does.
+      try {
+        const primary = await askPrimaryForAuth(this.#settings.connectTimeout, this.#closing.signal);
+        this.#auth = this.#settings.auth.flatMap((entry) => (entry.scheme === 'digest' ? [entry] : primary));
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
+      if ((this.#state as ZkSessionState) === 'closed') throw new BellwetherError(ErrorCodes.CLOSED, 'ZkSession was closed while starting');
+    }
     this.#open();
     const tick = Math.max(10, Math.floor(this.#settings.sessionTimeout / 10));
     this.#liveness = setInterval(() => this.#checkLiveness(), tick);
     this.#liveness.unref();
     const connected = new Promise<void>((resolve) => this.#connectedWaiters.push(resolve));
-    if (!(await settledWithin(this.#settings.connectTimeout, connected))) {
+    if (!(await settledWithin(Math.max(0, this.#settings.connectTimeout - (performance.now() - began)), connected))) {
       await this.close();
       throw new BellwetherError(
         ErrorCodes.ZK_CONNECT_TIMEOUT,
@@ -184,6 +206,11 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
       );
     }
     if ((this.#state as ZkSessionState) === 'closed') throw this.#failure ?? new BellwetherError(ErrorCodes.CLOSED, 'ZkSession was closed while starting');
+  }
+
+  /** Whether the settings stand in for the primary's credentials (a worker's): start() asks for them. */
+  #fromPrimary(): boolean {
+    return this.#settings.auth.some((entry) => entry.scheme === 'from-primary');
   }
 
   /** Closes the session on the server (its ephemerals vanish at once). Calling it again is harmless. */
@@ -248,7 +275,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
       {
         connect: this.#settings.connect,
         sessionTimeout: this.#settings.sessionTimeout,
-        auth: this.#settings.auth,
+        auth: this.#auth,
         onNotification: () => void (this.#notifications += 1),
         ...(session ? { session } : {}),
       },
@@ -300,7 +327,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
     const transport = this.#transport;
     const sessionId = this.#sessionId!;
     void (async () => {
-      if (newSession && this.#settings.auth.length > 0) {
+      if (newSession && this.#auth.length > 0) {
         // The server answers the credentials before this: refused, the session never counts as connected.
         const answered = await this.#call('exists', '/', false, (c, done) => c.exists('/', (e) => done(e))).then(
           () => true,
