@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Worker } from 'node:cluster';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -24,6 +25,8 @@ const OTHER = [{ scheme: 'digest' as const, credentials: 'other:secret' }];
 const NO_AUTH = { code: 'BW_ERR_ZK_NO_AUTH' };
 /** A refusal is one answer from the server: well within this. */
 const PROMPT_MS = 2000;
+/** ZooKeeper's digest id of credentials 'user:password'. */
+const digestOf = (credentials: string): string => `${credentials.split(':')[0]}:${createHash('sha1').update(credentials).digest('base64')}`;
 
 function won(candidate: Candidate): Promise<{ token: number }> {
   return bounded(`${candidate.name}: won`, new Promise((resolve) => candidate.once('won', resolve)), 10_000);
@@ -256,9 +259,74 @@ describe('election ACLs', () => {
       assert.throws(() => singleton({ scope: 'cluster', zk: plain, name: 'x', acl }), { code: 'BW_ERR_INVALID_OPTION' });
     }
     assert.throws(() => singleton({ name: 'x', acl: 'open' } as never), { code: 'BW_ERR_INVALID_OPTION' }, "unset with scope 'host'");
-    // Good ones are taken, and so are the old names of ZkSession.create.
-    for (const acl of ['open', 'creator', 'creator-read-all', 'read-only', [{ scheme: 'ip', id: '127.0.0.1/8', perms: 'rwcda' }], [{ scheme: 'digest', id: 'app:Uc4Wb8Bw3I8N8oIZXxDcTs9iz8Y=', perms: 'r' }]] as const) {
+    // Good ones are taken.
+    const app = { scheme: 'auth', id: '', perms: 'rcd' } as const;
+    for (const acl of ['open', 'creator', 'creator-read-all', [app], [{ scheme: 'digest', id: digestOf('app:secret'), perms: 'rwcda' }], [{ scheme: 'ip', id: '127.0.0.1/8', perms: 'r' }, app]] as const) {
       new Candidate(authed, 'x', { acl });
+      singleton({ scope: 'cluster', zk: authed, name: 'x', acl });
     }
+    new Candidate(plain, 'x', { acl: [{ scheme: 'world', id: 'anyone', perms: 'rcd' }] });
+  });
+
+  test("an election's acl must let the session's own identity read, create and delete (r, c, d): refused at the boundary otherwise", async () => {
+    const authed = new ZkSession({ connect: '127.0.0.1:1', auth: APP });
+    const all = (scheme: 'auth' | 'ip' | 'digest', id: string, perms = 'rwcda') => ({ scheme, id, perms });
+    const bad: [string, unknown, RegExp][] = [
+      // The leader could not delete its ballot on close(), nor could the parents it made be written by anyone again.
+      ["'read-only'", 'read-only', /^acl 'read-only' must let .* create \(cast a ballot\), nor delete/],
+      ["no 'd' for the creator", [all('auth', '', 'rwca'), { scheme: 'world', id: 'anyone', perms: 'r' }], /it does not let it delete \(take its ballot and leader_ack away on close\(\)/],
+      ["no 'r'", [all('auth', '', 'wcda')], /it does not let it read/],
+      ["'ip' only (says nothing of the identity)", [all('ip', '127.0.0.1')], /'ip' entries do not count/],
+      ['the digest of other credentials', [all('digest', digestOf('other:secret'))], /must let the session's own identity read, create and delete/],
+    ];
+    for (const [what, acl, message] of bad) {
+      assert.throws(() => new Candidate(authed, 'x', { acl: acl as never }), { code: 'BW_ERR_INVALID_OPTION', message }, `Candidate: ${what}`);
+      assert.throws(() => singleton({ scope: 'cluster', zk: authed, name: 'x', acl: acl as never }), { code: 'BW_ERR_INVALID_OPTION', message }, `singleton: ${what}`);
+    }
+    // Outside an election, a node may be made read-only.
+    await assert.rejects(authed.create('/frozen', '', { acl: 'read-only' }), /ZkSession is not started/);
+  });
+
+  test('acl names that are Object.prototype keys, and create modes, fail at the boundary; acl values are never printed (they may hold a password)', async () => {
+    const authed = new ZkSession({ connect: '127.0.0.1:1', auth: APP });
+    for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+      assert.throws(() => new Candidate(authed, 'x', { acl: name as never }), { code: 'BW_ERR_INVALID_OPTION' }, `acl ${name}`);
+      await assert.rejects(authed.create('/x', '', { acl: name as never }), { code: 'BW_ERR_INVALID_OPTION', message: /^create acl must be/ }, `create acl ${name}`);
+      await assert.rejects(authed.create('/x', '', { mode: name as never }), { code: 'BW_ERR_INVALID_OPTION', message: /^create mode must be/ }, `create mode ${name}`);
+    }
+    const secrets: unknown[] = [
+      'digest:app:secret:cdrwa',
+      ['digest:app:secret'],
+      { 'app:secret': 'cdrwa' },
+      [{ scheme: 'auth', id: 'app:secret', perms: 'rwcda' }],
+      [{ scheme: 'world', id: 'app:secret', perms: 'r' }],
+      [{ scheme: 'ip', id: 'app:secret', perms: 'r' }],
+      [{ scheme: 'digest:app:secret', id: '', perms: 'r' }],
+      [{ scheme: 'world', id: 'anyone', perms: 'app:secret' }],
+    ];
+    for (const acl of secrets) {
+      const hidden = (err: Error): boolean => (err as BellwetherError).code === 'BW_ERR_INVALID_OPTION' && !err.message.includes('secret');
+      assert.throws(() => new Candidate(authed, 'x', { acl: acl as never }), hidden, JSON.stringify(acl));
+      await assert.rejects(authed.create('/x', '', { acl: acl as never }), hidden, JSON.stringify(acl));
+    }
+  });
+
+  test("the least an election's acl may grant (r, c, d to the identity, r to others) is enough: the leader's close() hands over", async (t) => {
+    const [a, b] = [openSession(t, connect(), { auth: APP }), openSession(t, connect(), { auth: APP })];
+    await Promise.all([a.start(), b.start()]);
+    const acl = [
+      { scheme: 'auth' as const, id: '', perms: 'rcd' },
+      { scheme: 'world' as const, id: 'anyone', perms: 'r' },
+    ];
+    const leader = new Candidate(a, 'least', { root: '/least', acl });
+    const follower = new Candidate(b, 'least', { root: '/least', acl });
+    t.after(() => Promise.all([leader.close(), follower.close()]));
+    const first = won(leader);
+    await leader.vote();
+    await first;
+    await follower.vote();
+    const next = won(follower);
+    await leader.close();
+    await next;
   });
 });

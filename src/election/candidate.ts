@@ -6,7 +6,7 @@ import { settledWithin } from '../singleton/abort.js';
 import { checkPath, joinPath } from '../zk/paths.js';
 import type { NodeChange, ZkSession } from '../zk/session.js';
 import type { Stat } from '../zk/stat.js';
-import { type Acl, checkAclFor, defaultElectionAcl } from '../zk/acl.js';
+import { type Acl, checkElectionAcl } from '../zk/acl.js';
 import { isConnectionTrouble, isGoneAnyway, isRefusal } from '../zk/zk-errors.js';
 import { type ElectionPaths, ballotPrefix, electionPaths, standingOf } from './ballots.js';
 import { stepDownDeadline } from './step-down.js';
@@ -50,7 +50,8 @@ export interface CandidateOptions {
    * ACL of the nodes this candidate creates (the election's parents, its
    * ballot, leader_ack): a named ACL or a list of entries (see `Acl`).
    * Default: `'creator-read-all'` when the session has `auth` (only that
-   * identity may change them, anyone may read them), else `'open'`.
+   * identity may change them, anyone may read them), else `'open'`. It must
+   * let the session's own identity read, create and delete (r, c, d) there.
    */
   acl?: Acl;
 }
@@ -114,7 +115,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#data = typeof options.data === 'string' ? Buffer.from(options.data) : (options.data ?? Buffer.alloc(0));
     this.#stepDownAfter = options.stepDownAfter;
     this.#reportLost = options.reportLost ?? true;
-    this.#acl = checkAclFor(options.acl, zk.authenticated, defaultElectionAcl(zk.authenticated));
+    this.#acl = checkElectionAcl(options.acl, zk.settings().auth);
     this.#log = (checkLogger(options.logger) ?? NO_LOG).child({ election: name });
   }
 

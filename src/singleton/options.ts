@@ -6,7 +6,7 @@ import { BellwetherError, ErrorCodes } from '../errors.js';
 import { type Logger, NO_LOG, checkLogger } from '../log/logger.js';
 import { ZkSession } from '../zk/session.js';
 import { checkPath } from '../zk/paths.js';
-import { type Acl, checkAclFor } from '../zk/acl.js';
+import { type Acl, checkElectionAcl } from '../zk/acl.js';
 import { worker } from '../worker/worker.js';
 import { ClusterLease, HostClusterLease } from './cluster-lease.js';
 import { PrimaryBallotLease } from './primary-lease.js';
@@ -84,7 +84,8 @@ export interface ClusterSingletonOptions extends Omit<HostSingletonOptions, 'sco
    * ACL of the election's nodes (its parents, the ballots, leader_ack), as
    * Candidate's `acl`. Default: `'creator-read-all'` when the session has
    * `auth`, else `'open'`; under a Supervisor's fleet ballot, by the
-   * primary's session.
+   * primary's session. It must let that session's identity read, create
+   * and delete (r, c, d): `'read-only'` is refused.
    */
   acl?: Acl;
 }
@@ -143,13 +144,13 @@ export function singleton(options: SingletonOptions): Singleton {
   const stepDownAfter = given['stepDownAfter'] === undefined ? undefined : checkMillis(given['stepDownAfter'], 'stepDownAfter', 0, 1);
   // In a worker of a Supervisor with zk, the primary holds the host's ballot: the worker needs no session.
   if (zk === undefined && host && primaryHoldsFleetBallots()) {
-    // The primary's session stands in the election: the 'creator' ACLs need its auth.
-    const acl = given['acl'] === undefined ? undefined : checkAclFor(given['acl'], (worker.zkSettings()?.auth.length ?? 0) > 0, 'open');
+    // The primary's session stands in the election: the acl is checked against its credentials.
+    const acl = given['acl'] === undefined ? undefined : checkElectionAcl(given['acl'], worker.zkSettings()?.auth ?? []);
     const election = { name, root: root ?? DEFAULT_ELECTION_ROOT, data: Buffer.from(data ?? ''), ...(stepDownAfter ? { stepDownAfter } : {}), ...(acl ? { acl } : {}) };
     return new Singleton(name, new PrimaryBallotLease(host, election), job, policy, logging);
   }
   if (!(zk instanceof ZkSession)) throw invalidOption('zk', scope === 'host+cluster' ? 'a ZkSession (or none, in a worker of a Supervisor with zk)' : 'a ZkSession', zk);
-  const acl = given['acl'] === undefined ? undefined : checkAclFor(given['acl'], zk.authenticated, 'open');
+  const acl = given['acl'] === undefined ? undefined : checkElectionAcl(given['acl'], zk.settings().auth);
   // Errors of the election reach the singleton's listeners; its Candidate logs where the singleton does.
   let elected: Singleton | undefined;
   const cluster = new ClusterLease(

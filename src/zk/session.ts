@@ -484,7 +484,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   async create(path: string, data: Buffer | string = Buffer.alloc(0), options: { mode?: CreateMode; acl?: Acl } = {}): Promise<string> {
     checkPath(path);
     const mode = options.mode ?? 'persistent';
-    if (!(mode in MODES)) throw new BellwetherError(ErrorCodes.INVALID_OPTION, `create mode must be one of ${Object.keys(MODES).join(', ')}`);
+    if (typeof mode !== 'string' || !Object.hasOwn(MODES, mode)) throw new BellwetherError(ErrorCodes.INVALID_OPTION, `create mode must be one of ${Object.keys(MODES).join(', ')}`);
     const acl = toZkAcl(checkAclFor(options.acl, this.authenticated, 'open', 'create acl'));
     return this.#call<string>('create', path, false, (c, done) => c.create(path, toBuffer(data), acl, MODES[mode], done));
   }
