@@ -16,7 +16,7 @@ import { assertFailure, bellwether } from './helpers/cli.js';
 import { Fixtures, startFixture } from './helpers/child.js';
 import { killAtEnd } from './helpers/processes.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
-import { openSession } from './helpers/sessions.js';
+import { openSession, throughProxy } from './helpers/sessions.js';
 import { tempDir } from './helpers/temp.js';
 import { useZooKeeper } from './helpers/zookeeper.js';
 
@@ -328,5 +328,28 @@ describe('election ACLs', () => {
     const next = won(follower);
     await leader.close();
     await next;
+  });
+
+  test('a write issued while the connection is down goes out after the re-sent credentials once it is back (not refused as from no identity), and gives up after the session and connect timeouts', async (t) => {
+    const { proxy, zk } = await throughProxy(t, zk1.ensemble.servers[0]!.clientPort, { auth: APP, sessionTimeout: 1000, connectTimeout: 500 });
+    await zk.start();
+    await zk.create('/guarded', '', { acl: 'creator-read-all' });
+    const suspended = (): Promise<unknown> => bounded('suspended', new Promise((resolve) => zk.once('suspended', resolve)), 5000);
+    let down = suspended();
+    proxy.drop();
+    await down;
+    // node-zookeeper-client would send these on reconnecting ahead of the credentials.
+    const created = zk.create('/guarded/child', 'x', { acl: 'creator-read-all' });
+    const committed = zk.transaction().create('/guarded/multi').commit();
+    await bounded('the create and the transaction', Promise.all([created, committed]), 5000);
+
+    // Not back: the write fails as a lost connection after sessionTimeout + connectTimeout (1.5 s), not never.
+    down = suspended();
+    proxy.tap = () => 'cut';
+    proxy.drop();
+    await down;
+    const began = performance.now();
+    await assert.rejects(bounded('the write that waits', zk.create('/guarded/late'), 5000), { code: 'BW_ERR_ZK_CONNECTION_LOSS' });
+    assert.ok(performance.now() - began >= 1400, 'waited for the connection');
   });
 });

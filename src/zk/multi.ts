@@ -1,5 +1,4 @@
 import zookeeper, { type Client } from 'node-zookeeper-client';
-import type { BellwetherError } from '../errors.js';
 import { checkPath } from './paths.js';
 import type { Transaction } from './transaction.js';
 
@@ -16,13 +15,12 @@ type Op =
  * installed with bellwether).
  */
 export class Multi implements Transaction {
-  readonly #client: Client;
-  readonly #mapError: (err: unknown) => BellwetherError;
+  /** Sends the multi the way the session sends any write (after its credentials; errors mapped). */
+  readonly #send: (build: (client: Client, done: (err: unknown) => void) => void) => Promise<void>;
   readonly #ops: Op[] = [];
 
-  constructor(client: Client, mapError: (err: unknown) => BellwetherError) {
-    this.#client = client;
-    this.#mapError = mapError;
+  constructor(send: (build: (client: Client, done: (err: unknown) => void) => void) => Promise<void>) {
+    this.#send = send;
   }
 
   create(path: string, data: Buffer | string = Buffer.alloc(0), mode: 'persistent' | 'ephemeral' = 'persistent'): this {
@@ -47,13 +45,15 @@ export class Multi implements Transaction {
   }
 
   commit(): Promise<void> {
-    const tx = this.#client.transaction();
-    for (const op of this.#ops) {
-      if (op.kind === 'create') tx.create(op.path, op.data, op.mode);
-      else if (op.kind === 'set') tx.setData(op.path, op.data, op.version);
-      else if (op.kind === 'delete') tx.remove(op.path, op.version);
-      else tx.check(op.path, op.version);
-    }
-    return new Promise((resolve, reject) => tx.commit((err) => (err ? reject(this.#mapError(err)) : resolve())));
+    return this.#send((client, done) => {
+      const tx = client.transaction();
+      for (const op of this.#ops) {
+        if (op.kind === 'create') tx.create(op.path, op.data, op.mode);
+        else if (op.kind === 'set') tx.setData(op.path, op.data, op.version);
+        else if (op.kind === 'delete') tx.remove(op.path, op.version);
+        else tx.check(op.path, op.version);
+      }
+      tx.commit((err) => done(err));
+    });
   }
 }

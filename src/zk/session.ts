@@ -25,7 +25,7 @@ import {
   diffChildren,
   diffNode,
 } from './watch.js';
-import { fromZk, isConnectionTrouble, zkCodeOf } from './zk-errors.js';
+import { fromZk, isConnectionTrouble, zkCodeOf, zkException } from './zk-errors.js';
 
 /** Exit code of a process whose session expired under `onExpire: 'exit'`. */
 export const SESSION_EXPIRED_EXIT_CODE = 75;
@@ -432,9 +432,9 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   async #call<T>(operation: string, path: string | undefined, idempotent: boolean, run: (client: Client, done: (err: unknown, value?: T) => void) => void): Promise<T> {
     const { attempts, initialDelay, maxDelay } = this.#settings.retry;
     for (let attempt = 0; ; attempt++) {
-      const client = this.#client();
-      this.#operations += 1;
       try {
+        const client = await this.#clientWithCredentials();
+        this.#operations += 1;
         return await new Promise<T>((resolve, reject) => run(client, (err, value) => (err ? reject(err) : resolve(value as T))));
       } catch (err) {
         const code = zkCodeOf(err);
@@ -444,6 +444,26 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
         await this.#connectedAgain(Math.min(maxDelay, initialDelay * 2 ** attempt));
       }
     }
+  }
+
+  /**
+   * The client, once a request handed to it goes out after the session's
+   * credentials. While the connection is down, node-zookeeper-client queues
+   * requests and, on reconnecting, sends them before it sends the
+   * credentials again: the server would take them from no identity
+   * (InvalidACL, NoAuth: final for an election). So with `auth` a call
+   * waits for the connection (bounded as retries are), and then queues
+   * behind the credentials. Not back in time: connection loss, as a request
+   * lost on the way; the session expired meanwhile: session expired, as a
+   * request queued in it.
+   */
+  async #clientWithCredentials(): Promise<Client> {
+    const transport = this.#transport;
+    if (this.#settings.auth.length === 0 || transport?.connected) return this.#client();
+    this.#client(); // not started, or closed: says so now
+    if (!(await this.#transportBack())) throw zkException(Exception.CONNECTION_LOSS);
+    if (this.#transport !== transport && this.#state !== 'closed') throw zkException(Exception.SESSION_EXPIRED);
+    return this.#client();
   }
 
   /**
@@ -463,17 +483,27 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
    */
   async #connectedAgain(ms: number): Promise<void> {
     await delay(ms, this.#closing.signal);
-    if (this.#transport?.connected || this.#state === 'closed') return;
+    await this.#transportBack();
+  }
+
+  /**
+   * Waits until a connection is up or the session is closed (true), for at
+   * most a session timeout and a connect timeout (false): a session not
+   * back by then is gone or unreachable.
+   */
+  async #transportBack(): Promise<boolean> {
+    if (this.#transport?.connected || this.#state === 'closed') return true;
     const bound = this.#settings.sessionTimeout + this.#settings.connectTimeout;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise<void>((resolve) => this.#transportUp.push(resolve)),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, bound);
+    const back = await Promise.race([
+      new Promise<boolean>((resolve) => this.#transportUp.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), bound);
         timer.unref();
       }),
     ]);
     clearTimeout(timer);
+    return back;
   }
 
   /**
@@ -624,8 +654,8 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
 
   /** Several writes that all happen or none: `session.transaction().create(...).set(...).commit()`. */
   transaction(): Transaction {
-    this.#operations += 1;
-    return new Multi(this.#client(), (err) => fromZk(err, 'transaction'));
+    this.#client(); // not started, or closed: says so now
+    return new Multi((build) => this.#call<void>('transaction', undefined, false, build));
   }
 
   /**

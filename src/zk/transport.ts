@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import zookeeper, { type Client } from 'node-zookeeper-client';
 import { sessionIdHex } from './raw-stat.js';
+import { zkException } from './zk-errors.js';
 
 /** The parts of node-zookeeper-client's ConnectionManager (1.1.3) we hook into. */
 interface ConnectionManagerInternals {
@@ -157,7 +158,7 @@ export class Transport {
       },
     });
     socket?.destroy();
-    const loss = (zookeeper.Exception as unknown as { create(code: number): Error }).create(code);
+    const loss = zkException(code);
     for (let packet = this.#manager.packetQueue.shift(); packet; packet = this.#manager.packetQueue.shift()) {
       packet.callback?.(loss);
     }

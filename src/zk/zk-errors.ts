@@ -22,6 +22,11 @@ export function zkCodeOf(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+/** node-zookeeper-client's exception for `code`, as it fails a request with. */
+export function zkException(code: number): Error {
+  return (Exception as unknown as { create(code: number): Error }).create(code);
+}
+
 /** Maps a node-zookeeper-client error to a BellwetherError; the original is kept as `cause`. */
 export function fromZk(err: unknown, operation: string, path?: string): BellwetherError {
   if (err instanceof BellwetherError) return err;
