@@ -234,8 +234,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         if (this.#state !== 'started') break;
         const error = err instanceof BellwetherError ? err : callbackFailed(`contending for ${this.name}`, err);
         this.#report(error);
-        if (isRefusal(error.code)) {
-          // ZooKeeper refused the election (its ACL, the credentials): every later try would be refused too.
+        if (isRefusal(error.code) || error.code === ErrorCodes.INVALID_OPTION) {
+          // ZooKeeper refused the election (its ACL, the credentials), or the primary's Candidate refused an
+          // option of ours (its acl, checked against its session): every later try would be refused too.
           void this.close();
           break;
         }
