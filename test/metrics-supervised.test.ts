@@ -236,6 +236,20 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
     });
 
+    test("a board's close() while its scrape waits for the primary: the cluster's answer at once; after close() its own series at once, without asking", async (t) => {
+      const { primary } = start(t, runtime, 1, { PORT: String(await freePort()) }, 'board-close-scrape');
+      await primary.next('done');
+      const timed = primary.events.filter((e) => e.event === 'timed');
+      t.diagnostic(JSON.stringify(timed));
+      // Without an answer the scrape would wait 3 s: 1 s is far from both.
+      assert.deepEqual(
+        Object.fromEntries(timed.map((e) => [e['label'], { fast: (e['ms'] as number) < 1000, cluster: e['cluster'] }])),
+        { open: { fast: true, cluster: true }, 'closed-mid-request': { fast: true, cluster: true }, 'after-close': { fast: true, cluster: false } },
+      );
+      primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
+    });
+
     test('a scrape waits only for the workers that serve metrics, and not for one whose event loop is blocked: it is counted missing', async (t) => {
       const lockDir = tempDir(t);
       const onlyZero = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: lockDir, METRICS_WORKERS: '0' });

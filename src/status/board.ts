@@ -242,7 +242,8 @@ export class StatusBoard {
     // One that comes while prom-client is still loading waits for it (not "unavailable").
     await this.#setUpMetricsOnce()?.catch(() => undefined);
     if (!this.#metricsEnabled || !this.#series) return undefined;
-    if (!worker.isSupervised) return aggregate([await this.#collect()]);
+    // Closed: the primary no longer counts this board, and its answer might find no listener.
+    if (!worker.isSupervised || this.#closed) return aggregate([await this.#collect()]);
     const body = await (this.#asking ??= this.#askPrimary()).body;
     // No answer from the primary (or it has no prom-client): this worker's own.
     if (body === null) return aggregate([await this.#collect()]);
@@ -254,7 +255,8 @@ export class StatusBoard {
     const id = randomUUID();
     let answered!: (body: string | null) => void;
     const body = new Promise<string | null>((resolve) => {
-      const timer = setTimeout(() => answered(null), 3000);
+      // Unref'd: a request under way does not keep a worker alive that is done otherwise.
+      const timer = setTimeout(() => answered(null), 3000).unref();
       answered = (value) => {
         clearTimeout(timer);
         if (this.#asking?.id === id) this.#asking = undefined;
@@ -344,13 +346,20 @@ export class StatusBoard {
       const onMessage = (message: unknown): void => {
         if (!isMetricsMessage(message)) return;
         if (message.bellwether === 'metrics-collect') {
+          // Closed (its listener kept for a request under way): the primary no longer counts this board.
+          if (!this.#servingMetrics) return;
           void this.#collect(true).then((metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, board: this.#id, metrics }));
         } else if (message.bellwether === 'metrics-response' && message.id === this.#asking?.id) {
           this.#asking.answered(message.body);
         }
       };
       process.on('message', onMessage);
-      this.#cleanup.push(() => process.off('message', onMessage));
+      // A request under way when the board closes still gets the primary's answer (the cluster's text, at once).
+      this.#cleanup.push(() => {
+        const stopListening = (): void => void process.off('message', onMessage);
+        if (this.#asking) void this.#asking.body.then(stopListening);
+        else stopListening();
+      });
       this.#servingMetrics = true;
       this.#tellPrimary({ bellwether: 'metrics-on', board: this.#id, singletons: this.#singletons.map((job) => job.name), zk: this.#zk !== undefined });
     }
