@@ -250,6 +250,19 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
     });
 
+    test('a collection that fails is shared like one that succeeds: sequential scrapes for 500 ms cost one or two collections and as many warn lines, each scrape answered', async (t) => {
+      const { primary, port } = start(t, runtime, 2, { PORT: String(await freePort()) }, 'bad-report-app');
+      await primary.stderrMatches(/2 of 2 workers ready/);
+      const started = performance.now();
+      let scrapes = 0;
+      for (; performance.now() - started < 500 && scrapes < 2000; scrapes++) assert.equal((await getText(port, '/metrics')).status, 200, "the worker's own series");
+      const failures = primary.stderr.match(/metrics collection failed/g)?.length ?? 0;
+      t.diagnostic(`${scrapes} sequential scrapes in 500 ms: ${failures} failed collections logged`);
+      assert.ok(failures >= 1 && failures <= 2, `${failures} failed collections (warn lines) for ${scrapes} scrapes`);
+      primary.child.kill('SIGTERM');
+      assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
+    });
+
     test('a scrape waits only for the workers that serve metrics, and not for one whose event loop is blocked: it is counted missing', async (t) => {
       const lockDir = tempDir(t);
       const onlyZero = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: lockDir, METRICS_WORKERS: '0' });

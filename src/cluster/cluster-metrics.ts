@@ -62,6 +62,12 @@ export class ClusterMetrics {
   /** Per slot index, for slots whose workers have a session: expiries and suspensions. */
   readonly #sessions = new Map<number, SessionCounts>();
   readonly #gaps = new HandoverGaps();
+  /** Told once per collection that fails (the scrapes that share it get null). */
+  readonly #onFailure: (err: unknown) => void;
+
+  constructor(onFailure: (err: unknown) => void = () => {}) {
+    this.#onFailure = onFailure;
+  }
 
   /** A worker's metrics message (metrics-request is answered through `answer`). */
   onMessage(from: MetricsWorker, message: MetricsMessage, answer: (id: string) => void): void {
@@ -127,7 +133,7 @@ export class ClusterMetrics {
   }
 
   /**
-   * The cluster's Prometheus text for a scrape, or null without prom-client. Scrapes share
+   * The cluster's Prometheus text for a scrape, or null without prom-client or when the collection failed. Scrapes share
    * collections: one that comes while a collection is under way joins it, and one that comes
    * within METRICS_CACHE_MS of a collection's start gets its text. A change of the primary's
    * own counters (or of the boards) makes the next scrape collect again. `slots` is read
@@ -144,6 +150,18 @@ export class ClusterMetrics {
     if (!prom) return null;
     const at = performance.now();
     const generation = this.#generation;
+    // A collection that fails (workers of two versions whose series do not merge, say) is told once and
+    // shared as null like a text: a flood of scrapes must not cost a failed collection (and a log line) each.
+    const body = await this.#collectOnce(prom, slots).catch((err: unknown) => {
+      this.#onFailure(err);
+      return null;
+    });
+    // A counter that changed meanwhile may be missing from the workers' part: not kept for the next scrapes.
+    if (generation === this.#generation) this.#cached = { body, at };
+    return body;
+  }
+
+  async #collectOnce(prom: PromClient, slots: () => SlotInfo[]): Promise<string | null> {
     this.#collections += 1;
     const id = String(this.#collections);
     const targets = [...this.#serving].filter(([w, boards]) => boards.size > 0 && !w.isDead() && w.isConnected()).map(([w]) => w);
@@ -172,10 +190,7 @@ export class ClusterMetrics {
     // Left expected: no answer in time (a board that said metrics-off meanwhile, or whose worker exited, is neither).
     const { reports, answered, expected: missing } = collection;
     reports.push(await this.#primarySeries(prom, slots(), { answered, missing: missing.size }), await this.#gaps.collect());
-    const body = (await aggregate(reports))?.body ?? null;
-    // A counter that changed meanwhile may be missing from the workers' part: not kept for the next scrapes.
-    if (generation === this.#generation) this.#cached = { body, at };
-    return body;
+    return (await aggregate(reports))?.body ?? null;
   }
 
   /** The primary's counters or the boards changed: the next scrape collects again. */

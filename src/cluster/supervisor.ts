@@ -90,7 +90,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** With stopWithParent: the parent to outlive never (taken at construction, or given). */
   readonly #parent: number | undefined;
   readonly #signalHandlers: [NodeJS.Signals, () => void][] = [];
-  readonly #metrics = new ClusterMetrics();
+  readonly #metrics = new ClusterMetrics((err) =>
+    this.#options.logger.warn({ event: 'metrics-failed', err }, `a metrics collection failed (${String(err)}): scrapes get their worker's own series until the next collection`),
+  );
   /** With `zk`: the host's fleet ballots of the workers' `host+cluster` singletons, in the first session. */
   readonly #ballots: HostBallots | undefined;
 
@@ -517,12 +519,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   // ---- metrics: one scrape of any worker shows the whole cluster ----
 
   async #answerMetrics(requester: Worker, id: string): Promise<void> {
-    // A collection that fails (workers of two versions whose series do not merge, say) must not
-    // become an unhandled rejection in the primary: the requester then answers with its own series.
-    const body = await this.#metrics.scrape(() => this.status()).catch((err: unknown) => {
-      this.#options.logger.warn({ event: 'metrics-failed', err }, `a metrics collection failed (${String(err)}): the worker answers with its own series`);
-      return null;
-    });
+    // null (no prom-client, or the collection failed, which ClusterMetrics logs once): the requester answers with its own series.
+    const body = await this.#metrics.scrape(() => this.status());
     try {
       requester.send({ bellwether: 'metrics-response', id, body } satisfies MetricsMessage);
     } catch {
