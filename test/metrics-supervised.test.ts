@@ -125,8 +125,9 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(await bounded('the primary exits', primary.exited, 15_000), { code: 0, signal: null });
     });
 
-    test('counters are counters (_total) and outlive a worker; the handover gaps between workers, as the primary sees them: the leader killed twice, a sibling takes over each time', async (t) => {
-      const { primary, port } = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) });
+    test('counters are counters (_total) and outlive a worker, a restart counted in the next scrape; the handover gaps between workers, as the primary sees them: the leader killed twice, a sibling takes over each time', async (t) => {
+      // Restarts 300 ms after an exit: room for a scrape between the two.
+      const { primary, port } = start(t, runtime, 2, { PORT: String(await freePort()), SINGLETON_LOCK_DIR: tempDir(t) }, 'express-metrics-app', ['--restart-delay', '300']);
       const first = await primary.next('elected');
       await primary.stderrMatches(/2 of 2 workers ready/);
       const [killed, sibling] = first['index'] === 0 ? ['0', '1'] : ['1', '0'];
@@ -157,6 +158,11 @@ for (const runtime of RUNTIMES) {
       process.kill(first['pid'] as number, 'SIGKILL');
       const second = await primary.next('elected', (e) => e['pid'] !== first['pid']);
       assert.equal(String(second['index']), sibling, 'the sibling took over');
+      // A scrape between the exit and the restart, and one right after the restart (within the first's 1 s): the restart is in it.
+      await primary.stderrMatches(new RegExp(`worker ${killed} exited \\(SIGKILL\\)`));
+      assert.equal(value(await scrape(port), 'bellwether_worker_restarts_total', { worker: killed }), 0);
+      await primary.stderrMatches(new RegExp(`worker ${killed} restarted`));
+      assert.equal(value(await scrape(port), 'bellwether_worker_restarts_total', { worker: killed }), 1, 'not the cached 0');
       // Once the replacement is attached it contends too: the sibling, killed in turn, hands the job back to the killed slot.
       await primary.next('attached', (e) => e['pid'] !== first['pid'] && String(e['index']) === killed);
       const oneGap = await scrapeUntil(port, (families) => value(families, 'bellwether_singleton_handover_gap_seconds_count', gaps) === 1);

@@ -123,6 +123,11 @@ export class ClusterMetrics {
     }
   }
 
+  /** A slot's worker was replaced: its `bellwether_worker_restarts_total` grew, so the next scrape collects again. */
+  restarted(): void {
+    this.#changed();
+  }
+
   /** The worker exited: nothing of it to wait for. */
   forget(worker: Worker): void {
     this.#changed();

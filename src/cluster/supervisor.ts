@@ -435,6 +435,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       // A rolling restart may have given the slot a worker meanwhile.
       if (slot.current || slot.retired || this.#state !== 'running') return;
       slot.restarts += 1;
+      // A counter of the primary's: not served from a text collected before it grew.
+      this.#metrics.restarted();
       void this.#fork(slot, 'current', true);
     }, delay);
   }
