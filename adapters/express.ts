@@ -19,7 +19,7 @@
  *   zk session is connected; 503 before, and from the
  *   moment the router starts closing), `GET /bellwether` (the snapshot),
  *   `GET /metrics` with `metrics: true` (Prometheus text; 503 when prom-client
- *   is not installed). Paths are configurable with `paths`; they are matched
+ *   is not installed, 500 when collecting failed). Paths are configurable with `paths`; they are matched
  *   exactly (relative to where the router is mounted), for GET and HEAD.
  *   Other requests go on to the rest of the app.
  * - Creating the router calls `worker.deferReady()`: under the supervisor,
@@ -41,7 +41,7 @@ import type http from 'node:http';
 import type https from 'node:https';
 import { BellwetherError, ErrorCodes, type Logger, type Readiness, StatusBoard, type Singleton, type ZkSession } from 'bellwether';
 import { drainServer, trackConnections, worker } from 'bellwether/worker';
-import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
+import { type AdapterPaths, METRICS_FAILED, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, adapterError, resolveAdapterOptions, show } from './options.js';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 
 export type BellwetherExpressPaths = AdapterPaths;
@@ -162,7 +162,7 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
     response.status(ok ? 200 : 503).set('Cache-Control', 'no-store').json(body);
   };
 
-  const endpoints = new Map<string, (response: Response, next: NextFunction) => void>();
+  const endpoints = new Map<string, (response: Response) => void>();
   if (paths.health !== undefined) {
     endpoints.set(paths.health, (response) => {
       const live = board.live;
@@ -177,14 +177,14 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
   }
   if (paths.status !== undefined) endpoints.set(paths.status, (response) => sendJson(response, true, board.snapshot()));
   if (paths.metrics !== undefined) {
-    endpoints.set(paths.metrics, (response, next) => {
+    endpoints.set(paths.metrics, (response) => {
       board.metrics().then((result) => {
         if (result === undefined) {
           sendJson(response, false, METRICS_UNAVAILABLE);
           return;
         }
         response.status(200).set('Cache-Control', 'no-store').type(result.contentType).send(result.body);
-      }, next);
+      }, () => void response.status(500).set('Cache-Control', 'no-store').json(METRICS_FAILED));
     });
   }
 
@@ -195,7 +195,7 @@ export function bellwether(options: BellwetherExpressOptions = {}): BellwetherRo
     if (request.method !== 'GET' && request.method !== 'HEAD') return next();
     const endpoint = endpoints.get(request.path);
     if (endpoint === undefined) return next();
-    endpoint(response, next);
+    endpoint(response);
   };
 
   return Object.defineProperties(router, {

@@ -20,7 +20,7 @@
  *   `readiness: 'serving+zk'` also while the zk session is connected; 503
  *   otherwise), `GET /bellwether` (the
  *   snapshot), `GET /metrics` with `metrics: true` (Prometheus text; 503 when
- *   prom-client is not installed). Paths are configurable with `paths`.
+ *   prom-client is not installed, 500 when collecting failed). Paths are configurable with `paths`.
  * - Under the supervisor, the worker is ready once the plugin has started and
  *   the app listens (not as soon as it listens), and the supervisor's graceful
  *   stop closes the app (`worker.onShutdown(() => app.close())`).
@@ -35,7 +35,7 @@ import { BellwetherError, ErrorCodes, type Logger, type Readiness, StatusBoard, 
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { worker } from 'bellwether/worker';
-import { type AdapterPaths, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, resolveAdapterOptions } from './options.js';
+import { type AdapterPaths, METRICS_FAILED, METRICS_UNAVAILABLE, type ResolvedAdapterOptions, resolveAdapterOptions } from './options.js';
 
 export type BellwetherFastifyPaths = AdapterPaths;
 
@@ -145,7 +145,9 @@ const plugin: FastifyPluginAsync<BellwetherFastifyOptions> = async (fastify: Fas
   if (paths.status !== undefined) fastify.get(paths.status, async (_request, reply) => send(reply, true, board.snapshot()));
   if (paths.metrics !== undefined) {
     fastify.get(paths.metrics, async (_request, reply) => {
-      const result = await board.metrics();
+      const result = await board.metrics().catch(() => null);
+      // Answered here, like Express's, rather than by Fastify's error handler: with no-store.
+      if (result === null) return reply.code(500).header('cache-control', 'no-store').send(METRICS_FAILED);
       if (result === undefined) return send(reply, false, METRICS_UNAVAILABLE);
       return send(reply.header('content-type', result.contentType), true, result.body);
     });

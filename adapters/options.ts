@@ -123,5 +123,8 @@ export function resolveAdapterOptions(
 }
 
 
+/** The answer of a metrics endpoint (500) when board.metrics() failed. */
+export const METRICS_FAILED = { error: 'metrics collection failed' };
+
 /** The answer of a metrics endpoint when prom-client is not installed. */
 export const METRICS_UNAVAILABLE = { error: 'metrics are unavailable: install prom-client (an optional peer dependency of bellwether)' };

@@ -214,6 +214,16 @@ describe('bellwether/express', () => {
     assert.match((await router.board.metrics())?.body ?? '', /^bellwether_singleton_leader\{singleton="reporter"/m);
   });
 
+  test('a failing board.metrics(): 500 with Cache-Control: no-store and a short body, not the app\'s error handler', async (t) => {
+    const router = bellwether({ metrics: true });
+    const server = http.createServer(appWith(router));
+    cleanup(t, router, server);
+    const port = await listen(server);
+    router.board.metrics = () => Promise.reject(new Error('series that do not merge'));
+    const answer = await get(port, '/metrics');
+    assert.deepEqual([answer.status, answer.headers['cache-control'], answer.json()], [500, 'no-store', { error: 'metrics collection failed' }]);
+  });
+
   test('close() drains: in-flight requests finish, idle keep-alive connections do not hold the server', async (t) => {
     const router = bellwether({});
     const server = http.createServer(appWith(router));

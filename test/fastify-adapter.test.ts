@@ -199,12 +199,15 @@ describe('bellwether/fastify', () => {
     assert.match(metrics.body, /bellwether_singleton_leader\{[^}]*singleton="custom"[^}]*\} 1/);
   });
 
-  test('every endpoint answers with Cache-Control: no-store, a 503 too; paths: false leaves an endpoint out, and metrics are still collected', async (t) => {
+  test('every endpoint answers with Cache-Control: no-store, a 503 and a failing board.metrics()\'s 500 too; paths: false leaves an endpoint out, and metrics are still collected', async (t) => {
     const app = Fastify();
     t.after(() => app.close());
     await app.register(bellwether, { singletons: [singleton({ name: 'cached', lockDir: tempDir(t) })], metrics: true });
     const answers = await Promise.all(['/healthz', '/readyz', '/bellwether', '/metrics'].map((url) => app.inject({ url })));
     assert.deepEqual(answers.map((a) => [a.statusCode, a.headers['cache-control']]), [[200, 'no-store'], [503, 'no-store'], [200, 'no-store'], [200, 'no-store']], 'not listening: /readyz is 503');
+    app.bellwether.metrics = () => Promise.reject(new Error('series that do not merge'));
+    const failed = await app.inject({ url: '/metrics' });
+    assert.deepEqual([failed.statusCode, failed.headers['cache-control'], failed.json()], [500, 'no-store', { error: 'metrics collection failed' }], 'a failing board.metrics()');
 
     const internal = Fastify();
     t.after(() => internal.close());

@@ -348,7 +348,12 @@ export class StatusBoard {
         if (message.bellwether === 'metrics-collect') {
           // Closed (its listener kept for a request under way): the primary no longer counts this board.
           if (!this.#servingMetrics) return;
-          void this.#collect(true).then((metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, board: this.#id, metrics }));
+          // A collection of its own that fails reports nothing: the primary counts this board missing, and the
+          // rejection does not end the worker.
+          this.#collect(true).then(
+            (metrics) => this.#tellPrimary({ bellwether: 'metrics-report', id: message.id, board: this.#id, metrics }),
+            () => {},
+          );
         } else if (message.bellwether === 'metrics-response' && message.id === this.#asking?.id) {
           this.#asking.answered(message.body);
         }
