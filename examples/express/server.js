@@ -68,16 +68,24 @@ if (process.env.BELLWETHER_ADAPTER !== 'off') {
   await router.attach(app.listen(port, host));
   if (internalPort) {
     // Loopback only: for a Prometheus agent or an operator on this host. attach() drains it on a stop too.
-    const internal = http.createServer(async (req, res) => {
+    const internal = http.createServer((req, res) => {
       res.setHeader('Cache-Control', 'no-store');
       if (req.url === '/bellwether') {
         res.setHeader('Content-Type', 'application/json');
         res.end(JSON.stringify(router.board.snapshot()));
       } else if (req.url === '/metrics') {
-        const metrics = await router.board.metrics();
-        res.setHeader('Content-Type', metrics?.contentType ?? 'text/plain');
-        res.statusCode = metrics ? 200 : 503;
-        res.end(metrics?.body ?? 'metrics need prom-client');
+        // Not an async handler: a rejection there would be unhandled and end the worker.
+        router.board.metrics().then(
+          (metrics) => {
+            res.setHeader('Content-Type', metrics?.contentType ?? 'text/plain');
+            res.statusCode = metrics ? 200 : 503;
+            res.end(metrics?.body ?? 'metrics need prom-client');
+          },
+          () => {
+            res.statusCode = 500;
+            res.end('metrics collection failed');
+          },
+        );
       } else {
         res.statusCode = 404;
         res.end();
