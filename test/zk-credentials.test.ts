@@ -30,6 +30,8 @@ describe('ZooKeeper credentials reach workers over IPC, never in the environment
         // Authenticated as the primary: the creator-only ACL lets it read.
         const first = await primary.next('read');
         assert.equal(first['data'], 'for bw-test only', `read: ${String(first['error'])}`);
+        const elected = await primary.next('digest-acl');
+        assert.deepEqual(elected, { ...elected, leader: true }, "a Candidate whose ACL names the primary's digest id leads");
         const port = zk1.ensemble.servers[0]!.clientPort;
         await expireSession(port, idBuffer(String(first['sessionId'])), Buffer.from(String(first['password']), 'hex'));
         const reopened = await primary.next('read', (e) => e['sessionId'] !== first['sessionId']);
