@@ -185,10 +185,11 @@ export function waitMethod(): WaitMethod {
  * `flock -n` on our descriptor. Synchronous: it never waits for the lock.
  */
 export function lockNowIfFree(fd: number): boolean {
-  waitMethod(); // a bad BELLWETHER_FLOCK, or no way to lock at all, is said here too
+  const how = waitMethod(); // a bad BELLWETHER_FLOCK, or no way to lock at all, is said here too
   const native = nativeFlock();
   if (native) return native.tryLock(fd);
-  const status = spawnSync(programs().flock as string, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }).status;
+  // No native flock(2) but a waitMethod(): flock(1), whose helper environment this is.
+  const status = spawnSync(programs().flock as string, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd], env: how.env }).status;
   if (status === 75) return false;
   if (status !== 0) throw new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(1) could not take the lock (status ${status})`);
   return true;
