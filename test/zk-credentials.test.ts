@@ -30,6 +30,9 @@ describe('ZooKeeper credentials reach workers over IPC, never in the environment
         // Authenticated as the primary: the creator-only ACL lets it read.
         const first = await primary.next('read');
         assert.equal(first['data'], 'for bw-test only', `read: ${String(first['error'])}`);
+        const { reads, warnings } = await primary.next('many');
+        assert.deepEqual(reads, Array.from({ length: 12 }, () => 'for bw-test only'), 'twelve sessions starting at once each authenticate');
+        assert.deepEqual(warnings, [], 'no warning (a listener per request once made Node warn of a leak)');
         const elected = await primary.next('digest-acl');
         assert.deepEqual(elected, { ...elected, leader: true }, "a Candidate whose ACL names the primary's digest id leads");
         const port = zk1.ensemble.servers[0]!.clientPort;

@@ -36,6 +36,14 @@ export function answerZkAuth(worker: Worker, zk: ZkSession): void {
   });
 }
 
+/** Requests for the credentials under way in this worker, by id: one message listener for all of them. */
+const asking = new Map<string, (auth: DigestAuth[]) => void>();
+
+function onAuthAnswer(message: unknown): void {
+  if (!isZkAuthMessage(message) || message.bellwether !== 'zk-auth') return;
+  asking.get(message.id)?.(Array.isArray(message.auth) ? message.auth.filter(isDigest) : []);
+}
+
 /**
  * In a worker: the primary's credentials, asked over the IPC channel.
  * Rejects with BW_ERR_ZK_CONNECT_TIMEOUT when no answer comes within
@@ -46,13 +54,10 @@ export function askPrimaryForAuth(withinMs: number, signal: AbortSignal): Promis
     const id = randomUUID();
     const settle = (outcome: () => void): void => {
       clearTimeout(timer);
-      process.off('message', onMessage);
+      asking.delete(id);
+      if (asking.size === 0) process.off('message', onAuthAnswer);
       signal.removeEventListener('abort', onAbort);
       outcome();
-    };
-    const onMessage = (message: unknown): void => {
-      if (!isZkAuthMessage(message) || message.bellwether !== 'zk-auth' || message.id !== id) return;
-      settle(() => resolve(Array.isArray(message.auth) ? message.auth.filter(isDigest) : []));
     };
     const onAbort = (): void => settle(() => reject(new BellwetherError(ErrorCodes.CLOSED, 'ZkSession was closed while starting')));
     const timer = setTimeout(
@@ -67,7 +72,8 @@ export function askPrimaryForAuth(withinMs: number, signal: AbortSignal): Promis
         ),
       withinMs,
     );
-    process.on('message', onMessage);
+    if (asking.size === 0) process.on('message', onAuthAnswer);
+    asking.set(id, (auth) => settle(() => resolve(auth)));
     signal.addEventListener('abort', onAbort, { once: true });
     if (signal.aborted) onAbort();
     // No channel (the primary is gone): the timeout says it, as for a primary that never answers.
