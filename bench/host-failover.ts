@@ -1,6 +1,8 @@
 /**
  * Host failover: time from SIGKILL of the lock holder to the waiter's job
- * starting, for bellwether (Node, Bun) and what users would pick instead.
+ * starting, for bellwether (Node, Bun) and what users would pick instead,
+ * against a floor: a C program already blocked in flock(2) stamping the
+ * clock as it wakes. Every waiter is behind the same kind of holder.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,7 +12,8 @@ import { flockRequests, waitForBlockedWaiters } from '../test/helpers/proc-locks
 import { bun, fixture, node } from '../test/helpers/runtimes.js';
 import { withoutUtilLinux } from '../test/helpers/without-util-linux.js';
 import { LineChild } from './lines.js';
-import { summarize, table } from './stats.js';
+import { checkSameClock, compileFloorWaiter } from './floor-waiter.js';
+import { medianDifference, summarize, table } from './stats.js';
 
 const contender = (name: string): string => new URL(`./contenders/${name}.js`, import.meta.url).pathname;
 
@@ -21,11 +24,6 @@ interface Kind {
   start(dir: string, name: string): LineChild;
 }
 
-const flock1: Kind = {
-  label: 'flock(1)',
-  kernelQueue: true,
-  start: (dir, name) => new LineChild('flock', ['-o', path.join(dir, `${name}.lock`), '-c', 'echo acquired; exec cat']),
-};
 const bellwetherNode: Kind = {
   label: 'bellwether, Node',
   kernelQueue: true,
@@ -69,9 +67,8 @@ const WAITER_IDLE_MS = 100;
 
 /**
  * Kills a `holder`-kind process holding the lock and times how long a
- * `waiter`-kind process takes to report it runs. The floor for a runtime is
- * a flock(1) waiter behind a holder of that runtime: the killed process's
- * exit (which releases the lock) dominates, and it differs by runtime.
+ * `waiter`-kind process takes to report it runs (for proper-lockfile, whose
+ * holder is not a flock(2) holder).
  */
 async function measure(holderKind: Kind, waiterKind: Kind, takeovers: number): Promise<number[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-bench-'));
@@ -116,30 +113,131 @@ export async function hostFailover(scale: number): Promise<string> {
   }
 }
 
-async function failover(scale: number): Promise<string> {
-  const n = (count: number): number => Math.max(1, Math.round(count * scale));
-  const rows: (string | number)[][] = [];
-  const row = (label: string, samples: number[], floor?: number): number => {
-    const s = summarize(samples);
-    rows.push([label, s.n, s.min, s.median, s.p99, floor ? `${(s.median / floor).toFixed(2)}x` : 'floor']);
-    return s.median;
-  };
-  for (const runtime of [bellwetherNode, bellwetherBun]) {
-    const holderName = runtime.label.split(', ')[1];
-    const floor = row(`${holderName} holder -> flock(1) waiter`, await measure(runtime, flock1, n(50)));
-    row(`${holderName} holder -> ${runtime.label}`, await measure(runtime, runtime, n(50)), floor);
-    const hidden = runtime === bellwetherNode ? builtInNode : builtInBun;
-    row(`${holderName} holder -> ${hidden.label}`, await measure(runtime, hidden, n(50)), floor);
-    if (runtime === bellwetherNode) {
-      row(`Node holder -> ${fsExtNode.label}`, await measure(fsExtNode, fsExtNode, n(50)), floor);
-      row(`Node holder -> ${properLockfileNode.label}`, await measure(properLockfileNode, properLockfileNode, n(3)), floor);
+/** A waiter that prints "stamp <ns>" (CLOCK_MONOTONIC) when it has the lock, then "acquired". */
+interface Setup {
+  label: string;
+  start(dir: string, name: string): LineChild;
+}
+
+interface Takeover {
+  /** From the kill's stamp to the waiter's own stamp (ms). */
+  wake: number;
+  /** From the kill's stamp to the benchmark reading the waiter's "acquired" line (ms). */
+  read: number;
+  /** The holder's resident memory just before the kill (MiB). */
+  holderRss: number;
+}
+
+/**
+ * One takeover: a fresh bellwether Node holder (`holderMib` MiB of ballast
+ * made resident), a `setup` waiter blocked behind it in the kernel, idle
+ * for a while (as a waiter usually is when the holder dies), then SIGKILL
+ * of the holder, stamped on the same clock as the waiters' stamps.
+ */
+async function takeover(dir: string, setup: Setup, holderMib: number): Promise<Takeover> {
+  const name = 'job';
+  const holder = new LineChild(node.bin, [contender('bellwether'), dir, name], { BENCH_HOLDER_MIB: String(holderMib) });
+  try {
+    await holder.until('acquired', 30_000);
+    const waiter = setup.start(dir, name);
+    try {
+      await waitForBlockedWaiters(path.join(dir, `${name}.lock`), 1);
+      await sleep(WAITER_IDLE_MS);
+      const holderRss = memoryOf(holder.child.pid as number).rss;
+      const killedAt = process.hrtime.bigint();
+      holder.child.kill('SIGKILL');
+      let line: string;
+      do line = await waiter.line(30_000);
+      while (!line.startsWith('stamp '));
+      await waiter.until('acquired', 30_000);
+      const readAt = process.hrtime.bigint();
+      const ms = (ns: bigint): number => Number(ns - killedAt) / 1e6;
+      return { wake: ms(BigInt(line.slice('stamp '.length))), read: ms(readAt), holderRss };
+    } finally {
+      await waiter.kill();
     }
+  } finally {
+    await holder.kill();
   }
-  return table(
-    'Host failover: SIGKILL of the holder -> the waiter runs the job (ms)',
-    ['holder -> waiter', 'takeovers', 'min', 'median', 'p99', 'median vs floor'],
-    rows,
-  );
+}
+
+/** `rounds` takeovers of each setup, in rotating order (A B C, B C A, ...): drift of the machine spreads over all of them. */
+async function rotate(setups: Setup[], rounds: number, holderMib: number): Promise<Map<Setup, Takeover[]>> {
+  const results = new Map<Setup, Takeover[]>(setups.map((setup) => [setup, []]));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-bench-'));
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < setups.length; i++) {
+        const setup = setups[(round + i) % setups.length]!;
+        results.get(setup)!.push(await takeover(dir, setup, holderMib));
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return results;
+}
+
+/** The large holder: how the holder's exit, which releases the lock, grows with its memory. */
+const BIG_HOLDER_MIB = 500;
+
+async function failover(scale: number): Promise<string> {
+  const n = (count: number): number => Math.max(2, Math.round(count * scale));
+  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-bench-floor-'));
+  try {
+    const { program, why } = compileFloorWaiter(bin);
+    checkSameClock(node.bin, [contender('monotonic'), '--print']);
+    checkSameClock(bun.bin, [contender('monotonic'), '--print']);
+    if (program) checkSameClock(program, ['--now']);
+    const floor: Setup | undefined = program === undefined ? undefined : { label: 'C program blocked in flock(2) (floor)', start: (dir, name) => new LineChild(program, [path.join(dir, `${name}.lock`)]) };
+    const flockShell: Setup | undefined = program === undefined ? undefined : {
+      label: '`flock -o <file> -c <command>` (the command\'s start)',
+      start: (dir, name) => new LineChild('flock', ['-o', path.join(dir, `${name}.lock`), '-c', `exec ${program} --now`]),
+    };
+    const setups: Setup[] = [
+      ...(floor ? [floor] : []),
+      { label: 'bellwether, Node (run called)', start: bellwetherNode.start },
+      { label: 'bellwether, Bun (run called)', start: bellwetherBun.start },
+      { label: 'bellwether, Node, no util-linux', start: builtInNode.start },
+      { label: 'bellwether, Bun, no util-linux', start: builtInBun.start },
+      { label: 'fs-ext async flock, Node', start: fsExtNode.start },
+      ...(flockShell ? [flockShell] : []),
+    ];
+    const small = await rotate(setups, n(12), 0);
+    const bigSetups = [...(floor ? [floor] : []), setups.find((s) => s.label.startsWith('bellwether, Node'))!];
+    const big = await rotate(bigSetups, n(8), BIG_HOLDER_MIB);
+    const floorWakes = floor && small.get(floor)!.map((t) => t.wake);
+    const rows: (string | number)[][] = [];
+    const row = (label: string, takeovers: Takeover[], base: number[] | undefined, baseLabel: string): void => {
+      const wakes = takeovers.map((t) => t.wake);
+      const s = summarize(wakes);
+      let versus = baseLabel;
+      if (base && base !== wakes) {
+        const d = medianDifference(wakes, base);
+        versus = `${d.difference.toFixed(2)} [${d.low.toFixed(2)}, ${d.high.toFixed(2)}]`;
+      }
+      rows.push([label, s.n, s.min, s.median, s.max, versus, summarize(takeovers.map((t) => t.read)).median]);
+    };
+    for (const [setup, takeovers] of small) row(`${setup.label}`, takeovers, floorWakes, 'floor');
+    const bigFloor = floor && big.get(floor)!.map((t) => t.wake);
+    const bigRss = summarize([...big.values()].flat().map((t) => t.holderRss)).median;
+    for (const [setup, takeovers] of big) {
+      row(`${BIG_HOLDER_MIB} MiB holder (RSS ${bigRss.toFixed(0)} MiB) -> ${setup.label}`, takeovers, setup === floor ? floorWakes : bigFloor, 'floor');
+    }
+    const smallRss = summarize([...small.values()].flat().map((t) => t.holderRss)).median;
+    const plock = summarize(await measure(properLockfileNode, properLockfileNode, Math.max(1, Math.round(2 * scale))));
+    return [
+      table(
+        `Host failover: SIGKILL of a bellwether Node holder (RSS ${smallRss.toFixed(0)} MiB unless said) -> the waiter's own CLOCK_MONOTONIC stamp on taking the lock (ms)`,
+        ['waiter', 'n', 'min', 'median', 'max', 'median - floor [95% CI]', 'median, line read by the bench'],
+        rows,
+      ),
+      why ?? '',
+      `proper-lockfile defaults, Node (holder and waiter proper-lockfile): ${plock.n} takeovers, median ${plock.median.toFixed(0)} ms (SIGKILL -> line read)`,
+    ].join('\n');
+  } finally {
+    fs.rmSync(bin, { recursive: true, force: true });
+  }
 }
 
 /** Resident and proportional memory of a process, from the kernel (MiB). */

@@ -19,3 +19,22 @@ export function table(title: string, header: string[], rows: (string | number)[]
   const line = (r: (string | number)[]): string => `| ${r.map((c, i) => String(c).padEnd(widths[i]!)).join(' | ')} |`;
   return [`\n${title}\n`, line(cells[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
 }
+
+/**
+ * Median of `a` minus median of `b`, with a 95% percentile-bootstrap
+ * interval (2000 resamples of each sample, a fixed seed: the same data
+ * gives the same interval).
+ */
+export function medianDifference(a: number[], b: number[]): { difference: number; low: number; high: number } {
+  let seed = 0x2545f491;
+  const random = (): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  const median = (sample: number[]): number => summarize(sample).median;
+  const resample = (sample: number[]): number[] => sample.map(() => sample[Math.floor(random() * sample.length)]!);
+  const differences = Array.from({ length: 2000 }, () => median(resample(a)) - median(resample(b))).sort((x, y) => x - y);
+  return { difference: median(a) - median(b), low: differences[49]!, high: differences[1949]! };
+}
