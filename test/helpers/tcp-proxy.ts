@@ -74,11 +74,12 @@ export class TcpProxy {
   connections = 0;
   port = 0;
 
-  constructor(targetPort: number) {
+  /** `noDelay`: forward each chunk at once, with Nagle's algorithm off both ways (as ZooKeeper and its clients do), for timings. */
+  constructor(targetPort: number, options: { noDelay?: boolean } = {}) {
     this.#target = targetPort;
-    this.#server = net.createServer((client) => {
+    this.#server = net.createServer({ noDelay: options.noDelay ?? false }, (client) => {
       const connection = ++this.connections;
-      const upstream = net.connect({ host: '127.0.0.1', port: this.#target });
+      const upstream = net.connect({ host: '127.0.0.1', port: this.#target, noDelay: options.noDelay ?? false });
       const pair: [net.Socket, net.Socket] = [client, upstream];
       const passing = (): boolean => this.#mode === 'pass';
       const lanes = [new Lane(upstream, passing), new Lane(client, passing)];
