@@ -5,96 +5,220 @@
  */
 import { ZkSession } from 'bellwether';
 import zookeeper from 'node-zookeeper-client';
+import { bounded } from '../test/helpers/bounded.js';
+import { TcpProxy } from '../test/helpers/tcp-proxy.js';
 import { ZkEnsemble, expireSession, idBuffer } from '../test/helpers/zookeeper.js';
-import { summarize, table } from './stats.js';
+import { medianDifference, summarize, table } from './stats.js';
 
 type Op = () => Promise<unknown>;
 
+/** Both clients ask for the same session timeout (ZkSession's default). */
+const SESSION_TIMEOUT = 10_000;
+
 function rawClient(connect: string): Promise<zookeeper.Client> {
-  const client = zookeeper.createClient(connect, { sessionTimeout: 10_000 });
+  const client = zookeeper.createClient(connect, { sessionTimeout: SESSION_TIMEOUT });
   return new Promise((resolve) => {
     client.once('connected', () => resolve(client));
     client.connect();
   });
 }
 
+/** Closes a raw client and waits until the server has closed its session (its ephemerals are gone). */
+function closeRaw(client: zookeeper.Client): Promise<void> {
+  const closed = new Promise<void>((resolve) => client.once('disconnected', () => resolve()));
+  client.close();
+  return bounded('closing a raw client', closed, 5_000);
+}
+
+/**
+ * Expires the session of a client that talks through `proxy`, with no race:
+ * the proxy holds the client's traffic while the session is closed on the
+ * server (a client that reconnected meanwhile would take its session back,
+ * and ZkSession would restore that one first). Once the client's reconnect
+ * is held at the proxy, the proxy lets it through: the server answers that
+ * the session expired. Returns when it let it through (performance.now()).
+ */
+async function expireThroughProxy(proxy: TcpProxy, serverPort: number, id: Buffer, password: Buffer): Promise<number> {
+  const before = proxy.connections;
+  const reconnectHeld = new Promise<void>((resolve) => {
+    proxy.tap = (chunk) => {
+      if (chunk.from === 'client' && chunk.connection > before) resolve();
+      return 'forward';
+    };
+  });
+  proxy.mode = 'blackhole';
+  try {
+    await expireSession(serverPort, id, password);
+    await bounded('the client reconnecting after its session was closed', reconnectHeld, 5_000);
+  } finally {
+    proxy.tap = undefined;
+  }
+  const releasedAt = performance.now();
+  proxy.mode = 'pass';
+  return releasedAt;
+}
+
 const promisify =
   <T>(run: (done: (err: unknown, value?: T) => void) => void): Promise<T> =>
     new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value as T))));
 
-/** Times `count` sequential calls of each op, alternating blocks so both sides see the same conditions. */
-async function timeOps(ops: Record<string, [Op, Op]>, count: number): Promise<(string | number)[][]> {
-  const rows: (string | number)[][] = [];
-  for (const [name, [ours, raw]] of Object.entries(ops)) {
+/**
+ * The two sides of round `round` in ABBA order (A B, B A, A B, ...): a
+ * drift of the machine, or garbage one side leaves for the collector,
+ * weighs on both alike. Each entry is [side index, item].
+ */
+function abba<T>(round: number, pair: readonly [T, T]): [0 | 1, T][] {
+  return round % 2 === 0 ? [[0, pair[0]], [1, pair[1]]] : [[1, pair[1]], [0, pair[0]]];
+}
+
+const µs = (ms: number): string => (ms * 1000).toFixed(1);
+const withInterval = (d: { difference: number; low: number; high: number }, unit: (ms: number) => string): string =>
+  `${unit(d.difference)} [${unit(d.low)}, ${unit(d.high)}]`;
+
+/**
+ * Times `count` sequential calls of each op per side, in blocks of 100
+ * alternating ABBA. Around each block, the process's CPU time (user +
+ * system): with one side running at a time, that block's client CPU per
+ * call (ZooKeeper's own is in its JVM, not counted).
+ */
+async function timeOps(ops: Record<string, [Op, Op]>, count: number): Promise<{ header: string[]; rows: string[][] }> {
+  const block = 100;
+  const rounds = Math.ceil(count / block);
+  const n = rounds * block;
+  // At n <= 100 the 99th percentile is the maximum.
+  const withP99 = n > 100;
+  const rows: string[][] = [];
+  for (const [name, pair] of Object.entries(ops)) {
     const samples: [number[], number[]] = [[], []];
-    for (let i = 0; i < 50; i++) await Promise.all([ours(), raw()]); // warm-up
-    const block = 100;
-    for (let done = 0; done < count; done += block) {
-      for (const [side, op] of [ours, raw].entries()) {
+    const cpuPerCall: [number[], number[]] = [[], []]; // µs, one per block
+    for (let i = 0; i < 50; i++) await Promise.all([pair[0](), pair[1]()]); // warm-up
+    for (let round = 0; round < rounds; round++) {
+      for (const [side, op] of abba(round, pair)) {
+        const cpu = process.cpuUsage();
         for (let i = 0; i < block; i++) {
           const start = performance.now();
           await op();
-          samples[side]!.push(performance.now() - start);
+          samples[side].push(performance.now() - start);
         }
+        const used = process.cpuUsage(cpu);
+        cpuPerCall[side].push((used.user + used.system) / block);
       }
     }
     const [a, b] = [summarize(samples[0]), summarize(samples[1])];
-    rows.push([name, a.n, a.median * 1000, b.median * 1000, a.p99 * 1000, b.p99 * 1000, `${(a.median / b.median).toFixed(2)}x`]);
+    rows.push([
+      name,
+      String(n),
+      µs(a.median),
+      µs(b.median),
+      withInterval(medianDifference(samples[0], samples[1]), µs),
+      `${(a.median / b.median).toFixed(2)}x`,
+      ...(withP99 ? [µs(a.p99), µs(b.p99)] : [µs(a.max), µs(b.max)]),
+      summarize(cpuPerCall[0]).median.toFixed(1),
+      summarize(cpuPerCall[1]).median.toFixed(1),
+      withInterval(medianDifference(cpuPerCall[0], cpuPerCall[1]), (x) => x.toFixed(1)),
+    ]);
   }
-  return rows;
+  const tail = withP99 ? 'p99' : 'max';
+  return {
+    header: [
+      'operation',
+      'calls each',
+      'ZkSession median',
+      'raw median',
+      'ZkSession - raw, median [95% CI]',
+      'median ratio',
+      `ZkSession ${tail}`,
+      `raw ${tail}`,
+      'ZkSession CPU/call',
+      'raw CPU/call',
+      'CPU ZkSession - raw [95% CI]',
+    ],
+    rows,
+  };
 }
 
-async function restoreTimes(ensemble: ZkEnsemble, rounds: number, size: number): Promise<[number[], number[]]> {
-  const connect = ensemble.connectString();
+interface Restores {
+  ours: number[];
+  raw: number[];
+  /** Requests ZkSession sent for each restore (its `operations` counter). */
+  oursRequests: number[];
+  rawRequests: number;
+  negotiated: { ours: number; raw: number };
+}
+
+/**
+ * `rounds` restores of each side, ABBA. Both sides hold the same 100
+ * ephemerals and 100 data watches when their session is expired, and
+ * restore them with the same 200 requests in the same order: the 100
+ * creates at once, then, once all are answered, the 100 watched reads at
+ * once (ZkSession's order: ephemerals before watches).
+ */
+async function restoreTimes(ensemble: ZkEnsemble, rounds: number, size: number): Promise<Restores> {
   const port = ensemble.servers[0]!.clientPort;
-  const ours: number[] = [];
-  const raw: number[] = [];
-  const setup = new ZkSession({ connect });
+  const proxy = new TcpProxy(port, { noDelay: true });
+  await proxy.start();
+  const connect = `127.0.0.1:${proxy.port}`;
+  const result: Restores = { ours: [], raw: [], oursRequests: [], rawRequests: 2 * size, negotiated: { ours: 0, raw: 0 } };
+  const setup = new ZkSession({ connect: ensemble.connectString() });
   await setup.start();
   for (let i = 0; i < size; i++) await setup.mkdirp(`/restore/w-${i}`);
+  await setup.mkdirp('/restore/e');
 
   // bellwether: everything declared once, restored by the session.
-  const zk = new ZkSession({ connect, sessionTimeout: 2000 });
+  const zk = new ZkSession({ connect, sessionTimeout: SESSION_TIMEOUT });
   for (let i = 0; i < size; i++) {
     await zk.ephemeral(`/restore/e/${i}`);
     zk.watch(`/restore/w-${i}`, () => {});
   }
+  zk.on('connected', ({ timeout }: { timeout: number }) => void (result.negotiated.ours = timeout));
   await zk.start();
-  for (let round = 0; round < rounds; round++) {
+  const ours = async (): Promise<void> => {
     const restored = new Promise<void>((resolve) => zk.once('connected', () => resolve()));
-    await expireSession(port, idBuffer(zk.sessionId!), zk.sessionPassword!);
-    const expiredAt = performance.now();
-    await restored;
-    ours.push(performance.now() - expiredAt);
-  }
-  await zk.close();
+    const requestsBefore = zk.operations;
+    const releasedAt = await expireThroughProxy(proxy, port, idBuffer(zk.sessionId!), zk.sessionPassword!);
+    await bounded('ZkSession restored', restored, 10_000);
+    result.ours.push(performance.now() - releasedAt);
+    result.oursRequests.push(zk.operations - requestsBefore);
+  };
 
-  // By hand with raw node-zookeeper-client: a new client, then re-create and re-watch everything.
-  for (let round = 0; round < rounds; round++) {
+  // By hand with raw node-zookeeper-client: notice `expired`, open a new client, re-create and re-watch everything.
+  const createAll = (client: zookeeper.Client): Promise<unknown> =>
+    Promise.all(Array.from({ length: size }, (_, i) => promisify((d) => client.create(`/restore/r-${i}`, zookeeper.CreateMode.EPHEMERAL, d))));
+  const watchAll = (client: zookeeper.Client): Promise<unknown> =>
+    Promise.all(Array.from({ length: size }, (_, i) => promisify((d) => client.getData(`/restore/w-${i}`, () => {}, d))));
+  const raw = async (): Promise<void> => {
     const client = await rawClient(connect);
-    await Promise.all(Array.from({ length: size }, (_, i) => promisify((d) => client.create(`/restore/r-${i}`, zookeeper.CreateMode.EPHEMERAL, d))));
+    await createAll(client);
+    await watchAll(client);
     const expired = new Promise<void>((resolve) => client.once('expired', () => resolve()));
-    await expireSession(port, client.getSessionId(), client.getSessionPassword());
-    const expiredAt = performance.now();
-    await expired;
+    const releasedAt = await expireThroughProxy(proxy, port, client.getSessionId(), client.getSessionPassword());
+    await bounded('raw client expired', expired, 10_000); // the server closes its connection: nothing left to close
     const fresh = await rawClient(connect);
-    await Promise.all([
-      ...Array.from({ length: size }, (_, i) => promisify((d) => fresh.create(`/restore/r-${i}`, zookeeper.CreateMode.EPHEMERAL, d))),
-      ...Array.from({ length: size }, (_, i) => promisify((d) => fresh.getData(`/restore/w-${i}`, () => {}, d))),
-    ]);
-    raw.push(performance.now() - expiredAt);
-    fresh.close();
+    await createAll(fresh);
+    await watchAll(fresh);
+    result.raw.push(performance.now() - releasedAt);
+    result.negotiated.raw = fresh.getSessionTimeout();
+    await closeRaw(fresh);
+  };
+
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const [, restore] of abba(round, [ours, raw] as const)) await restore();
+    }
+  } finally {
+    await zk.close();
+    await proxy.close();
   }
   await setup.removeRecursive('/restore');
   await setup.close();
-  return [ours, raw];
+  return result;
 }
 
 export async function zkSession(scale: number): Promise<string> {
   const ensemble = await ZkEnsemble.start({ servers: 1 });
   try {
     const connect = ensemble.connectString();
-    const zk = new ZkSession({ connect });
+    const zk = new ZkSession({ connect, sessionTimeout: SESSION_TIMEOUT });
     await zk.start();
     const raw = await rawClient(connect);
     await zk.mkdirp('/bench/ours');
@@ -108,26 +232,30 @@ export async function zkSession(scale: number): Promise<string> {
       ],
     };
     const latency = await timeOps(ops, Math.max(100, Math.round(2000 * scale)));
-    raw.close();
+    await closeRaw(raw);
     await zk.removeRecursive('/bench');
     await zk.close();
 
     const size = 100;
-    const [ours, byHand] = await restoreTimes(ensemble, Math.max(2, Math.round(10 * scale)), size);
-    const a = summarize(ours);
-    const b = summarize(byHand);
+    const restores = await restoreTimes(ensemble, Math.max(2, Math.round(10 * scale)), size);
+    const a = summarize(restores.ours);
+    const b = summarize(restores.raw);
+    const requests = summarize(restores.oursRequests);
+    const ms = (x: number): string => x.toFixed(2);
     return [
       table(
-        'ZooKeeper round trip, one server on loopback (µs): ZkSession vs raw node-zookeeper-client, same run',
-        ['operation', 'calls each', 'ZkSession median', 'raw median', 'ZkSession p99', 'raw p99', 'median ratio'],
-        latency,
+        'ZooKeeper round trip, one server on loopback: ZkSession vs raw node-zookeeper-client, same run, blocks of 100 calls ABBA; ' +
+          'µs per call (wall clock); CPU/call = the client process\'s CPU (user + system) per call, median of the blocks, µs',
+        latency.header,
+        latency.rows,
       ),
       table(
-        `Injected expiry -> new session fully restored (${size} ephemerals + ${size} watches), ms`,
-        ['client', 'rounds', 'min', 'median', 'max'],
+        `Injected expiry -> new session fully restored (${size} ephemerals + ${size} watches), rounds ABBA, ms; ` +
+          `session timeout asked ${SESSION_TIMEOUT} ms, negotiated ${restores.negotiated.ours} (ZkSession) / ${restores.negotiated.raw} (raw)`,
+        ['client', 'rounds', 'requests per restore', 'min', 'median', 'max', 'median - raw [95% CI]'],
         [
-          ['ZkSession (automatic)', a.n, a.min, a.median, a.max],
-          ['raw node-zookeeper-client, restored by hand', b.n, b.min, b.median, b.max],
+          ['ZkSession (automatic)', String(a.n), requests.min === requests.max ? String(requests.min) : `${requests.min}-${requests.max}`, ms(a.min), ms(a.median), ms(a.max), withInterval(medianDifference(restores.ours, restores.raw), ms)],
+          ['raw node-zookeeper-client, restored by hand', String(b.n), String(restores.rawRequests), ms(b.min), ms(b.median), ms(b.max), ''],
         ],
       ),
     ].join('\n');
