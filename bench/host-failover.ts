@@ -12,6 +12,7 @@ import { flockRequests, waitForBlockedWaiters } from '../test/helpers/proc-locks
 import { bun, fixture, node } from '../test/helpers/runtimes.js';
 import { withoutUtilLinux } from '../test/helpers/without-util-linux.js';
 import { LineChild } from './lines.js';
+import { memoryOf } from './memory.js';
 import { checkSameClock, compileFloorWaiter } from './floor-waiter.js';
 import { medianDifference, summarize, table } from './stats.js';
 
@@ -238,13 +239,6 @@ async function failover(scale: number): Promise<string> {
   } finally {
     fs.rmSync(bin, { recursive: true, force: true });
   }
-}
-
-/** Resident and proportional memory of a process, from the kernel (MiB). */
-function memoryOf(pid: number): { rss: number; pss: number } {
-  const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1]);
-  return { rss: kib('Rss') / 1024, pss: kib('Pss') / 1024 };
 }
 
 /**
