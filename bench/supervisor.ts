@@ -1,14 +1,18 @@
 /**
  * Supervisor: SIGKILL of a worker -> its replacement listening, rolling
- * restart duration, and memory, for bellwether's Supervisor beside a plain
- * node:cluster primary that re-forks on 'exit'. Node only, 127.0.0.1 only.
+ * restart duration, and memory (PSS and RSS), for bellwether's Supervisor
+ * (workers importing `bellwether/worker`, or all of `bellwether`) beside a
+ * plain node:cluster primary that re-forks on 'exit'. The clusters take
+ * turns in rotating order. Node only, 127.0.0.1 only.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getJson, freePort } from '../test/helpers/http.js';
 import { fixture, node } from '../test/helpers/runtimes.js';
 import { LineChild } from './lines.js';
-import { summarize, table } from './stats.js';
+import { memoryOf } from './memory.js';
+import { medianDifference, summarize, table } from './stats.js';
 
 const contender = (name: string): string => new URL(`./contenders/${name}.js`, import.meta.url).pathname;
 
@@ -17,37 +21,47 @@ const WORKERS = 4;
 const READY_TIMEOUT_MS = 15_000;
 /** Bound on one rolling restart of all workers. */
 const ROLLING_TIMEOUT_MS = 60_000;
-/** Each kill loop stops (with fewer samples, marked in the table) once it ran this long. */
-const KILL_LOOP_BUDGET_MS = 45_000;
+/** The kill loop stops (with fewer samples, marked in the table) once it ran this long. */
+const KILL_LOOP_BUDGET_MS = 120_000;
 /** The fresh worker settles (finishes booting, goes idle) before the next kill. */
 const SETTLE_MS = 100;
-/** Idle time before reading RSS. */
-const IDLE_MS = 1000;
+/** Idle time, after every worker listened and one request was served, before reading memory. */
+const IDLE_MS = 2000;
 
 type Event = Record<string, unknown> & { event: string };
 
 interface Kind {
   label: string;
+  /** A name for the difference tables. */
+  short: string;
   start(port: number): LineChild;
   /** The worker pid of a "worker listens" event, or undefined if `e` is not one. */
   readyPid(e: Event): number | undefined;
 }
 
-const bellwether: Kind = {
-  label: 'bellwether Supervisor',
-  // Restarts at once and never counted as a crash loop: a replacement per
-  // kill, like the plain primary (the default policy waits 100 ms, doubling,
-  // and gives a slot up after 5 exits within 60 s).
+/**
+ * bellwether's Supervisor (a primary running only it) over `exec`.
+ * Restarts at once and never counts a crash loop: a replacement per kill,
+ * like the plain primary (the default policy waits 100 ms, doubling, and
+ * gives a slot up after 5 exits within 60 s).
+ */
+const supervised = (label: string, short: string, exec: string): Kind => ({
+  label,
+  short,
   start: (port) =>
     new LineChild(node.bin, [
-      fixture('supervisor-primary'),
-      JSON.stringify({ workers: WORKERS, env: { PORT: String(port) }, restart: { initialDelay: 0, maxRestarts: 10_000, window: 1 } }),
+      contender('supervisor-primary'),
+      JSON.stringify({ workers: WORKERS, exec, env: { PORT: String(port) }, restart: { initialDelay: 0, maxRestarts: 10_000, window: 1 } }),
     ]),
   readyPid: (e) => (e.event === 'ready' ? Number(e['workerPid']) : undefined),
-};
+});
+
+const bellwether = supervised('bellwether Supervisor, workers import bellwether/worker', 'bellwether/worker', fixture('http-app'));
+const wholeImport = supervised('bellwether Supervisor, workers import all of bellwether', 'all of bellwether', contender('http-app-whole-import'));
 
 const plainCluster: Kind = {
   label: 'plain node:cluster, re-fork on exit',
+  short: 'plain',
   start: (port) => new LineChild(node.bin, [contender('plain-cluster-primary'), String(WORKERS)], { PORT: String(port) }),
   readyPid: (e) => (e.event === 'listening' ? Number(e['pid']) : undefined),
 };
@@ -164,58 +178,65 @@ function alive(p: Proc): boolean {
   return fields !== undefined && fields[19] === p.start && fields[0] !== 'Z';
 }
 
-/** Resident memory of a process in MiB (VmRSS of /proc/<pid>/status). */
-function rssMiB(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(match[1]) / 1024;
-}
 
-interface Result {
-  primaryMiB: number;
-  workerMiB: number[];
-  kills: number[];
-  /** The kill loop hit its time budget. */
-  cut: boolean;
-  rolling: number[];
-}
-
-/** One primary: memory when idle, then `killsEach` SIGKILLs of every worker, then `rollingRounds` rolling restarts (SIGHUP). */
-async function measure(kind: Kind, killsEach: number, rollingRounds: number): Promise<Result> {
+/** Starts a cluster on a free port and waits until every worker listens and one request was served. */
+async function startCluster(kind: Kind): Promise<Primary> {
   const primary = new Primary(kind, await freePort());
   try {
     await primary.allReady();
-    // It serves on loopback.
     await getJson(primary.port, '/', 5000);
-    await sleep(IDLE_MS);
-    const result: Result = {
-      primaryMiB: rssMiB(primary.pid),
-      workerMiB: [...primary.workers.values()].map(rssMiB),
-      kills: [],
-      cut: false,
-      rolling: [],
-    };
+    return primary;
+  } catch (err) {
+    await primary.stop();
+    throw err;
+  }
+}
 
+/** Round `round`'s order: A B C, then B C A, then C A B, ... (with two: A B, B A). */
+const rotated = <T>(items: readonly T[], round: number): T[] => items.map((_, i) => items[(round + i) % items.length]!);
+
+interface KillTimes {
+  kills: Map<Kind, number[]>;
+  /** The kill loop hit its time budget. */
+  cut: boolean;
+  /** Rolling restarts of the first kind's cluster (ms). */
+  rolling: number[];
+}
+
+/**
+ * One cluster of each kind, all up at once and idle between kills. Each
+ * round kills one worker of each cluster (worker round % WORKERS), in
+ * rotating order, SETTLE_MS apart, each waiting for its replacement to
+ * listen; then `rollingRounds` rolling restarts (SIGHUP) of the first kind.
+ */
+async function killTimes(kinds: Kind[], rounds: number, rollingRounds: number): Promise<KillTimes> {
+  const primaries: Primary[] = [];
+  const result: KillTimes = { kills: new Map(kinds.map((k) => [k, []])), cut: false, rolling: [] };
+  try {
+    // One after the other: each port is taken before the next free one is looked for.
+    for (const kind of kinds) primaries.push(await startCluster(kind));
     const budgetEnd = performance.now() + KILL_LOOP_BUDGET_MS;
-    kills: for (let round = 0; round < killsEach; round++) {
-      for (let index = 0; index < WORKERS; index++) {
-        if (performance.now() > budgetEnd) {
-          result.cut = true;
-          break kills;
-        }
+    for (let round = 0; round < rounds; round++) {
+      if (performance.now() > budgetEnd) {
+        result.cut = true;
+        break;
+      }
+      const index = round % WORKERS;
+      for (const primary of rotated(primaries, round)) {
         await sleep(SETTLE_MS);
         const victim = primary.workers.get(index)!;
         const killedAt = performance.now();
         process.kill(victim, 'SIGKILL');
         await primary.next(
           `replacement of worker ${index} (pid ${victim}) listening`,
-          (e) => Number(e['index']) === index && kind.readyPid(e) !== undefined && kind.readyPid(e) !== victim,
+          (e) => Number(e['index']) === index && primary.kind.readyPid(e) !== undefined && primary.kind.readyPid(e) !== victim,
           READY_TIMEOUT_MS,
         );
-        result.kills.push(performance.now() - killedAt);
+        result.kills.get(primary.kind)!.push(performance.now() - killedAt);
       }
     }
 
+    const primary = primaries[0]!;
     for (let round = 0; round < rollingRounds; round++) {
       await sleep(SETTLE_MS);
       const before = new Set(primary.workers.values());
@@ -224,64 +245,112 @@ async function measure(kind: Kind, killsEach: number, rollingRounds: number): Pr
       await primary.next('restarted after SIGHUP', (e) => e.event === 'restarted', ROLLING_TIMEOUT_MS);
       result.rolling.push(performance.now() - hupAt);
       const kept = [...primary.workers.values()].filter((pid) => before.has(pid));
-      if (kept.length) throw new Error(`${kind.label}: rolling restart kept workers ${kept.join(', ')}`);
+      if (kept.length) throw new Error(`${primary.kind.label}: rolling restart kept workers ${kept.join(', ')}`);
     }
     return result;
   } finally {
-    await primary.stop();
+    await Promise.all(primaries.map((p) => p.stop()));
   }
 }
 
-const median = (values: number[]): number => summarize(values).median;
+/** One fresh cluster's memory after IDLE_MS idle (MiB). */
+interface Footprint {
+  primary: { rss: number; pss: number };
+  workers: { rss: number; pss: number }[];
+  /** The primary and all its children (its workers: it starts no other process). */
+  total: { rss: number; pss: number };
+}
+
+/** `runs` fresh clusters of each kind, one at a time, in rotating order, each measured after IDLE_MS idle. */
+async function footprints(kinds: Kind[], runs: number): Promise<Map<Kind, Footprint[]>> {
+  const result = new Map<Kind, Footprint[]>(kinds.map((k) => [k, []]));
+  for (let round = 0; round < runs; round++) {
+    for (const kind of rotated(kinds, round)) {
+      const primary = await startCluster(kind);
+      try {
+        await sleep(IDLE_MS);
+        const everyone = [primary.pid, ...childrenOf(primary.pid).map((p) => p.pid)].map(memoryOf);
+        const sum = (field: 'rss' | 'pss'): number => everyone.reduce((total, m) => total + m[field], 0);
+        result.get(kind)!.push({
+          primary: memoryOf(primary.pid),
+          workers: [...primary.workers.values()].map(memoryOf),
+          total: { rss: sum('rss'), pss: sum('pss') },
+        });
+      } finally {
+        await primary.stop();
+      }
+    }
+  }
+  return result;
+}
+
+const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+
+/** "difference [low, high]" of the medians, 95% bootstrap interval. */
+function differenceCell(a: number[], b: number[]): string {
+  const d = medianDifference(a, b);
+  return `${signed(d.difference)} [${signed(d.low)}, ${signed(d.high)}]`;
+}
 
 export async function supervisorBench(scale: number): Promise<string> {
-  const killsEach = Math.max(5, Math.round(30 * scale));
+  const kinds = [bellwether, wholeImport, plainCluster];
+  const rounds = WORKERS * Math.max(5, Math.round(30 * scale));
   const rollingRounds = Math.max(2, Math.round(5 * scale));
-  const bw = await measure(bellwether, killsEach, rollingRounds);
-  const plain = await measure(plainCluster, killsEach, 0);
+  const runs = Math.max(kinds.length, Math.round(6 * scale));
+  const loadBefore = os.loadavg()[0]!;
+  const timed = await killTimes(kinds, rounds, rollingRounds);
+  const memory = await footprints(kinds, runs);
+  const loadAfter = os.loadavg()[0]!;
+  const done = Math.min(...[...timed.kills.values()].map((k) => k.length));
 
-  const timing: (string | number)[][] = [];
-  const plainKills = summarize(plain.kills);
-  for (const [kind, r] of [
-    [bellwether, bw],
-    [plainCluster, plain],
-  ] as const) {
-    const s = summarize(r.kills);
-    timing.push([
-      `SIGKILL -> replacement listening, ${kind.label}${r.cut ? ' (time budget hit)' : ''}`,
-      s.n,
-      s.min,
-      s.median,
-      s.p99,
-      s.max,
-      r === plain ? 'baseline' : `${(s.median / plainKills.median).toFixed(2)}x`,
-    ]);
+  // A p99 only where it is not simply the maximum (nearest rank: above 100 samples).
+  const withP99 = [...timed.kills.values()].every((k) => k.length > 100);
+  const timing = kinds.map((kind) => {
+    const s = summarize(timed.kills.get(kind)!);
+    return [kind.label, s.n, s.min, s.median, ...(withP99 ? [s.p99] : []), s.max];
+  });
+  const kills = (kind: Kind): number[] => timed.kills.get(kind)!;
+  const roll = summarize(timed.rolling);
+
+  // Rows of the memory tables: a process (or the sum) and a measure, each run's values.
+  const measures: [string, (f: Footprint) => number[]][] = [];
+  for (const field of ['pss', 'rss'] as const) {
+    measures.push([`primary ${field.toUpperCase()}`, (f) => [f.primary[field]]]);
+    measures.push([`worker ${field.toUpperCase()} (each worker)`, (f) => f.workers.map((w) => w[field])]);
+    measures.push([`primary + ${WORKERS} workers ${field.toUpperCase()}`, (f) => [f.total[field]]]);
   }
-  const roll = summarize(bw.rolling);
-  timing.push([`rolling restart of ${WORKERS} workers (SIGHUP -> restarted), ${bellwether.label}`, roll.n, roll.min, roll.median, '-', roll.max, '-']);
+  const values = (kind: Kind, of: (f: Footprint) => number[]): number[] => memory.get(kind)!.flatMap(of);
+  const spread = (xs: number[]): string => {
+    const s = summarize(xs);
+    return `${s.median.toFixed(2)} [${s.min.toFixed(2)}, ${s.max.toFixed(2)}]`;
+  };
 
-  const memory: (string | number)[][] = [];
-  const total = (r: Result): number => r.primaryMiB + r.workerMiB.reduce((a, b) => a + b, 0);
-  memory.push([bellwether.label, bw.primaryMiB, median(bw.workerMiB), total(bw)]);
-  memory.push([plainCluster.label, plain.primaryMiB, median(plain.workerMiB), total(plain)]);
-  const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
-  memory.push([
-    'difference (bellwether - plain)',
-    signed(bw.primaryMiB - plain.primaryMiB),
-    signed(median(bw.workerMiB) - median(plain.workerMiB)),
-    signed(total(bw) - total(plain)),
-  ]);
-
+  const pairs: [Kind, Kind][] = [
+    [bellwether, plainCluster],
+    [wholeImport, bellwether],
+  ];
   return [
     table(
-      `Supervisor, Node, ${WORKERS} workers (ms; kills are ${killsEach} per worker, ${SETTLE_MS} ms apart)`,
-      ['measurement', 'n', 'min', 'median', 'p99', 'max', 'median vs plain'],
+      `Supervisor, Node, 3 clusters of ${WORKERS} workers up at once: SIGKILL of a worker -> its replacement's listening event read by the bench (ms); ${done} rounds${timed.cut ? ` (of ${rounds}: the ${KILL_LOOP_BUDGET_MS / 1000} s budget cut the rest)` : ''}, each killing one worker of each cluster in rotating order, ${SETTLE_MS} ms apart`,
+      ['cluster', 'n', 'min', 'median', ...(withP99 ? ['p99'] : []), 'max'],
       timing,
     ),
     table(
-      `Supervisor memory, ${WORKERS} idle workers after ${IDLE_MS / 1000} s idle (VmRSS, MiB)`,
-      ['primary', 'primary RSS', 'median worker RSS', `primary + ${WORKERS} workers`],
-      memory,
+      'Difference of the medians (ms), 95% bootstrap interval',
+      ['comparison', 'difference [95% CI]'],
+      pairs.map(([a, b]) => [`${a.short} - ${b.short}`, differenceCell(kills(a), kills(b))]),
     ),
+    `\nrolling restart of ${WORKERS} workers (SIGHUP -> restarted), ${bellwether.label}: n ${roll.n}, min ${roll.min.toFixed(2)}, median ${roll.median.toFixed(2)}, max ${roll.max.toFixed(2)} ms`,
+    table(
+      `Supervisor memory (MiB, /proc/<pid>/smaps_rollup), ${runs} fresh clusters of each kind one at a time in rotating order, each read ${IDLE_MS / 1000} s after its workers listened; median [min, max] over the runs (workers: over every worker of every run)`,
+      ['measure', 'n per kind', ...kinds.map((k) => k.short)],
+      measures.map(([label, of]) => [label, values(kinds[0]!, of).length, ...kinds.map((k) => spread(values(k, of)))]),
+    ),
+    table(
+      'Difference of the medians (MiB), 95% bootstrap interval',
+      ['measure', ...pairs.map(([a, b]) => `${a.short} - ${b.short}`)],
+      measures.map(([label, of]) => [label, ...pairs.map(([a, b]) => differenceCell(values(a, of), values(b, of)))]),
+    ),
+    `\nload average (1 min) of the machine: ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after`,
   ].join('\n');
 }
