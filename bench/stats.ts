@@ -20,12 +20,29 @@ export function table(title: string, header: string[], rows: (string | number)[]
   return [`\n${title}\n`, line(cells[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
 }
 
+export function mean(samples: number[]): number {
+  return samples.reduce((sum, x) => sum + x, 0) / samples.length;
+}
+
 /**
  * Median of `a` minus median of `b`, with a 95% percentile-bootstrap
- * interval (2000 resamples of each sample, a fixed seed: the same data
- * gives the same interval).
+ * interval (see bootstrapDifference).
  */
 export function medianDifference(a: number[], b: number[]): { difference: number; low: number; high: number } {
+  return bootstrapDifference(a, b, (sample) => summarize(sample).median);
+}
+
+/** Mean of `a` minus mean of `b`, with a 95% percentile-bootstrap interval. */
+export function meanDifference(a: number[], b: number[]): { difference: number; low: number; high: number } {
+  return bootstrapDifference(a, b, mean);
+}
+
+/**
+ * `statistic(a) - statistic(b)`, with a 95% percentile-bootstrap interval
+ * (2000 resamples of each sample, a fixed seed: the same data gives the
+ * same interval).
+ */
+function bootstrapDifference(a: number[], b: number[], statistic: (sample: number[]) => number): { difference: number; low: number; high: number } {
   let seed = 0x2545f491;
   const random = (): number => {
     seed ^= seed << 13;
@@ -33,8 +50,7 @@ export function medianDifference(a: number[], b: number[]): { difference: number
     seed ^= seed << 5;
     return (seed >>> 0) / 2 ** 32;
   };
-  const median = (sample: number[]): number => summarize(sample).median;
   const resample = (sample: number[]): number[] => sample.map(() => sample[Math.floor(random() * sample.length)]!);
-  const differences = Array.from({ length: 2000 }, () => median(resample(a)) - median(resample(b))).sort((x, y) => x - y);
-  return { difference: median(a) - median(b), low: differences[49]!, high: differences[1949]! };
+  const differences = Array.from({ length: 2000 }, () => statistic(resample(a)) - statistic(resample(b))).sort((x, y) => x - y);
+  return { difference: statistic(a) - statistic(b), low: differences[49]!, high: differences[1949]! };
 }
