@@ -194,17 +194,17 @@ export async function hostFleet(scale: number): Promise<string> {
     const transit = summarize(stops.flatMap((s) => s.transits));
     return [
       table(
-        `host+cluster, leading worker SIGKILLed (3 workers, session timeout ${SESSION_MS} ms): ms until a job runs again`,
+        `host+cluster, leading worker SIGKILLed (3 workers, session timeout ${SESSION_MS} ms): ms until a job runs again; min, median and max of the n kills, one setup after the other (not alternating); median vs floor: ratio of the medians`,
         ['workers under one Supervisor', 'n', 'min', 'median', 'max', 'median vs floor'],
         rows,
       ),
       table(
-        `host+cluster, leading primary SIGKILLed (session timeout ${SESSION_MS} ms): ms until another host's job runs`,
+        `host+cluster, leading primary SIGKILLed (session timeout ${SESSION_MS} ms): ms until another host's job runs; min, median and max of the n kills`,
         ['', 'n', 'min', 'median', 'max'],
         [['Node and Bun primaries in turn', kills.n, kills.min, kills.median, kills.max]],
       ),
       table(
-        `host+cluster, leading primary SIGSTOPped (step-down deadline ${SESSION_MS / 2} ms after the server's last answer)`,
+        `host+cluster, leading primary SIGSTOPped (step-down deadline ${SESSION_MS / 2} ms after the server's last answer): min, median and max of the n stops (transit: of the n lease messages)`,
         ['ms', 'n', 'min', 'median', 'max'],
         [
           ["worker's abort after the primary's deadline (wall clock, ms steps)", late.n, late.min, late.median, late.max],

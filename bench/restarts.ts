@@ -12,7 +12,7 @@
  * max shows a stall, its p99 mostly not. For latency during the rollout itself a probe runs beside it:
  * one more keep-alive connection from this process, a GET every 10 ms, and
  * the requests sent between the signal and the end of the rollout give the
- * rollout's p99 (nearest rank) and max.
+ * rollout's max, and its p99 (nearest rank) above 100 requests.
  *
  * One contender at a time, 127.0.0.1 only, free ports. Each contender runs
  * in its own process group (PM2: its daemon's group) and is killed whatever
@@ -27,7 +27,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../test/helpers/http.js';
 import { ProcessGroup, cleanups, guardGroups, killGroup } from './process-group.js';
-import { summarize, table } from './stats.js';
+import { p99Cell, summarize, table } from './stats.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const contender = (name: string): string => new URL(`./contenders/${name}.js`, import.meta.url).pathname;
@@ -502,7 +502,7 @@ export async function restarts(scale: number): Promise<string> {
         secondsText(r.reportedS),
         r.oldExitS.map(secondsText).join(', '),
         r.probe.n,
-        r.probe.n ? r.probe.p99Ms.toFixed(2) : '-',
+        r.probe.n ? p99Cell(r.probe.n, Number(r.probe.p99Ms.toFixed(2))) : '-',
         r.probe.n ? r.probe.maxMs.toFixed(2) : '-',
         r.probe.failed,
         `${r.before.join(' ')} -> ${r.after.join(' ')}: ${replaced}`,
@@ -516,12 +516,12 @@ export async function restarts(scale: number): Promise<string> {
   const load = `wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} -d${seconds}s, keep-alive, rolling restart at ${restartAtS} s`;
   return [
     table(
-      `Rolling restart of ${WORKERS} workers under load: ${load}; ${bellwetherVersion()}, PM2 ${pm2Version()}; latency is wrk's over the whole run (ms)`,
+      `Rolling restart of ${WORKERS} workers under load: ${load}; ${bellwetherVersion()}, PM2 ${pm2Version()}; latency is wrk's over the whole run (ms; n = the requests)`,
       ['contender', 'requests', 'socket errors connect/read/write/timeout', 'non-2xx/3xx', 'p99, whole run', 'max, whole run'],
       rows,
     ),
     table(
-      `The rollout: seconds from the signal (PM2: from running \`pm2 reload\`, its CLI's start-up included); probe = 1 extra keep-alive connection, a GET every ${PROBE_INTERVAL_MS} ms, requests sent during the rollout (ms); old workers are SIGKILLed after ${DRAIN_TIMEOUT_MS} ms`,
+      `The rollout: seconds from the signal (PM2: from running \`pm2 reload\`, its CLI's start-up included); probe = 1 extra keep-alive connection, a GET every ${PROBE_INTERVAL_MS} ms, requests sent during the rollout (ms; their max, and their p99 only above 100 requests); old workers are SIGKILLed after ${DRAIN_TIMEOUT_MS} ms`,
       ['contender', 'reported done', 'old workers exited at', 'probe requests', 'probe p99', 'probe max', 'probe failures', 'worker pids before -> after: all replaced'],
       rollout,
     ),

@@ -54,3 +54,12 @@ function bootstrapDifference(a: number[], b: number[], statistic: (sample: numbe
   const differences = Array.from({ length: 2000 }, () => statistic(resample(a)) - statistic(resample(b))).sort((x, y) => x - y);
   return { difference: statistic(a) - statistic(b), low: differences[49]!, high: differences[1949]! };
 }
+
+/**
+ * A table cell for a 99th percentile of n samples: '-' at n <= 100, where the
+ * nearest-rank p99 is the largest sample (at n = 100 the second largest) and
+ * a max column says it plainly.
+ */
+export function p99Cell(n: number, p99: number): number | string {
+  return n > 100 ? p99 : '-';
+}

@@ -24,7 +24,7 @@ import { TcpProxy } from '../test/helpers/tcp-proxy.js';
 import { ZkEnsemble, expireSession, idBuffer } from '../test/helpers/zookeeper.js';
 import type { JobRecord } from './contenders/task-work.js';
 import { ProcessGroup, guardGroups } from './process-group.js';
-import { summarize, table } from './stats.js';
+import { p99Cell, summarize, table } from './stats.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const CLI = path.join(ROOT, 'dist/cli.js');
@@ -143,7 +143,7 @@ async function serving(runtime: Runtime, job: Serving, timeout?: number): Promis
       answered,
       Math.round(answered / LOAD_SECONDS),
       answered ? load.latency.p50 : '-',
-      answered ? load.latency.p99 : '-',
+      answered ? p99Cell(answered, load.latency.p99) : '-',
       load.errors + load.timeouts,
       probe,
       stats.missed,
@@ -329,7 +329,7 @@ export async function tasks(scale: number): Promise<string> {
 
     return [
       table(
-        `1. One worker under bellwether start (1000 ms heartbeats) serving GET / while it leads a host singleton whose job computes for ${JOB_MS / 1000} s; autocannon, 10 keep-alive connections, ${LOAD_SECONDS} s from the job's start. Latency in ms; "probe": one more request sent as the job starts, answered after (ms); "missed": heartbeat periods with no turn of the worker's event loop (sum of floor(gap / 1000 ms) over a 100 ms timer's gaps); "killed": the supervisor's stderr says it killed the worker as silent`,
+        `1. One worker under bellwether start (1000 ms heartbeats) serving GET / while it leads a host singleton whose job computes for ${JOB_MS / 1000} s; autocannon, 10 keep-alive connections, ${LOAD_SECONDS} s from the job's start. Latency in ms, p50 and p99 of the answered requests (p99 only above 100 of them); "probe": one more request sent as the job starts, answered after (ms); "missed": heartbeat periods with no turn of the worker's event loop (sum of floor(gap / 1000 ms) over a 100 ms timer's gaps); "killed": the supervisor's stderr says it killed the worker as silent`,
         ['runtime', 'job', 'supervisor', 'answered', 'req/s', 'p50', 'p99', 'errors', 'probe', 'missed', 'longest gap ms', 'killed'],
         servingRows,
       ),
@@ -339,7 +339,7 @@ export async function tasks(scale: number): Promise<string> {
         overlapRows,
       ),
       table(
-        `3. A task that spins forever and ignores its signal (for (;;) {}): ms from the end of leadership to the term being over, ${runs} runs each. close(): how long close() took (it resolves once the thread has exited), host scope; session expiry: expireSession from outside, from the session's first 'suspended' (the server closes the expired session's connection; the election demotes on it) or 'expired' event to the singleton's 'demoted'; server silent: a blackhole proxy in front of ZooKeeper, stepDownAfter ${SESSION_MS * 0.8} ms so that the step-down is the session's 'suspended' event, from it to 'demoted'. Goal: at most stopTimeout + 50 ms. "thread gone": its OS thread (/proc/self/task/<tid>) no longer existed when close() resolved or 'demoted' came`,
+        `3. A task that spins forever and ignores its signal (for (;;) {}): ms from the end of leadership to the term being over, ${runs} runs each (min, median and max of those runs). close(): how long close() took (it resolves once the thread has exited), host scope; session expiry: expireSession from outside, from the session's first 'suspended' (the server closes the expired session's connection; the election demotes on it) or 'expired' event to the singleton's 'demoted'; server silent: a blackhole proxy in front of ZooKeeper, stepDownAfter ${SESSION_MS * 0.8} ms so that the step-down is the session's 'suspended' event, from it to 'demoted'. Goal: at most stopTimeout + 50 ms. "thread gone": its OS thread (/proc/self/task/<tid>) no longer existed when close() resolved or 'demoted' came`,
         ['runtime', 'stopTimeout', 'leadership ended by', 'runs', 'min', 'median', 'max', 'max - stopTimeout', 'thread gone'],
         stopRows,
       ),
