@@ -161,6 +161,27 @@ describe('ZkSession: a one-shot watch across an expiry; a watch on a flickering 
     assert.deepEqual(seen.errors, []);
   });
 
+  test('twelve reads in flight when the connection drops: all retried, no MaxListenersExceededWarning (one listener per waiting retry)', async (t) => {
+    const server = zk1.ensemble.servers[0]!;
+    const { proxy, zk } = await throughProxy(t, server.clientPort);
+    const seen = record(zk);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    t.after(() => void process.off('warning', onWarning));
+    await zk.start();
+    await zk.mkdirp('/many-retries');
+    proxy.mode = 'blackhole';
+    const reads = Array.from({ length: 12 }, (_, i) => zk.exists(`/many-retries/${i}`));
+    proxy.drop();
+    proxy.mode = 'pass';
+    assert.deepEqual(await bounded('the 12 reads', Promise.all(reads), 10_000), Array(12).fill(null));
+    // A warning is emitted on the next tick of its cause: one turn of the event loop lets it come.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
+    assert.deepEqual(seen.errors, []);
+  });
+
   test('a node created and deleted over and over while its watches (re-)arm: every watch settles ready and goes on, no error', async (t) => {
     const zk = openSession(t, zk1.ensemble.connectString());
     const other = openSession(t, zk1.ensemble.connectString());

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { EventEmitter } from 'eventemitter3';
 import zookeeper, { type Client, type Stat as RawStat } from 'node-zookeeper-client';
 import { askPrimaryForAuth } from '../cluster/zk-credentials.js';
@@ -85,7 +86,7 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
   #expiries = 0;
   #suspensions = 0;
   /** Aborted by close(): cuts retry delays short. */
-  readonly #closing = new AbortController();
+  readonly #closing = unlimitedListeners(new AbortController());
   #transport: Transport | undefined;
   #sessionId: string | undefined;
   #liveness: NodeJS.Timeout | undefined;
@@ -763,4 +764,14 @@ export class ZkSession extends EventEmitter<ZkSessionEvents> {
 
 function toBuffer(data: Buffer | string): Buffer {
   return typeof data === 'string' ? Buffer.from(data) : data;
+}
+
+/**
+ * Every retry waiting for its delay listens on the session's closing signal
+ * (and stops listening when it ends): more than ten calls retrying at once,
+ * after a connection loss, are no leak, and must not print one.
+ */
+function unlimitedListeners(controller: AbortController): AbortController {
+  setMaxListeners(0, controller.signal);
+  return controller;
 }
