@@ -1,7 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ENV } from '../cluster/protocol.js';
@@ -338,35 +337,4 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, tryHereFir
       settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `the ${how.kind} lock waiter ended without the lock (${why})`));
     });
   });
-}
-
-let rehearsed = false;
-
-/**
- * Once per process, before its first wait: a wait through flock(1) on a
- * private lock nobody holds (a file unlinked as soon as it is open, so
- * nothing is left behind), which returns at once. A takeover is the first
- * time a process runs this code otherwise, and code runs far slower the
- * first time (compiled then): measured on Node 20, the line of flock(1)
- * reached its 'data' handler about 2.7 ms after flock(1) wrote it, 1.5 ms
- * after a rehearsal. Not with the built-in waiter, which is a whole
- * runtime's start-up.
- */
-export function rehearseWait(): void {
-  if (rehearsed) return;
-  rehearsed = true;
-  let fd: number;
-  try {
-    if (waitMethod().kind !== 'flock(1)') return;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-rehearsal-'));
-    try {
-      fd = fs.openSync(path.join(dir, 'lock'), 'w+', 0o600);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  } catch {
-    return; // no temporary directory here: no rehearsal
-  }
-  const close = (): void => fs.closeSync(fd);
-  waitForExclusiveLock(fd, new AbortController().signal, false).then((waiter) => waiter.gone().then(close), close);
 }

@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BellwetherError, ErrorCodes } from '../errors.js';
 import type { Lease, LeaseSource } from '../singleton/lease.js';
-import { type FlockWaiter, rehearseWait, waitForExclusiveLock, waitMethod } from './flock-wait.js';
+import { type FlockWaiter, waitForExclusiveLock, waitMethod } from './flock-wait.js';
 import { checkDirectory, prepareLockDir } from './lock-dir.js';
-import { advanceFencingToken, isLockedPath, openLockFile, rehearseTakeover, republishLockFile } from './lock-file.js';
+import { advanceFencingToken, isLockedPath, openLockFile, republishLockFile } from './lock-file.js';
 
 /**
  * How often a holder checks that its lock file is still the one at its
@@ -43,13 +43,7 @@ export class HostLock implements LeaseSource {
     this.#realDir = prepareLockDir(this.#dir, this.#isDefaultDir);
     this.#file = path.join(this.#realDir, `${this.#name}.lock`);
     // Opening once checks the file itself (symlink, owner, type, mode) up front.
-    const fd = openLockFile(this.#file);
-    try {
-      rehearseTakeover(fd, this.#file);
-      rehearseWait();
-    } finally {
-      fs.closeSync(fd);
-    }
+    fs.closeSync(openLockFile(this.#file));
   }
 
   async acquire(signal: AbortSignal): Promise<Lease> {

@@ -121,37 +121,9 @@ export function advanceFencingToken(fd: number, file: string, floor = 0): number
 }
 
 export function writeFencingRecord(fd: number, token: number): void {
-  const record = fencingRecordBytes(token);
-  fs.writeSync(fd, record, 0, record.length, 0);
-}
-
-function fencingRecordBytes(token: number): Buffer {
   const line = JSON.stringify({ token, pid: process.pid } satisfies FencingRecord);
-  return Buffer.from(line.padEnd(RECORD_BYTES - 1, ' ') + '\n', 'utf8');
-}
-
-/**
- * Runs once, before any wait, the file work a takeover starts with (a
- * read of the record, a write, a watch of the file), changing nothing:
- * the first call of each in a process costs far more than the next ones
- * (measured on Node 20, first calls: readSync 0.4-0.5 ms, a file watch
- * 0.5 ms, on Bun 4.5 ms), which would otherwise fall between a takeover
- * and the job's start.
- */
-export function rehearseTakeover(fd: number, file: string): void {
-  try {
-    readFencingRecord(fd, file);
-  } catch {
-    // a record that is not ours is said when the lock is taken, as before
-  }
-  fencingRecordBytes(0);
-  // A write of no bytes: no effect on a regular file (write(2)).
-  fs.writeSync(fd, Buffer.alloc(0), 0, 0, 0);
-  try {
-    fs.watch(file, { persistent: false }).close();
-  } catch {
-    // no file watch here: the holder falls back to its periodic check
-  }
+  const record = Buffer.from(line.padEnd(RECORD_BYTES - 1, ' ') + '\n', 'utf8');
+  fs.writeSync(fd, record, 0, record.length, 0);
 }
 
 /**
