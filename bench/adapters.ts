@@ -28,6 +28,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../test/helpers/http.js';
 import { LineChild } from './lines.js';
+import { statFields } from './proc.js';
 import { mean, meanDifference, summarize, table } from './stats.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -68,9 +69,9 @@ const CLOCK_TICKS_PER_SECOND = ((): number => {
 
 /** utime + stime of a process (all its threads, the ended ones too), in clock ticks. */
 function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // From the state on (field 3): utime is field 14, stime 15.
+  const fields = statFields(pid);
+  if (!fields) throw new Error(`process ${pid} is gone`);
   return Number(fields[11]) + Number(fields[12]);
 }
 

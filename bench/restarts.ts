@@ -27,6 +27,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../test/helpers/http.js';
 import { ProcessGroup, cleanups, guardGroups, killGroup } from './process-group.js';
+import { statFields } from './proc.js';
 import { p99Cell, summarize, table } from './stats.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -80,15 +81,6 @@ interface Proc {
   start: string;
 }
 
-/** Fields of /proc/<pid>/stat from the state on (comm may hold spaces: split after the last ')'). */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
 
 function commandLine(pid: number): string {
   try {

@@ -12,6 +12,7 @@ import { getJson, freePort } from '../test/helpers/http.js';
 import { fixture, node } from '../test/helpers/runtimes.js';
 import { LineChild } from './lines.js';
 import { memoryOf } from './memory.js';
+import { statFields } from './proc.js';
 import { medianDifference, summarize, table } from './stats.js';
 
 const contender = (name: string): string => new URL(`./contenders/${name}.js`, import.meta.url).pathname;
@@ -144,16 +145,6 @@ class Primary {
 interface Proc {
   pid: number;
   start: string;
-}
-
-/** Fields of /proc/<pid>/stat from the state on (comm may hold spaces: split after the last ')'). */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined; // gone
-  }
 }
 
 function procOf(pid: number): Proc | undefined {
