@@ -21,6 +21,7 @@ import { FLOCK } from './helpers/tools.js';
 const NOBODY = 65534;
 const CONTENDER = fixture('host-contender');
 const MOMENTS = fixture('singleton-moments');
+const FD_EXHAUSTED = fixture('fd-exhausted-contender');
 
 // Waiting singletons do not keep a process alive: the test run must.
 keepLoopAlive();
@@ -63,6 +64,15 @@ async function twoTerms(t: TestContext, lockDir: string, duringFirstTerm: () => 
   await job.start();
   await bounded('second term', second, 5000);
   return tokens;
+}
+
+/** A singleton of this process that holds the lock of `job` in `lockDir`, closed after the test. */
+async function electedHolder(t: TestContext, lockDir: string): Promise<ReturnType<typeof singleton>> {
+  const holder = singleton({ name: 'job', lockDir });
+  t.after(() => holder.close());
+  await holder.start();
+  await new Promise((resolve) => holder.once('elected', resolve));
+  return holder;
 }
 
 function withEnv(t: TestContext, name: string, value: string | undefined): void {
@@ -130,6 +140,24 @@ for (const runtime of RUNTIMES) {
     });
   });
 
+  describe(`no descriptor to spare (${runtime.name})`, () => {
+    test('a waiting helper that cannot be started (EMFILE) is an error, not a crash; the wait is tried again and takes over', async (t) => {
+      const dir = tempDir(t);
+      const holder = await electedHolder(t, dir);
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const lowLimit = ['/bin/sh', '-c', 'ulimit -n 256 && exec "$@"', 'sh'];
+      const other = fixtures.add(startFixture(runtime, FD_EXHAUSTED, [dir, 'job'], {}, lowLimit));
+      const error = await bounded('error', other.next('error'), 20_000);
+      assert.equal(error['code'], 'BW_ERR_FLOCK_UNAVAILABLE', String(error['message']));
+      assert.ok(Number(error['freed']) > 0, 'the descriptors were exhausted when the wait began');
+      await waitForBlockedWaiters(path.join(dir, 'job.lock'), 1);
+      assert.equal(other.count('elected'), 0, 'never elected while the holder holds the lock');
+      await holder.close();
+      assert.equal((await bounded('takeover', other.next('running'), 10_000))['token'], 2);
+    });
+  });
+
   describe(`helper programs are not taken from PATH (${runtime.name})`, () => {
     test('a fake flock first on PATH (as node_modules/.bin under npm run) does not make a second leader', async (t) => {
       const dir = tempDir(t);
@@ -138,10 +166,7 @@ for (const runtime of RUNTIMES) {
       for (const name of ['flock', 'setpriv']) {
         fs.writeFileSync(path.join(bin, name), '#!/bin/sh\necho "flock: getting lock took 0.000001 seconds"\nexec sleep 30\n', { mode: 0o755 });
       }
-      const holder = singleton({ name: 'job', lockDir: dir });
-      t.after(() => holder.close());
-      await holder.start();
-      await new Promise((resolve) => holder.once('elected', resolve));
+      const holder = await electedHolder(t, dir);
       const fixtures = new Fixtures();
       t.after(() => fixtures.killAll());
       const other = fixtures.add(startFixture(runtime, MOMENTS, [dir, 'job'], { PATH: `${bin}:${process.env['PATH']}`, KEEP_ALIVE: '1', RUN: 'return', CLOSE: 'signal' }));

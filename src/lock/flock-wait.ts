@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -189,9 +189,11 @@ export function lockNowIfFree(fd: number): boolean {
   const native = nativeFlock();
   if (native) return native.tryLock(fd);
   // No native flock(2) but a waitMethod(): flock(1), whose helper environment this is.
-  const status = spawnSync(programs().flock as string, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd], env: how.env }).status;
+  const { status, error } = spawnSync(programs().flock as string, ['-n', '-E', '75', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd], env: how.env });
   if (status === 75) return false;
-  if (status !== 0) throw new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(1) could not take the lock (status ${status})`);
+  if (status !== 0) {
+    throw new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `flock(1) could not take the lock (${error ? error.message : `status ${status}`})`, { cause: error });
+  }
   return true;
 }
 
@@ -266,18 +268,28 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, tryHereFir
   return new Promise<FlockWaiter>((resolve, reject) => {
     // Its own process group: a Ctrl-C meant for the app must not kill the waiter
     // (its parent decides; it still ends if the parent dies).
-    const child = spawn(command, args, { stdio: [stdin, 'pipe', 'pipe', fd], detached: true, env, cwd: '/' });
+    const cannotRun = (err: Error): BellwetherError =>
+      new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `could not run ${command}: ${err.message}`, { cause: err });
+    let child: ChildProcess;
+    try {
+      child = spawn(command, args, { stdio: [stdin, 'pipe', 'pipe', fd], detached: true, env, cwd: '/' });
+    } catch (err) {
+      reject(cannotRun(err as Error));
+      return;
+    }
     type Unrefable = { unref?: () => void };
-    const stdout = child.stdout as Readable & Unrefable;
-    const stderr = child.stderr as Readable & Unrefable;
+    // No pipes when the spawn failed before making them (EMFILE, ENFILE):
+    // its 'error' event, below, then says why.
+    const stdout = child.stdout as (Readable & Unrefable) | null;
+    const stderr = child.stderr as (Readable & Unrefable) | null;
     // While it waits, the waiter never keeps the process alive on its own
     // (the singleton's keepAlive option does that, for its whole life).
     child.unref();
-    stdout.unref?.();
-    stderr.unref?.();
+    stdout?.unref?.();
+    stderr?.unref?.();
     (child.stdin as Unrefable | null)?.unref?.();
     let errors = '';
-    stderr.setEncoding('utf8').on('data', (chunk: string) => void (errors = (errors + chunk).slice(-1000)));
+    stderr?.setEncoding('utf8').on('data', (chunk: string) => void (errors = (errors + chunk).slice(-1000)));
     let exited = false;
     const exit = new Promise<void>((resolveExit) =>
       child.once('exit', () => {
@@ -312,8 +324,7 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, tryHereFir
       child.ref();
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    stdout.setEncoding('utf8');
-    stdout.on('data', (chunk: string) => {
+    stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       output += chunk;
       // An aborted wait ends at the exit, whatever the child printed.
       if (output.includes(locked) && !signal.aborted) {
@@ -322,9 +333,7 @@ export function waitForExclusiveLock(fd: number, signal: AbortSignal, tryHereFir
         settle(error);
       }
     });
-    child.once('error', (err) => {
-      settle(new BellwetherError(ErrorCodes.FLOCK_UNAVAILABLE, `could not run ${command}: ${err.message}`, { cause: err }));
-    });
+    child.once('error', (err) => settle(cannotRun(err)));
     // 'close': after the last of its output was read. Without the line that
     // says it has the lock, an exit, even 0, is not the lock.
     child.once('close', () => {
