@@ -22,6 +22,7 @@ const NOBODY = 65534;
 const CONTENDER = fixture('host-contender');
 const MOMENTS = fixture('singleton-moments');
 const FD_EXHAUSTED = fixture('fd-exhausted-contender');
+const LEFTOVERS = fixture('waiter-leftovers');
 
 // Waiting singletons do not keep a process alive: the test run must.
 keepLoopAlive();
@@ -155,6 +156,22 @@ for (const runtime of RUNTIMES) {
       assert.equal(other.count('elected'), 0, 'never elected while the holder holds the lock');
       await holder.close();
       assert.equal((await bounded('takeover', other.next('running'), 10_000))['token'], 2);
+    });
+  });
+
+  describe(`nothing left of the helpers (${runtime.name})`, () => {
+    test('a singleton closed while it waits keeps no socket and no child of its waiters (the rehearsal at start included)', async (t) => {
+      const dir = tempDir(t);
+      await electedHolder(t, dir);
+      const fixtures = new Fixtures();
+      t.after(() => fixtures.killAll());
+      const waiter = fixtures.add(startFixture(runtime, LEFTOVERS, [dir, 'job']));
+      await bounded('started', waiter.next('started'), 20_000);
+      await waitForBlockedWaiters(path.join(dir, 'job.lock'), 1);
+      waiter.send('close');
+      const closed = await bounded('closed', waiter.next('closed'), 20_000);
+      assert.deepEqual([closed['sockets'], closed['children']], [[], []]);
+      await waitForBlockedWaiters(path.join(dir, 'job.lock'), 0);
     });
   });
 

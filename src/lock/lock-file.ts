@@ -121,9 +121,31 @@ export function advanceFencingToken(fd: number, file: string, floor = 0): number
 }
 
 export function writeFencingRecord(fd: number, token: number): void {
-  const line = JSON.stringify({ token, pid: process.pid } satisfies FencingRecord);
-  const record = Buffer.from(line.padEnd(RECORD_BYTES - 1, ' ') + '\n', 'utf8');
+  const record = fencingRecordBytes(token);
   fs.writeSync(fd, record, 0, record.length, 0);
+}
+
+function fencingRecordBytes(token: number): Buffer {
+  const line = JSON.stringify({ token, pid: process.pid } satisfies FencingRecord);
+  return Buffer.from(line.padEnd(RECORD_BYTES - 1, ' ') + '\n', 'utf8');
+}
+
+/**
+ * Runs once, before any wait, the file work a takeover begins with,
+ * changing nothing: a read of the record and a write of no bytes (which
+ * leaves a regular file as it was, times included). A process's first call
+ * of each costs far more than the next ones (measured in a takeover on Node:
+ * the token's read and write took 0.5-0.6 ms), and would otherwise fall
+ * between the takeover and the job's start.
+ */
+export function rehearseTakeover(fd: number, file: string): void {
+  try {
+    readFencingRecord(fd, file);
+  } catch {
+    // a record that is not ours is said when the lock is taken, as before
+  }
+  fencingRecordBytes(0);
+  fs.writeSync(fd, Buffer.alloc(0), 0, 0, 0);
 }
 
 /**
