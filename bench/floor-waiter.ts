@@ -33,14 +33,58 @@ int main(int argc, char **argv) {
 }
 `;
 
-/** Compiles the floor waiter into `dir` with `cc`; undefined (and why) when there is no compiler. */
-export function compileFloorWaiter(dir: string): { program?: string; why?: string } {
-  const source = path.join(dir, 'floor-waiter.c');
-  const program = path.join(dir, 'floor-waiter');
-  fs.writeFileSync(source, SOURCE);
-  const result = spawnSync('cc', ['-O2', '-o', program, source], { encoding: 'utf8' });
-  if (result.error || result.status !== 0) return { why: `no floor row: cc failed (${result.error?.message ?? result.stderr.trim()})` };
-  return { program };
+/**
+ * The holder's reaper: runs the holder as its child (killed with it, by
+ * PR_SET_PDEATHSIG), prints "holder <pid>", and once waitpid(2) returns,
+ * "reaped <ns>" (CLOCK_MONOTONIC). The kernel releases a dying process's
+ * locks as it closes its files, before its parent can reap it: takeovers
+ * timed from this stamp leave out how long the holder took to exit, which
+ * varies far more than the takeover itself.
+ */
+const REAPER_SOURCE = `
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  if (argc < 2) return 2;
+  pid_t pid = fork();
+  if (pid < 0) { perror("fork"); return 1; }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    execvp(argv[1], argv + 1);
+    perror("exec");
+    _exit(127);
+  }
+  char line[64];
+  int n = snprintf(line, sizeof line, "holder %d\\n", (int)pid);
+  if (write(1, line, n) != n) return 1;
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {}
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  n = snprintf(line, sizeof line, "reaped %lld%09ld\\n", (long long)t.tv_sec, t.tv_nsec);
+  return write(1, line, n) == n ? 0 : 1;
+}
+`;
+
+/**
+ * Compiles the floor waiter and the holder's reaper into `dir` with `cc`;
+ * undefined (and why) when there is no compiler.
+ */
+export function compileFloorWaiter(dir: string): { program?: string; reaper?: string; why?: string } {
+  const built: string[] = [];
+  for (const [name, text] of [['floor-waiter', SOURCE], ['reaper', REAPER_SOURCE]] as const) {
+    const source = path.join(dir, `${name}.c`);
+    const program = path.join(dir, name);
+    fs.writeFileSync(source, text);
+    const result = spawnSync('cc', ['-O2', '-o', program, source], { encoding: 'utf8' });
+    if (result.error || result.status !== 0) return { why: `no floor row: cc failed (${result.error?.message ?? result.stderr.trim()})` };
+    built.push(program);
+  }
+  return { program: built[0], reaper: built[1] };
 }
 
 /**

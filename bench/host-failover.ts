@@ -137,6 +137,12 @@ interface Takeover {
   read: number;
   /** The holder's resident memory just before the kill (MiB). */
   holderRss: number;
+  /**
+   * From the holder's reaping (waitpid(2) returning in its parent, the
+   * reaper) to the waiter's stamp (ms): the takeover without the holder's
+   * exit, whose length varies the most. Undefined without the reaper.
+   */
+  afterReap?: number;
 }
 
 /**
@@ -145,25 +151,37 @@ interface Takeover {
  * for a while (as a waiter usually is when the holder dies), then SIGKILL
  * of the holder, stamped on the same clock as the waiters' stamps.
  */
-async function takeover(dir: string, setup: Setup, holderMib: number): Promise<Takeover> {
+async function takeover(dir: string, setup: Setup, holderMib: number, reaper: string | undefined): Promise<Takeover> {
   const name = 'job';
-  const holder = new LineChild(node.bin, [contender('bellwether'), dir, name], { BENCH_HOLDER_MIB: String(holderMib) });
+  const holderArgs = [node.bin, contender('bellwether'), dir, name];
+  const env = { BENCH_HOLDER_MIB: String(holderMib) };
+  // Under the reaper, the holder is the reaper's child (killed with it).
+  const holder = reaper ? new LineChild(reaper, holderArgs, env) : new LineChild(holderArgs[0]!, holderArgs.slice(1), env);
   try {
+    const holderPid = reaper ? Number((await holder.line(30_000)).slice('holder '.length)) : (holder.child.pid as number);
     await holder.until('acquired', 30_000);
     const waiter = setup.start(dir, name);
     try {
       await waitForBlockedWaiters(path.join(dir, `${name}.lock`), 1);
       await sleep(setup.idleMs ?? WAITER_IDLE_MS);
-      const holderRss = memoryOf(holder.child.pid as number).rss;
+      const holderRss = memoryOf(holderPid).rss;
       const killedAt = process.hrtime.bigint();
-      holder.child.kill('SIGKILL');
+      process.kill(holderPid, 'SIGKILL');
       let line: string;
       do line = await waiter.line(30_000);
       while (!line.startsWith('stamp '));
       await waiter.until('acquired', 30_000);
       const readAt = process.hrtime.bigint();
+      const stamp = BigInt(line.slice('stamp '.length));
       const ms = (ns: bigint): number => Number(ns - killedAt) / 1e6;
-      return { wake: ms(BigInt(line.slice('stamp '.length))), read: ms(readAt), holderRss };
+      let afterReap: number | undefined;
+      if (reaper) {
+        let reaped: string;
+        do reaped = await holder.line(30_000);
+        while (!reaped.startsWith('reaped '));
+        afterReap = Number(stamp - BigInt(reaped.slice('reaped '.length))) / 1e6;
+      }
+      return { wake: ms(stamp), read: ms(readAt), holderRss, afterReap };
     } finally {
       await waiter.kill();
     }
@@ -173,14 +191,14 @@ async function takeover(dir: string, setup: Setup, holderMib: number): Promise<T
 }
 
 /** `rounds` takeovers of each setup, in rotating order (A B C, B C A, ...): drift of the machine spreads over all of them. */
-async function rotate(setups: Setup[], rounds: number, holderMib: number): Promise<Map<Setup, Takeover[]>> {
+async function rotate(setups: Setup[], rounds: number, holderMib: number, reaper: string | undefined): Promise<Map<Setup, Takeover[]>> {
   const results = new Map<Setup, Takeover[]>(setups.map((setup) => [setup, []]));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-bench-'));
   try {
     for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < setups.length; i++) {
         const setup = setups[(round + i) % setups.length]!;
-        results.get(setup)!.push(await takeover(dir, setup, holderMib));
+        results.get(setup)!.push(await takeover(dir, setup, holderMib, reaper));
       }
     }
   } finally {
@@ -196,7 +214,7 @@ async function failover(scale: number): Promise<string> {
   const n = (count: number): number => Math.max(2, Math.round(count * scale));
   const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-bench-floor-'));
   try {
-    const { program, why } = compileFloorWaiter(bin);
+    const { program, reaper, why } = compileFloorWaiter(bin);
     checkSameClock(node.bin, [contender('monotonic'), '--print']);
     checkSameClock(bun.bin, [contender('monotonic'), '--print']);
     if (program) checkSameClock(program, ['--now']);
@@ -217,33 +235,49 @@ async function failover(scale: number): Promise<string> {
       { label: 'fs-ext async flock, Node', start: fsExtNode.start },
       ...(flockShell ? [flockShell] : []),
     ];
-    const small = await rotate(setups, n(12), 0);
+    const small = await rotate(setups, n(12), 0, reaper);
     const bigSetups = [...(floor ? [floor] : []), setups.find((s) => s.label.startsWith('bellwether, Node'))!];
-    const big = await rotate(bigSetups, n(8), BIG_HOLDER_MIB);
-    const floorWakes = floor && small.get(floor)!.map((t) => t.wake);
+    const big = await rotate(bigSetups, n(8), BIG_HOLDER_MIB, reaper);
     const rows: (string | number)[][] = [];
-    const row = (label: string, takeovers: Takeover[], base: number[] | undefined, baseLabel: string): void => {
-      const wakes = takeovers.map((t) => t.wake);
-      const s = summarize(wakes);
-      let versus = baseLabel;
-      if (base && base !== wakes) {
-        const d = medianDifference(wakes, base);
-        versus = `${d.difference.toFixed(2)} [${d.low.toFixed(2)}, ${d.high.toFixed(2)}]`;
-      }
-      rows.push([label, s.n, s.min, s.median, s.max, versus, summarize(takeovers.map((t) => t.read)).median]);
+    /** `takeovers` beside the floor's (`base`), from the kill and from the reaping. */
+    const row = (label: string, takeovers: Takeover[], base: Takeover[] | undefined): void => {
+      const cells = (pick: (t: Takeover) => number | undefined): { median: number; versus: string; ratio: string } => {
+        const samples = takeovers.map(pick).filter((x) => x !== undefined);
+        const floorSamples = (base ?? []).map(pick).filter((x) => x !== undefined);
+        const median = samples.length > 0 ? summarize(samples).median : Number.NaN;
+        if (base === undefined || base === takeovers || floorSamples.length === 0 || samples.length === 0) return { median, versus: 'floor', ratio: '' };
+        const d = medianDifference(samples, floorSamples);
+        return { median, versus: `${d.difference.toFixed(2)} [${d.low.toFixed(2)}, ${d.high.toFixed(2)}]`, ratio: (median / summarize(floorSamples).median).toFixed(2) };
+      };
+      const s = summarize(takeovers.map((t) => t.wake));
+      const fromKill = cells((t) => t.wake);
+      const fromReap = cells((t) => t.afterReap);
+      rows.push([label, s.n, s.min, s.median, s.max, fromKill.versus, fromKill.ratio, Number.isNaN(fromReap.median) ? '' : fromReap.median, fromReap.versus, summarize(takeovers.map((t) => t.read)).median]);
     };
-    for (const [setup, takeovers] of small) row(`${setup.label}`, takeovers, floorWakes, 'floor');
-    const bigFloor = floor && big.get(floor)!.map((t) => t.wake);
+    const floorTakeovers = floor && small.get(floor);
+    for (const [setup, takeovers] of small) row(setup.label, takeovers, floorTakeovers);
+    const bigFloor = floor && big.get(floor);
     const bigRss = summarize([...big.values()].flat().map((t) => t.holderRss)).median;
     for (const [setup, takeovers] of big) {
-      row(`${BIG_HOLDER_MIB} MiB holder (RSS ${bigRss.toFixed(0)} MiB) -> ${setup.label}`, takeovers, setup === floor ? floorWakes : bigFloor, 'floor');
+      row(`${BIG_HOLDER_MIB} MiB holder (RSS ${bigRss.toFixed(0)} MiB) -> ${setup.label}`, takeovers, setup === floor ? floorTakeovers : bigFloor);
     }
     const smallRss = summarize([...small.values()].flat().map((t) => t.holderRss)).median;
     const plock = summarize(await measure(properLockfileNode, properLockfileNode, Math.max(1, Math.round(2 * scale))));
     return [
       table(
         `Host failover: SIGKILL of a bellwether Node holder (RSS ${smallRss.toFixed(0)} MiB unless said) -> the waiter's own CLOCK_MONOTONIC stamp on taking the lock (ms)`,
-        ['waiter', 'n', 'min', 'median', 'max', 'median - floor [95% CI]', 'median, line read by the bench'],
+        [
+          'waiter',
+          'n',
+          'min',
+          'median',
+          'max',
+          'median - floor [95% CI]',
+          'median / floor',
+          "from the holder's reaping: median",
+          'its median - floor [95% CI]',
+          'median, line read by the bench',
+        ],
         rows,
       ),
       why ?? '',
