@@ -382,7 +382,9 @@ export function rehearseWait(): void {
     return; // said by the wait itself
   }
   if (how.kind !== 'flock(1)') return;
-  // Never awaited, never keeping the process alive: a rehearsal that cannot
-  // run (no descriptors left, say) changes nothing either.
-  runWaiter('pipe', new AbortController().signal, how).catch(() => {});
+  // Never awaited, never keeping the process alive (once spawned): a
+  // rehearsal that cannot run (no descriptors left, say) changes nothing
+  // either. In the next turn of the loop, so that start() does not wait for
+  // the spawn (and the first setImmediate, which a takeover uses, is run).
+  setImmediate(() => void runWaiter('pipe', new AbortController().signal, how).catch(() => {}));
 }
