@@ -118,11 +118,11 @@ export class HostLock implements LeaseSource {
     let watcher: fs.FSWatcher | undefined;
     let timer: NodeJS.Timeout | undefined;
     // The watch and the periodic check begin once the job has been started,
-    // in the next turn of the event loop: a process's first file watch and
-    // first timer are slow to set up (measured in a takeover: a watch
-    // 0.5-0.6 ms on Node, 1.5-2 ms on Bun; an interval 0.1-0.2 ms on Node),
-    // and the path was checked just before this lease. Checked again then:
-    // nothing done to the file in between goes unseen.
+    // in the next turn of the event loop: a process's first file watch is
+    // slow to set up (measured in a takeover on Bun: from the token to the
+    // term 1.4-2.0 ms with the watch, 0.7-1.0 without; a first interval took
+    // 0.1-0.2 ms on Node), and the path was checked just before this lease.
+    // Checked again then: nothing done to the file in between goes unseen.
     const watchSoon = setImmediate(() => {
       try {
         watcher = fs.watch(file, { persistent: false }, check);
