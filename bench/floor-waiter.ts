@@ -35,13 +35,14 @@ int main(int argc, char **argv) {
 
 /**
  * The holder's reaper: runs the holder as its child (killed with it, by
- * PR_SET_PDEATHSIG), prints "holder <pid>", and once waitpid(2) returns,
+ * PR_SET_PDEATHSIG, as the reaper is with the benchmark), prints "holder <pid>", and once waitpid(2) returns,
  * "reaped <ns>" (CLOCK_MONOTONIC). The kernel releases a dying process's
  * locks as it closes its files, before its parent can reap it: takeovers
  * timed from this stamp leave out how long the holder took to exit, which
  * varies far more than the takeover itself.
  */
 const REAPER_SOURCE = `
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -50,10 +51,13 @@ const REAPER_SOURCE = `
 #include <unistd.h>
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  pid_t reaper = getpid();
   pid_t pid = fork();
   if (pid < 0) { perror("fork"); return 1; }
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != reaper) _exit(1); /* the reaper died before the prctl */
     execvp(argv[1], argv + 1);
     perror("exec");
     _exit(127);
@@ -62,7 +66,9 @@ int main(int argc, char **argv) {
   int n = snprintf(line, sizeof line, "holder %d\\n", (int)pid);
   if (write(1, line, n) != n) return 1;
   int status;
-  while (waitpid(pid, &status, 0) < 0) {}
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) { perror("waitpid"); return 1; }
+  }
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   n = snprintf(line, sizeof line, "reaped %lld%09ld\\n", (long long)t.tv_sec, t.tv_nsec);

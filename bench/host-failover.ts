@@ -158,7 +158,8 @@ async function takeover(dir: string, setup: Setup, holderMib: number, reaper: st
   // Under the reaper, the holder is the reaper's child (killed with it).
   const holder = reaper ? new LineChild(reaper, holderArgs, env) : new LineChild(holderArgs[0]!, holderArgs.slice(1), env);
   try {
-    const holderPid = reaper ? Number((await holder.line(30_000)).slice('holder '.length)) : (holder.child.pid as number);
+    const holderPid = reaper ? Number(/^holder (\d+)$/.exec(await holder.line(30_000))?.[1]) : (holder.child.pid as number);
+    if (!Number.isSafeInteger(holderPid)) throw new Error(`no holder pid from ${reaper ?? node.bin}`);
     await holder.until('acquired', 30_000);
     const waiter = setup.start(dir, name);
     try {

@@ -226,6 +226,18 @@ describe('close() settles and keepAlive holds, in a process with nothing else to
       await waitForBlockedWaiters(path.join(lockDir, 'job.lock'), 0);
     });
 
+    test(`${runtime.name}: close() right after start(), the lock held by another process, settles in every one of 25 processes`, async (t) => {
+      // The aborted helper's pipes may be unread when its exit is seen, with nothing else keeping the process alive.
+      const lockDir = tempDir(t);
+      await holdLock(t, lockDir);
+      for (let i = 1; i <= 25; i++) {
+        const held = await runFixture(t, lockDir, { CLOSE: 'after-start', RUN: 'return' });
+        assert.deepEqual(held.exit, { code: 0, signal: null }, `process ${i}: ${held.fixture.stderr}`);
+        assert.equal(held.fixture.count('closed'), 1, `process ${i} closed`);
+      }
+      await waitForBlockedWaiters(path.join(lockDir, 'job.lock'), 0);
+    });
+
     test(`${runtime.name}: close() inside the elected listener and while run is running settles after run did`, async (t) => {
       const lockDir = tempDir(t);
       const onElected = await runFixture(t, lockDir, { CLOSE: 'on-elected', RUN: 'until-abort', HOLD_UNTIL_ELECTED: '1' });

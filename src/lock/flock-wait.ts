@@ -321,6 +321,9 @@ function runWaiter(lock: number | 'pipe', signal: AbortSignal, how: WaitMethod):
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
+      // The rehearsal's helper has nothing more to do: ended now, whatever
+      // it is (BELLWETHER_FLOCK may name a program slow to exit).
+      if (fd === undefined && !exited) child.kill('SIGKILL');
       if (error === undefined) resolve(waiter);
       else reject(error);
     };
@@ -362,6 +365,9 @@ function runWaiter(lock: number | 'pipe', signal: AbortSignal, how: WaitMethod):
 
 let rehearsed = false;
 
+/** How long the rehearsal's helper may take: flock(1) returns at once on its socket. */
+const REHEARSAL_MS = 1000;
+
 /**
  * Once per process, before its first wait: a whole wait through flock(1),
  * on a socket of the helper's own (flock(2) locks any open file, and nobody
@@ -382,9 +388,23 @@ export function rehearseWait(): void {
     return; // said by the wait itself
   }
   if (how.kind !== 'flock(1)') return;
-  // Never awaited, never keeping the process alive (once spawned): a
-  // rehearsal that cannot run (no descriptors left, say) changes nothing
-  // either. In the next turn of the loop, so that start() does not wait for
-  // the spawn (and the first setImmediate, which a takeover uses, is run).
-  setImmediate(() => void runWaiter('pipe', new AbortController().signal, how).catch(() => {}));
+  // Never awaited, never keeping the process alive (once spawned), and
+  // ended after REHEARSAL_MS or at the process's exit at the latest (without
+  // setpriv nothing else would end it): a rehearsal that cannot run (no
+  // descriptors left, say) changes nothing either. In the next turn of the
+  // loop: after the first wait's helper, if start() needs one, has been
+  // spawned (the rehearsal must not take the descriptors it needs), and so
+  // that start() does not wait for the spawn.
+  setImmediate(() => {
+    const stop = new AbortController();
+    const end = (): void => stop.abort();
+    const bound = setTimeout(end, REHEARSAL_MS);
+    bound.unref();
+    process.once('exit', end);
+    const done = (): void => {
+      clearTimeout(bound);
+      process.off('exit', end);
+    };
+    runWaiter('pipe', stop.signal, how).then(done, done);
+  });
 }
