@@ -131,21 +131,26 @@ function fencingRecordBytes(token: number): Buffer {
 }
 
 /**
- * Runs once, before any wait, the file work a takeover begins with,
+ * Runs at start(), before any wait, the file work a takeover begins with,
  * changing nothing: a read of the record and a write of no bytes (which
  * leaves a regular file as it was, times included). A process's first call
  * of each costs far more than the next ones (measured in a takeover on Node:
  * the token's read and write took 0.5-0.6 ms), and would otherwise fall
- * between the takeover and the job's start.
+ * between the takeover and the job's start. Its errors are not start()'s:
+ * a record that is not ours, or a failing write, is said when the lock is taken.
  */
 export function rehearseTakeover(fd: number, file: string): void {
   try {
     readFencingRecord(fd, file);
   } catch {
-    // a record that is not ours is said when the lock is taken, as before
+    // said when the lock is taken, as before
   }
-  fencingRecordBytes(0);
-  fs.writeSync(fd, Buffer.alloc(0), 0, 0, 0);
+  try {
+    fencingRecordBytes(0);
+    fs.writeSync(fd, Buffer.alloc(0), 0, 0, 0);
+  } catch {
+    // said when the lock is taken, as before
+  }
 }
 
 /**
