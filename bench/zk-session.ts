@@ -7,7 +7,8 @@ import { ZkSession } from 'bellwether';
 import zookeeper from 'node-zookeeper-client';
 import { bounded } from '../test/helpers/bounded.js';
 import { TcpProxy } from '../test/helpers/tcp-proxy.js';
-import { ZkEnsemble, expireSession, idBuffer } from '../test/helpers/zookeeper.js';
+import { expireThroughProxy } from '../test/helpers/expire-through-proxy.js';
+import { ZkEnsemble, idBuffer } from '../test/helpers/zookeeper.js';
 import { medianDifference, summarize, table } from './stats.js';
 
 type Op = () => Promise<unknown>;
@@ -30,33 +31,6 @@ function closeRaw(client: zookeeper.Client): Promise<void> {
   return bounded('closing a raw client', closed, 5_000);
 }
 
-/**
- * Expires the session of a client that talks through `proxy`, with no race:
- * the proxy holds the client's traffic while the session is closed on the
- * server (a client that reconnected meanwhile would take its session back,
- * and ZkSession would restore that one first). Once the client's reconnect
- * is held at the proxy, the proxy lets it through: the server answers that
- * the session expired. Returns when it let it through (performance.now()).
- */
-async function expireThroughProxy(proxy: TcpProxy, serverPort: number, id: Buffer, password: Buffer): Promise<number> {
-  const before = proxy.connections;
-  const reconnectHeld = new Promise<void>((resolve) => {
-    proxy.tap = (chunk) => {
-      if (chunk.from === 'client' && chunk.connection > before) resolve();
-      return 'forward';
-    };
-  });
-  proxy.mode = 'blackhole';
-  try {
-    await expireSession(serverPort, id, password);
-    await bounded('the client reconnecting after its session was closed', reconnectHeld, 5_000);
-  } finally {
-    proxy.tap = undefined;
-  }
-  const releasedAt = performance.now();
-  proxy.mode = 'pass';
-  return releasedAt;
-}
 
 const promisify =
   <T>(run: (done: (err: unknown, value?: T) => void) => void): Promise<T> =>

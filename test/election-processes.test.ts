@@ -8,7 +8,9 @@ import { bounded } from './helpers/bounded.js';
 import { checkFenceLog } from './helpers/fence-log.js';
 import { type Runtime, bun, fixture, mixName, node, selected } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
-import { type ZkEnsemble, expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
+import { expireThroughProxy } from './helpers/expire-through-proxy.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
+import { type ZkEnsemble, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 const CONTENDER = fixture('cluster-contender');
 const ELECTION = '/_zkelection/fleet-job';
@@ -132,13 +134,19 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     const logFile = path.join(dir, 'fence.log');
     const fixtures = new Fixtures();
     t.after(() => fixtures.killAll());
-    const first = fixtures.add(startFixture(node, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS]));
+    // The leader talks through a proxy, which holds its reconnect while its session is closed:
+    // a client that reconnected in between would take its session back (and lead again in it).
+    const serverPort = zk1.ensemble.servers[0]!.clientPort;
+    const proxy = new TcpProxy(serverPort);
+    await proxy.start();
+    t.after(() => proxy.close());
+    const first = fixtures.add(startFixture(node, CONTENDER, [`127.0.0.1:${proxy.port}`, 'cluster', logFile, SESSION_MS]));
     const session = await first.next('session');
     await first.next('running');
     const others = [bun, node].map(selected).map((r) => fixtures.add(startFixture(r, CONTENDER, [zk1.ensemble.connectString(), 'cluster', logFile, SESSION_MS])));
     await Promise.all(others.map((f) => f.next('contending')));
     const next = firstTo(others, 'running');
-    await expireSession(zk1.ensemble.servers[0]!.clientPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex'));
+    await expireThroughProxy(proxy, serverPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex'));
     await first.next('stopped');
     await next;
     // Rejoined in a new session, as a follower.
