@@ -12,7 +12,9 @@ import { gone, killAtEnd } from './helpers/processes.js';
 import { RUNTIMES, type Runtime, bun, fixture, node, selected } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 import { FLOCK } from './helpers/tools.js';
-import { expireSession, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
+import { expireThroughProxy } from './helpers/expire-through-proxy.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
+import { idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 /**
  * host+cluster under a Supervisor with zk: the primary stands in the fleet
@@ -132,12 +134,18 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
   test("the primary's session expires (injected): its worker stops, the host leads again in a new term, with a greater fence; never two runners", async (t) => {
     const SESSION_MS = 2000;
     const { dir, fixtures } = scene(t);
-    const a = await startHost(t, fixtures, selected(bun), zk1.ensemble.connectString(), dir, 'a', SESSION_MS);
+    // Through a proxy, which holds the primary's reconnect while its session is expired below:
+    // a client that reconnected in between would take its session back (and its host lead again in it).
+    const serverPort = zk1.ensemble.servers[0]!.clientPort;
+    const proxy = new TcpProxy(serverPort);
+    await proxy.start();
+    t.after(() => proxy.close());
+    const a = await startHost(t, fixtures, selected(bun), `127.0.0.1:${proxy.port}`, dir, 'a', SESSION_MS);
     const session = await a.primary.next('session');
     const first = await a.primary.next('running');
     const from = a.primary.events.length;
     const again = a.primary.next('running', (e) => (e['token'] as number) > (first['token'] as number), from);
-    await expireSession(zk1.ensemble.servers[0]!.clientPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex'));
+    await expireThroughProxy(proxy, serverPort, idBuffer(String(session['sessionId'])), Buffer.from(String(session['password']), 'hex'));
     const stopped = await a.primary.next('stopped', (e) => e['pid'] === first['pid'], from);
     await a.primary.next('expired', () => true, from);
     const run = await again;
