@@ -81,7 +81,6 @@ interface Proc {
   start: string;
 }
 
-
 function commandLine(pid: number): string {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');

@@ -9,7 +9,7 @@ import { checkFenceLog } from './helpers/fence-log.js';
 import { type Runtime, bun, fixture, mixName, node, selected } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 import { expireThroughProxy } from './helpers/expire-through-proxy.js';
-import { TcpProxy } from './helpers/tcp-proxy.js';
+import { startProxy } from './helpers/sessions.js';
 import { type ZkEnsemble, idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 const CONTENDER = fixture('cluster-contender');
@@ -137,9 +137,7 @@ describe('fleet singleton across processes (one ZooKeeper server)', () => {
     // The leader talks through a proxy, which holds its reconnect while its session is closed:
     // a client that reconnected in between would take its session back (and lead again in it).
     const serverPort = zk1.ensemble.servers[0]!.clientPort;
-    const proxy = new TcpProxy(serverPort);
-    await proxy.start();
-    t.after(() => proxy.close());
+    const proxy = await startProxy(t, serverPort);
     const first = fixtures.add(startFixture(node, CONTENDER, [`127.0.0.1:${proxy.port}`, 'cluster', logFile, SESSION_MS]));
     const session = await first.next('session');
     await first.next('running');

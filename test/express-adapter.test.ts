@@ -13,7 +13,7 @@ import { keepLoopAlive, next, nextZk } from './helpers/emitter.js';
 import { flockState } from './helpers/proc-locks.js';
 import { tempDir } from './helpers/temp.js';
 import { expireThroughProxy } from './helpers/expire-through-proxy.js';
-import { TcpProxy } from './helpers/tcp-proxy.js';
+import { startProxy } from './helpers/sessions.js';
 import { idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 keepLoopAlive();
@@ -291,9 +291,7 @@ describe('bellwether/express with ZooKeeper', () => {
   test('/readyz is 503 while the session is suspended with readiness \'serving+zk\', 200 with the default; the metrics count leader changes and session expiries as they happen', async (t) => {
     // Through a proxy, which holds our reconnect while the session is expired below
     // (a client that reconnected in between would take its session back: one more suspension).
-    const proxy = new TcpProxy(zk1.ensemble.servers[0]!.clientPort);
-    await proxy.start();
-    t.after(() => proxy.close());
+    const proxy = await startProxy(t, zk1.ensemble.servers[0]!.clientPort);
     const zk = new ZkSession({ connect: `127.0.0.1:${proxy.port}`, sessionTimeout: 2000 });
     const rivalZk = new ZkSession({ connect: zk1.ensemble.connectString(), sessionTimeout: 2000 });
     t.after(() => Promise.all([zk.close(), rivalZk.close()]));

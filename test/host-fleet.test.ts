@@ -13,7 +13,7 @@ import { RUNTIMES, type Runtime, bun, fixture, node, selected } from './helpers/
 import { tempDir } from './helpers/temp.js';
 import { FLOCK } from './helpers/tools.js';
 import { expireThroughProxy } from './helpers/expire-through-proxy.js';
-import { TcpProxy } from './helpers/tcp-proxy.js';
+import { startProxy } from './helpers/sessions.js';
 import { idBuffer, useZooKeeper } from './helpers/zookeeper.js';
 
 /**
@@ -137,9 +137,7 @@ describe('host+cluster under a Supervisor with zk (one ZooKeeper server)', () =>
     // Through a proxy, which holds the primary's reconnect while its session is expired below:
     // a client that reconnected in between would take its session back (and its host lead again in it).
     const serverPort = zk1.ensemble.servers[0]!.clientPort;
-    const proxy = new TcpProxy(serverPort);
-    await proxy.start();
-    t.after(() => proxy.close());
+    const proxy = await startProxy(t, serverPort);
     const a = await startHost(t, fixtures, selected(bun), `127.0.0.1:${proxy.port}`, dir, 'a', SESSION_MS);
     const session = await a.primary.next('session');
     const first = await a.primary.next('running');

@@ -13,7 +13,7 @@ import { describe, test } from 'node:test';
 import { bounded } from './helpers/bounded.js';
 import { CLI } from './helpers/cli.js';
 import { Fixture, Fixtures } from './helpers/child.js';
-import { gone, killAtEnd } from './helpers/processes.js';
+import { childrenOf, gone, killAtEnd } from './helpers/processes.js';
 import { RUNTIMES, fixture } from './helpers/runtimes.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -30,19 +30,6 @@ function assertCanUnshare(): void {
   assert.ok(!probe.error && probe.status === 0, `cannot make a network namespace with net.ipv4.tcp_migrate_req=1 here (needs root and Linux 5.14+): ${probe.error?.message ?? probe.stderr.trim()}`);
 }
 
-/** The live children of `pid` (its workers), from /proc. */
-function children(pid: number): number[] {
-  const pids: number[] = [];
-  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      pids.push(...fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-    } catch {
-      // the thread ended
-    }
-  }
-  return pids;
-}
-
 for (const runtime of RUNTIMES) {
   describe(`bellwether start under ${runtime.name}: the tcp_migrate_req warning`, () => {
     for (const migrate of [0, 1] as const) {
@@ -56,7 +43,7 @@ for (const runtime of RUNTIMES) {
         // A fresh namespace: any port is free there.
         const primary = fixtures.add(new Fixture(command, args, `${runtime.name} bellwether start (tcp_migrate_req=${migrate})`, { BELLWETHER_LOCK_DIR: lockDir, PORT: '8080' }));
         await bounded('worker ready', primary.stderrMatches(/1 of 1 workers ready/), 20_000);
-        const workers = children(primary.pid);
+        const workers = childrenOf(primary.pid);
         killAtEnd(t, workers);
         assert.equal(workers.length, 1, `one worker: ${workers.join(' ')}`);
 

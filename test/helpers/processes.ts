@@ -1,5 +1,18 @@
 import fs from 'node:fs';
 
+/** The live children of `pid`, from /proc (the children of each of its threads). */
+export function childrenOf(pid: number): number[] {
+  const pids: number[] = [];
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      pids.push(...fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+    } catch {
+      // the thread ended
+    }
+  }
+  return pids;
+}
+
 /** A process's parent, by its /proc entry. */
 export function parentOf(pid: number): number {
   return Number(/^PPid:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
