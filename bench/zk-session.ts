@@ -31,7 +31,6 @@ function closeRaw(client: zookeeper.Client): Promise<void> {
   return bounded('closing a raw client', closed, 5_000);
 }
 
-
 const promisify =
   <T>(run: (done: (err: unknown, value?: T) => void) => void): Promise<T> =>
     new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value as T))));

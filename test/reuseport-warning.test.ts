@@ -8,7 +8,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import { describe, test } from 'node:test';
 import { bounded } from './helpers/bounded.js';
 import { CLI } from './helpers/cli.js';
